@@ -262,14 +262,14 @@ export class LocalStore implements BlobStore {
 interface BigStats {
   ino: bigint;
   size: bigint;
-  mtimeNs: bigint;
   mtimeMs: bigint;
 }
 
-// The inode changes with every put (each put renames a new file into place), and size and the nanosecond
-// mtime cover an in-place edit by another program.
+// The inode changes with every put (each put renames a new file into place); size and mtime cover an
+// in-place edit by another program. Milliseconds, because that is all Deno's node:fs reports, and a store
+// shared by Deno and Bun processes must give one object one ETag.
 function toInfo(key: string, stats: BigStats): BlobInfo {
-  const etag = `"${stats.ino.toString(36)}-${stats.size.toString(36)}-${stats.mtimeNs.toString(36)}"`;
+  const etag = `"${stats.ino.toString(36)}-${stats.size.toString(36)}-${stats.mtimeMs.toString(36)}"`;
   return { key, size: Number(stats.size), etag, lastModified: new Date(Number(stats.mtimeMs)) };
 }
 

@@ -1,0 +1,87 @@
+/**
+ * The `tessera` command line: `deno task tessera <args>` or `bun run src/cli/main.ts <args>`.
+ *
+ * @module
+ */
+
+import process from "node:process";
+import { VERSION } from "../version.ts";
+import { type CliIo, EXIT, processIo, reportError, UsageError } from "./_io.ts";
+import { STORE_HELP, storeCommand } from "./store_command.ts";
+
+/** `tessera --help`. */
+export const MAIN_HELP = `tessera ${VERSION}: replicate SQLite databases to S3-compatible storage as
+content-addressed chunks, and restore verified snapshots anywhere.
+
+Usage: tessera <command> [options]
+
+Commands:
+  store     Look at and move objects in a store (ls, get, head, put, rm)
+  version   Print the version
+  help      Show help for a command: tessera help store
+
+Options:
+  -h, --help      Show help
+  -V, --version   Print the version
+  --json          Machine-readable output (where a command supports it)
+
+Exit codes: 0 done, 1 failed, 2 bad usage, 3 not found.
+`;
+
+const COMMANDS: Record<string, { help: string; run: (args: string[], io: CliIo) => Promise<number> }> = {
+  store: { help: STORE_HELP, run: storeCommand },
+};
+
+/**
+ * Runs the CLI with `args` (without the program name) and returns the exit code.
+ *
+ * @example
+ * ```ts
+ * import { run } from "./main.ts";
+ * const code = await run(["--version"]);
+ * console.log(code); // 0
+ * ```
+ */
+export async function run(args: string[], io: CliIo = processIo()): Promise<number> {
+  const [first, ...rest] = args;
+  const json = args.includes("--json");
+  try {
+    if (first === undefined || first === "-h" || first === "--help") {
+      io.stdout(MAIN_HELP);
+      return first === undefined ? EXIT.usage : EXIT.ok;
+    }
+    if (first === "-V" || first === "--version" || first === "version") {
+      io.stdout(json ? JSON.stringify({ version: VERSION }) + "\n" : `tessera ${VERSION}\n`);
+      return EXIT.ok;
+    }
+    if (first === "help") {
+      const topic = rest[0];
+      if (topic === undefined) {
+        io.stdout(MAIN_HELP);
+        return EXIT.ok;
+      }
+      const command = COMMANDS[topic];
+      if (!command) throw new UsageError(`help: unknown command "${topic}"`);
+      io.stdout(command.help);
+      return EXIT.ok;
+    }
+    const command = COMMANDS[first];
+    if (!command) throw new UsageError(`unknown command "${first}"`);
+    return await command.run(rest, io);
+  } catch (error) {
+    return reportError(io, asUsage(error), json);
+  }
+}
+
+// parseArgs reports unknown or malformed options as TypeErrors with a code; they are usage mistakes.
+function asUsage(error: unknown): unknown {
+  const code = (error as { code?: unknown } | null)?.code;
+  if (error instanceof TypeError && typeof code === "string" && code.startsWith("ERR_PARSE_ARGS")) {
+    return new UsageError(error.message);
+  }
+  return error;
+}
+
+if (import.meta.main) {
+  process.exitCode = await run(process.argv.slice(2));
+}

@@ -1,0 +1,45 @@
+/**
+ * Tessera: replicate SQLite databases to S3-compatible storage as content-addressed chunks, and restore
+ * and read verified snapshots anywhere.
+ *
+ * @module
+ */
+
+export { TesseraError, type TesseraErrorCode } from "./errors.ts";
+export { VERSION } from "./version.ts";
+export { DEFAULT_RETRY_POLICY, type RetryPolicy } from "./net/backoff.ts";
+export {
+  type ByteRange,
+  type GetObjectOptions,
+  type GetObjectResult,
+  type ListEntry,
+  type ListObjectsOptions,
+  type PutBody,
+  type PutObjectOptions,
+  S3Client,
+  type S3ClientOptions,
+  type S3Credentials,
+  type S3Object,
+  type S3ObjectInfo,
+} from "./s3/client.ts";
+export { S3Error } from "./s3/errors.ts";
+export { s3OptionsFromEnv } from "./s3/env.ts";
+export type {
+  BlobInfo,
+  BlobStore,
+  GetOptions,
+  GetResult,
+  HeadResult,
+  ListItem,
+  ListOptions,
+  PutOptions,
+  Range,
+  StoreCallOptions,
+  StoreCapabilities,
+} from "./store/types.ts";
+export { checkKey, checkPrefix, compareKeys } from "./store/keys.ts";
+export { MemoryStore } from "./store/memory.ts";
+export { LocalStore, type LocalStoreOptions } from "./store/local.ts";
+export { S3Store, type S3StoreOptions } from "./store/s3.ts";
+export { HttpStore, type HttpStoreOptions } from "./store/http.ts";
+export { openStore, type OpenStoreOptions } from "./store/open.ts";
