@@ -32,7 +32,7 @@ Options:
   --json              print JSON
   -h, --help          show this help
 
-Exit codes: 0 done, 1 failed, 2 bad usage, 3 object not found.
+Exit codes: 0 done, 1 failed, 2 bad usage, 3 not found.
 `;
 
 /** Runs `tessera store ...` and returns the exit code. */
