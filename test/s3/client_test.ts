@@ -10,6 +10,8 @@ interface Exchange {
   url: string;
   status: number;
   contentRange: string | null;
+  /** How many `<Key>` elements the request body held (DeleteObjects batches). */
+  bodyKeys: number;
 }
 
 /** The real fetch, noting what each exchange was; the body is left to the client. */
@@ -21,6 +23,7 @@ function recordingFetch(exchanges: Exchange[]): typeof fetch {
       url: String(input),
       status: response.status,
       contentRange: response.headers.get("content-range"),
+      bodyKeys: init?.body instanceof Uint8Array ? text(init.body).split("<Key>").length - 1 : 0,
     });
     return response;
   };
@@ -277,16 +280,21 @@ describe("S3Client against s3rver", () => {
       await s3.deleteObject("delete/never-written");
     });
 
-    it("deleteObjects() deletes 1,250 keys in two requests and reports every key as deleted", async () => {
-      const keys = Array.from({ length: 1250 }, (_, i) => `bulk/key-${String(i).padStart(4, "0")}`);
+    it("deleteObjects() deletes 1,250 keys in batches of 1,000 and 250 and reports every key as deleted", async () => {
+      // At the bucket's top level: s3rver deletes a batch in parallel and its pruning of emptied folders
+      // races, answering 500 (which the client would retry, hiding the batch sizes this test checks).
+      const keys = Array.from({ length: 1250 }, (_, i) => `bulk-${String(i).padStart(4, "0")}`);
       await putAll(s3, keys);
-      assert.equal((await keysUnder(s3, "bulk/")).length, 1250);
+      assert.equal((await keysUnder(s3, "bulk-")).length, 1250);
       exchanges.length = 0;
       const result = await s3.deleteObjects(keys);
-      assert.equal(exchanges.filter((e) => e.method === "POST").length, 2);
+      assert.deepEqual(
+        exchanges.filter((e) => e.method === "POST").map((e) => [e.status, e.bodyKeys]),
+        [[200, 1000], [200, 250]],
+      );
       assert.deepEqual(result.errors, []);
       assert.deepEqual([...result.deleted].sort(), keys);
-      assert.deepEqual(await keysUnder(s3, "bulk/"), []);
+      assert.deepEqual(await keysUnder(s3, "bulk-"), []);
     });
 
     it("deleteObjects() of keys that do not exist reports them as deleted, as S3 does", async () => {
@@ -317,9 +325,11 @@ describe("S3Client against s3rver", () => {
     });
 
     it("copyObject() copies between keys that need percent-encoding", async () => {
-      await s3.putObject("copy/a source+key (1).bin", "odd names");
-      await s3.copyObject("copy/a source+key (1).bin", "copy/é destination%!.bin");
-      assert.equal(text(await bodyOf(s3, "copy/é destination%!.bin")), "odd names");
+      // No '+', '&', '=' or ',' in the source: s3rver decodes x-amz-copy-source with decodeURI, which
+      // leaves their escapes in place; S3 itself decodes them.
+      await s3.putObject("copy/a source key (1) é%!.bin", "odd names");
+      await s3.copyObject("copy/a source key (1) é%!.bin", "copy/destination+é %(2)!.bin");
+      assert.equal(text(await bodyOf(s3, "copy/destination+é %(2)!.bin")), "odd names");
     });
 
     it("copyObject() of a missing source throws an S3Error naming the destination", async () => {

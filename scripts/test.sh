@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The whole test suite: static checks, then every test under Deno and under Bun, then one summary line.
+# Usage: npm test   (after npm ci)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+deno=./node_modules/deno/deno
+bun=./node_modules/.bin/bun
+if [ ! -x "$deno" ] || [ ! -x "$bun" ]; then
+  echo "test.sh: Deno and Bun come from npm: run 'npm ci' first" >&2
+  exit 2
+fi
+if [ ! -x /usr/bin/aws ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "test.sh: installing Debian's awscli (the S3 interop tests need it)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq awscli >/dev/null || exit 2
+  else
+    echo "test.sh: the S3 interop tests need Debian's awscli at /usr/bin/aws: sudo apt-get install awscli" >&2
+    exit 2
+  fi
+fi
+
+mkdir -p .tmp
+status=0
+step() {
+  echo "== $*"
+  "$@" || status=1
+}
+step "$deno" fmt --check
+step "$deno" lint
+step "$deno" check src/ test/ bench/ scripts/
+step "$deno" test -A --no-check --junit-path=.tmp/junit-deno.xml test/
+step "$bun" test --timeout 120000 --reporter=junit --reporter-outfile=.tmp/junit-bun.xml test/
+echo "== summary"
+"$deno" run -A scripts/test_summary.ts deno=.tmp/junit-deno.xml bun=.tmp/junit-bun.xml || status=1
+exit $status
