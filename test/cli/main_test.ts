@@ -5,6 +5,8 @@ import { join } from "node:path";
 import { run } from "../../src/cli/main.ts";
 import type { CliIo } from "../../src/cli/_io.ts";
 import { runScript } from "../_helpers/run.ts";
+import { startS3Server } from "../_helpers/s3_server.ts";
+import { awsCli } from "../_helpers/awscli.ts";
 import { makeTempDir, removeDir } from "../_helpers/temp.ts";
 import { pattern } from "../store/conformance.ts";
 
@@ -110,5 +112,32 @@ describe("tessera CLI", () => {
     const missing = await runScript("src/cli/main.ts", ["store", "get", dir, "no/such/key"]);
     assert.equal(missing.code, 3);
     assert.match(missing.stderr, /no such object/);
+  });
+
+  it("reads S3 settings from AWS_* variables: what it puts, awscli downloads byte for byte", async () => {
+    const server = await startS3Server();
+    try {
+      const env = {
+        AWS_ACCESS_KEY_ID: server.accessKeyId,
+        AWS_SECRET_ACCESS_KEY: server.secretAccessKey,
+        AWS_REGION: server.region,
+        AWS_ENDPOINT_URL: server.endpoint,
+      };
+      const file = join(dir, "s3-payload.bin");
+      const payload = pattern(100_000, 11);
+      await writeFile(file, payload);
+      const target = `s3://${server.bucket}/cli-prefix`;
+      const put = capture(env);
+      assert.equal(await run(["store", "put", target, "a/b.bin", file, "--json"], put.io), 0, put.stderr());
+      assert.equal(JSON.parse(put.stdout()).key, "a/b.bin");
+      const fetched = await awsCli(server, ["s3", "cp", `s3://${server.bucket}/cli-prefix/a/b.bin`, "-"]);
+      assert.equal(fetched.code, 0, fetched.stderr);
+      assert.deepEqual(fetched.stdout, payload);
+      const ls = capture(env);
+      assert.equal(await run(["store", "ls", target], ls.io), 0);
+      assert.equal(ls.stdout(), `${"100000".padStart(12)}  a/b.bin\n`);
+    } finally {
+      await server.stop();
+    }
   });
 });
