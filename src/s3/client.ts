@@ -8,6 +8,7 @@
 import { AwsV4Signer } from "aws4fetch";
 import { compareCodePoints, concatBytes, toBase64, toHex } from "../bytes.ts";
 import { TesseraError } from "../errors.ts";
+import { type ByteRange, checkRange, parseHttpDate, rangedBody, rangeHeader } from "../net/range.ts";
 import { resolveRetryPolicy, type RetryPolicy } from "../net/backoff.ts";
 import { type HttpRequest, type HttpResponse, isRetriableStatus, sendWithRetries } from "../net/http.ts";
 import { bucketUrl, encodeKey, objectUrl, type S3Location, withQuery } from "./endpoint.ts";
@@ -44,11 +45,7 @@ export interface S3RequestOptions {
   signal?: AbortSignal | undefined;
 }
 
-/** A byte range: `length` bytes from `offset`, or to the end when `length` is absent. */
-export interface ByteRange {
-  offset: number;
-  length?: number | undefined;
-}
+export type { ByteRange };
 
 /** Options of {@linkcode S3Client.getObject}. */
 export interface GetObjectOptions extends S3RequestOptions {
@@ -180,9 +177,7 @@ export class S3Client {
         if (info.status === "not_found") return info;
         return { ...info, status: "ok", body: new Uint8Array(0) };
       }
-      headers.range = range.length === undefined
-        ? `bytes=${range.offset}-`
-        : `bytes=${range.offset}-${range.offset + range.length - 1}`;
+      headers.range = rangeHeader(range);
     }
     if (options.ifNoneMatch !== undefined) headers["if-none-match"] = options.ifNoneMatch;
     if (options.ifMatch !== undefined) headers["if-match"] = options.ifMatch;
@@ -228,7 +223,7 @@ export class S3Client {
       status: "ok",
       size: Number(response.headers.get("content-length") ?? 0),
       etag: response.headers.get("etag") ?? "",
-      lastModified: parseDate(response.headers.get("last-modified")),
+      lastModified: parseHttpDate(response.headers.get("last-modified")),
       contentType: response.headers.get("content-type") ?? undefined,
       metadata,
     };
@@ -485,35 +480,15 @@ function statusCode(status: number): string {
 }
 
 function readObject(response: HttpResponse, range: ByteRange | undefined): S3Object {
-  let body = response.body;
-  let size = body.length;
-  const contentRange = response.headers.get("content-range");
-  const total = contentRange?.match(/\/(\d+)$/)?.[1];
-  if (response.status === 206 && total !== undefined) {
-    size = Number(total);
-  } else if (range) {
-    // The server ignored the Range header and sent the whole object: cut the range out here.
-    const end = range.length === undefined ? body.length : Math.min(body.length, range.offset + range.length);
-    body = body.subarray(Math.min(range.offset, body.length), end);
-  }
+  const { body, size } = rangedBody(response, range);
   return {
     status: "ok",
     body,
     size,
     etag: response.headers.get("etag") ?? "",
-    lastModified: parseDate(response.headers.get("last-modified")),
+    lastModified: parseHttpDate(response.headers.get("last-modified")),
     contentType: response.headers.get("content-type") ?? undefined,
   };
-}
-
-function checkRange(range: ByteRange): void {
-  const ok = Number.isSafeInteger(range.offset) && range.offset >= 0 &&
-    (range.length === undefined || (Number.isSafeInteger(range.length) && range.length >= 0));
-  if (!ok) {
-    throw new RangeError(
-      `Cannot read range offset=${range.offset} length=${range.length}: expected non-negative integers`,
-    );
-  }
 }
 
 async function toBytes(body: PutBody, key: string): Promise<Uint8Array> {
@@ -529,10 +504,4 @@ async function toBytes(body: PutBody, key: string): Promise<Uint8Array> {
     parts.push(part);
   }
   return concatBytes(parts);
-}
-
-function parseDate(value: string | null): Date | undefined {
-  if (!value) return undefined;
-  const date = new Date(value);
-  return Number.isNaN(date.getTime()) ? undefined : date;
 }

@@ -10,7 +10,7 @@ import { resolveRetryPolicy, type RetryPolicy } from "../net/backoff.ts";
 import { describeUrl, type HttpResponse, isRetriableStatus, sendWithRetries } from "../net/http.ts";
 import { encodeKey } from "../s3/endpoint.ts";
 import { checkKey, checkPrefix } from "./keys.ts";
-import { checkRange, rangeBounds } from "./_range.ts";
+import { checkRange, parseHttpDate, rangedBody, rangeHeader } from "../net/range.ts";
 import type { BlobStore, GetOptions, GetResult, HeadResult, ListItem, StoreCallOptions } from "./types.ts";
 
 /** Options of {@linkcode HttpStore}. */
@@ -71,11 +71,7 @@ export class HttpStore implements BlobStore {
       const info = await this.head(key, options);
       return info.status === "ok" ? { ...info, body: new Uint8Array(0) } : info;
     }
-    if (range) {
-      headers.range = range.length === undefined
-        ? `bytes=${range.offset}-`
-        : `bytes=${range.offset}-${range.offset + range.length - 1}`;
-    }
+    if (range) headers.range = rangeHeader(range);
     if (options.ifNoneMatch !== undefined) headers["if-none-match"] = options.ifNoneMatch;
     const response = await this.#send("GET", key, headers, options.signal, [304, 404, 410, 416]);
     if (response.status === 404 || response.status === 410) return { status: "not_found" };
@@ -85,23 +81,14 @@ export class HttpStore implements BlobStore {
       const info = await this.head(key, options);
       return info.status === "ok" ? { ...info, body: new Uint8Array(0) } : info;
     }
-    let body = response.body;
-    let size = body.length;
-    const total = response.headers.get("content-range")?.match(/\/(\d+)$/)?.[1];
-    if (response.status === 206 && total !== undefined) {
-      size = Number(total);
-    } else if (range) {
-      // The server ignored the Range header and sent everything: cut the range out here.
-      const [start, end] = rangeBounds(range, body.length);
-      body = body.subarray(start, end);
-    }
+    const { body, size } = rangedBody(response, range);
     return {
       status: "ok",
       body,
       key,
       size,
       etag,
-      lastModified: parseDate(response.headers.get("last-modified")),
+      lastModified: parseHttpDate(response.headers.get("last-modified")),
     };
   }
 
@@ -114,7 +101,7 @@ export class HttpStore implements BlobStore {
       key,
       size: Number(response.headers.get("content-length") ?? 0),
       etag: response.headers.get("etag") ?? "",
-      lastModified: parseDate(response.headers.get("last-modified")),
+      lastModified: parseHttpDate(response.headers.get("last-modified")),
     };
   }
 
@@ -172,10 +159,4 @@ export class HttpStore implements BlobStore {
         "S3 or directory store it serves",
     );
   }
-}
-
-function parseDate(value: string | null): Date | undefined {
-  if (!value) return undefined;
-  const date = new Date(value);
-  return Number.isNaN(date.getTime()) ? undefined : date;
 }

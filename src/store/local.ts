@@ -11,7 +11,7 @@ import { type FileHandle, link, mkdir, open, readdir, rename, rmdir, stat, unlin
 import { join, resolve } from "node:path";
 import { TesseraError } from "../errors.ts";
 import { checkKey, checkPrefix, compareKeys, RESERVED_SEGMENT_PREFIX } from "./keys.ts";
-import { checkRange, rangeBounds } from "./_range.ts";
+import { checkRange, rangeBounds } from "../net/range.ts";
 import type {
   BlobInfo,
   BlobStore,

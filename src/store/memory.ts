@@ -7,7 +7,7 @@
 import { TesseraError } from "../errors.ts";
 import { checkKey, checkPrefix, compareKeys } from "./keys.ts";
 import { rollUp } from "./_list.ts";
-import { checkRange, rangeBounds } from "./_range.ts";
+import { checkRange, rangeBounds } from "../net/range.ts";
 import type {
   BlobInfo,
   BlobStore,

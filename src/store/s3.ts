@@ -6,7 +6,7 @@
 
 import { S3Client, type S3ClientOptions } from "../s3/client.ts";
 import { checkKey, checkPrefix } from "./keys.ts";
-import { checkRange } from "./_range.ts";
+import { checkRange } from "../net/range.ts";
 import type {
   BlobStore,
   GetOptions,

@@ -11,11 +11,10 @@ export interface StoreCallOptions {
   signal?: AbortSignal | undefined;
 }
 
+import type { ByteRange } from "../net/range.ts";
+
 /** A byte range: `length` bytes from `offset`, or to the end when `length` is absent. */
-export interface Range {
-  offset: number;
-  length?: number | undefined;
-}
+export type Range = ByteRange;
 
 /** Options of {@linkcode BlobStore.get}. */
 export interface GetOptions extends StoreCallOptions {
