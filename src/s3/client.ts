@@ -201,7 +201,8 @@ export class S3Client {
     return readObject(response, range);
   }
 
-  /** Reads an object's size, ETag and metadata without its body. */
+  /** Reads an object's size, ETag and metadata without its body. A HEAD response has no body to tell a
+   * missing key from a missing bucket, so both answer `not_found`. */
   async headObject(
     key: string,
     options: S3RequestOptions = {},
@@ -264,7 +265,7 @@ export class S3Client {
 
   /** Deletes an object; deleting a missing key succeeds, as S3 does. */
   async deleteObject(key: string, options: S3RequestOptions = {}): Promise<void> {
-    await this.#call({
+    const response = await this.#call({
       operation: "DeleteObject",
       key,
       method: "DELETE",
@@ -272,6 +273,7 @@ export class S3Client {
       signal: options.signal,
       accept: [404],
     });
+    if (response.status === 404) this.#notFound("DeleteObject", key, response);
   }
 
   /** Deletes many objects, 1000 per request; per-key failures come back in `errors`. */
@@ -373,6 +375,7 @@ export class S3Client {
   }
 
   async #call(call: Call): Promise<HttpResponse> {
+    if (call.key !== undefined) checkObjectKey(call.operation, call.key);
     const outcome = await sendWithRetries(() => this.#prepare(call), {
       policy: this.#policy,
       signal: call.signal,
@@ -386,7 +389,7 @@ export class S3Client {
         key: call.key,
         attempts: outcome.attempts,
         failure: outcome.failure.message,
-        hint: `check that the endpoint ${new URL(this.url).origin} is reachable`,
+        hint: failureHint(outcome.failure.kind, new URL(this.url).origin),
       }, { cause: outcome.failure.cause });
     }
     const { response } = outcome;
@@ -454,6 +457,25 @@ function shouldRetry(response: HttpResponse): boolean {
   if (response.status !== 400 && response.status !== 409) return false;
   const code = parseErrorBody(new TextDecoder().decode(response.body))?.code;
   return code === "RequestTimeout" || code === "OperationAborted" || code === "ConditionalRequestConflict";
+}
+
+// fetch's URL parser folds "." and ".." path segments (even percent-encoded), so such a key would reach
+// another object: refuse it rather than read or write the wrong one.
+function checkObjectKey(operation: string, key: string): void {
+  if (key === "" || key.split("/").some((segment) => segment === "." || segment === "..")) {
+    throw new TypeError(
+      `Cannot ${operation} key ${JSON.stringify(key)}: keys that are empty or hold "." or ".." segments ` +
+        "cannot be addressed over HTTP",
+    );
+  }
+}
+
+function failureHint(kind: "timeout" | "network" | "truncated", origin: string): string {
+  if (kind === "timeout") {
+    return `the server at ${origin} stopped answering; check the network or raise timeoutMs`;
+  }
+  if (kind === "truncated") return `connections to ${origin} drop mid-response; check the network or a proxy`;
+  return `check that the endpoint ${origin} is reachable`;
 }
 
 function hintFor(status: number, code: string, signed: boolean): string | undefined {
