@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # The whole test suite: static checks, then every test under Deno and under Bun, then one summary line.
-# Usage: npm test   (after npm ci)
+# Usage: npm test   (after npm install)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
 deno=./node_modules/deno/deno
 bun=./node_modules/.bin/bun
 if [ ! -x "$deno" ] || [ ! -x "$bun" ]; then
-  echo "test.sh: Deno and Bun come from npm: run 'npm ci' first" >&2
+  echo "test.sh: Deno and Bun come from npm: run 'npm install' first" >&2
   exit 2
 fi
 if [ ! -x /usr/bin/aws ]; then
