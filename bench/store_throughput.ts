@@ -16,6 +16,7 @@ import { parseArgs } from "node:util";
 import { S3Client } from "../src/s3/client.ts";
 import { LocalStore } from "../src/store/local.ts";
 import { MemoryStore } from "../src/store/memory.ts";
+import type { BlobStore } from "../src/store/types.ts";
 import { startS3Server } from "../test/_helpers/s3_server.ts";
 import { makeTempDir, removeDir } from "../test/_helpers/temp.ts";
 
@@ -67,6 +68,23 @@ const payloads = Array.from({ length: objects }, (_, i) => {
   return bytes;
 });
 
+interface Target {
+  name: string;
+  put(key: string, bytes: Uint8Array): Promise<void>;
+  get(key: string): Promise<void>;
+}
+
+function storeTarget(name: string, store: BlobStore): Target {
+  return {
+    name,
+    put: async (key, bytes) => void await store.put(key, bytes),
+    get: async (key) => {
+      const got = await store.get(key);
+      if (got.status !== "ok" || got.body.length !== SIZE) throw new Error(`bad read of ${key} from ${name}`);
+    },
+  };
+}
+
 const rows: Row[] = [];
 const server = await startS3Server();
 const dir = await makeTempDir("bench");
@@ -78,100 +96,55 @@ try {
   });
   const base = `${server.endpoint}/${server.bucket}`;
   const local = new LocalStore(join(dir, "store"));
+  const localNoSync = new LocalStore(join(dir, "store-nosync"), { durable: false });
   const memory = new MemoryStore();
   await mkdir(join(dir, "plain"), { recursive: true });
-  for (const c of [1, 8, 32]) {
-    const run = `c${c}`;
-    rows.push(row(
-      "s3 client",
-      "PUT",
-      c,
-      await timed(objects, c, async (i) => {
-        await client.putObject(`${run}/k${i}`, payloads[i] as Uint8Array);
-      }),
-    ));
-    rows.push(row(
-      "s3 client",
-      "GET",
-      c,
-      await timed(objects, c, async (i) => {
-        const got = await client.getObject(`${run}/k${i}`);
-        if (got.status !== "ok" || got.body.length !== SIZE) throw new Error(`bad read of ${run}/k${i}`);
-      }),
-    ));
-    rows.push(row(
-      "raw fetch",
-      "PUT",
-      c,
-      await timed(objects, c, async (i) => {
-        const response = await fetch(`${base}/raw-${run}/k${i}`, {
+  const check = (what: string, length: number) => {
+    if (length !== SIZE) throw new Error(`bad read of ${what}: ${length} bytes`);
+  };
+  const targets: Target[] = [
+    {
+      name: "s3 client",
+      put: async (key, bytes) => void await client.putObject(key, bytes),
+      get: async (key) => {
+        const got = await client.getObject(key);
+        check(key, got.status === "ok" ? got.body.length : -1);
+      },
+    },
+    {
+      name: "raw fetch",
+      put: async (key, bytes) => {
+        const response = await fetch(`${base}/raw/${key}`, {
           method: "PUT",
-          body: payloads[i] as Uint8Array<ArrayBuffer>,
+          body: bytes as Uint8Array<ArrayBuffer>,
         });
         await response.arrayBuffer();
         if (!response.ok) throw new Error(`raw PUT ${response.status}`);
-      }),
-    ));
-    rows.push(row(
-      "raw fetch",
-      "GET",
-      c,
-      await timed(objects, c, async (i) => {
-        const response = await fetch(`${base}/raw-${run}/k${i}`);
-        if ((await response.arrayBuffer()).byteLength !== SIZE) throw new Error("bad raw read");
-      }),
-    ));
-    rows.push(row(
-      "local store",
-      "PUT",
-      c,
-      await timed(objects, c, async (i) => {
-        await local.put(`${run}/k${i}`, payloads[i] as Uint8Array);
-      }),
-    ));
-    rows.push(row(
-      "local store",
-      "GET",
-      c,
-      await timed(objects, c, async (i) => {
-        const got = await local.get(`${run}/k${i}`);
-        if (got.status !== "ok" || got.body.length !== SIZE) throw new Error("bad local read");
-      }),
-    ));
-    rows.push(row(
-      "plain files",
-      "PUT",
-      c,
-      await timed(objects, c, async (i) => {
-        await writeFile(join(dir, "plain", `${run}-k${i}`), payloads[i] as Uint8Array);
-      }),
-    ));
-    rows.push(row(
-      "plain files",
-      "GET",
-      c,
-      await timed(objects, c, async (i) => {
-        if ((await readFile(join(dir, "plain", `${run}-k${i}`))).length !== SIZE) {
-          throw new Error("bad plain read");
-        }
-      }),
-    ));
-    rows.push(row(
-      "memory store",
-      "PUT",
-      c,
-      await timed(objects, c, async (i) => {
-        await memory.put(`${run}/k${i}`, payloads[i] as Uint8Array);
-      }),
-    ));
-    rows.push(row(
-      "memory store",
-      "GET",
-      c,
-      await timed(objects, c, async (i) => {
-        await memory.get(`${run}/k${i}`);
-      }),
-    ));
+      },
+      get: async (key) => check(key, (await (await fetch(`${base}/raw/${key}`)).arrayBuffer()).byteLength),
+    },
+    storeTarget("local store", local),
+    storeTarget("local, no fsync", localNoSync),
+    {
+      name: "plain files",
+      put: (key, bytes) => writeFile(join(dir, "plain", key.replace("/", "-")), bytes),
+      get: async (key) => check(key, (await readFile(join(dir, "plain", key.replace("/", "-")))).length),
+    },
+    storeTarget("memory store", memory),
+  ];
+  for (const c of [1, 8, 32]) {
+    for (const target of targets) {
+      const key = (i: number) => `c${c}/k${i}`;
+      rows.push(
+        row(
+          target.name,
+          "PUT",
+          c,
+          await timed(objects, c, (i) => target.put(key(i), payloads[i] as Uint8Array)),
+        ),
+      );
+      rows.push(row(target.name, "GET", c, await timed(objects, c, (i) => target.get(key(i)))));
+    }
   }
 } finally {
   await server.stop();
@@ -186,16 +159,16 @@ if (values.json) {
   console.log(JSON.stringify({ runtime, objectBytes: SIZE, objects, rows }, null, 2));
 } else {
   console.log(`store throughput, ${objects} objects of ${SIZE / 1024} KiB, runtime ${runtime}`);
-  console.log("target        op   conc     MB/s    req/s   vs baseline");
+  console.log("target           op   conc     MB/s    req/s   vs baseline");
   for (const r of rows) {
     const baseline = r.target === "s3 client"
       ? find("raw fetch", r.op, r.concurrency)
-      : r.target === "local store"
+      : r.target === "local store" || r.target === "local, no fsync"
       ? find("plain files", r.op, r.concurrency)
       : undefined;
     const ratio = baseline ? `${(r.mbPerSec / baseline.mbPerSec).toFixed(2)}x ${baseline.target}` : "";
     console.log(
-      `${r.target.padEnd(13)} ${r.op.padEnd(4)} ${String(r.concurrency).padStart(4)} ${
+      `${r.target.padEnd(16)} ${r.op.padEnd(4)} ${String(r.concurrency).padStart(4)} ${
         r.mbPerSec.toFixed(1).padStart(8)
       } ` +
         `${r.reqPerSec.toFixed(0).padStart(8)}   ${ratio}`,
