@@ -16,7 +16,7 @@ import process from "node:process";
 import { sha256Hex } from "../src/bytes.ts";
 import { LocalStore } from "../src/store/local.ts";
 import type { BlobStore } from "../src/store/types.ts";
-import { writeFileAtomic } from "../src/cli/_files.ts";
+import { writeFileAtomic } from "../src/files.ts";
 
 const CHUNK_SIZE = 64 * 1024;
 const ROWS = 20_000;

@@ -18,10 +18,13 @@ export type TesseraErrorCode =
   | "PRECONDITION_FAILED"
   | "CHECKSUM_MISMATCH"
   | "CORRUPT_MANIFEST"
+  | "CORRUPT_CHUNK"
+  | "CORRUPT_POINTER"
   | "S3_REQUEST_FAILED"
   | "S3_BAD_RESPONSE"
   | "HTTP_REQUEST_FAILED"
   | "STORE_IO"
+  | "SOURCE_UNREADABLE"
   | "CONFIG_INVALID";
 
 /** Options accepted by {@linkcode TesseraError}. */

@@ -7,7 +7,11 @@
 import process from "node:process";
 import { VERSION } from "../version.ts";
 import { type CliIo, EXIT, processIo, reportError, UsageError } from "./_io.ts";
+import { LS_HELP, lsCommand } from "./ls_command.ts";
+import { MANIFEST_HELP, manifestCommand } from "./manifest_command.ts";
+import { RESTORE_HELP, restoreCommand } from "./restore_command.ts";
 import { STORE_HELP, storeCommand } from "./store_command.ts";
+import { SYNC_HELP, syncCommand } from "./sync_command.ts";
 
 /** `tessera --help`. */
 export const MAIN_HELP = `tessera ${VERSION}: replicate SQLite databases to S3-compatible storage as
@@ -16,6 +20,10 @@ content-addressed chunks, and restore verified snapshots anywhere.
 Usage: tessera <command> [options]
 
 Commands:
+  sync      Publish a snapshot of SQLite databases to the stores
+  restore   Rebuild a database file from a snapshot, verified
+  manifest  Show or save a snapshot's manifest
+  ls        List databases in the stores, or one database's history
   store     Look at and move objects in a store (ls, get, head, put, rm)
   version   Print the version
   help      Show help for a command: tessera help store
@@ -25,10 +33,17 @@ Options:
   -V, --version   Print the version
   --json          Machine-readable output (where a command supports it)
 
+Stores come from --store (s3://bucket/prefix, file:///dir, a directory) or a config given with -c or
+$TESSERA_CONFIG (docs/CONFIG.md); S3 credentials from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY.
+
 Exit codes: 0 done, 1 failed, 2 bad usage, 3 not found.
 `;
 
 const COMMANDS: Record<string, { help: string; run: (args: string[], io: CliIo) => Promise<number> }> = {
+  sync: { help: SYNC_HELP, run: syncCommand },
+  restore: { help: RESTORE_HELP, run: restoreCommand },
+  manifest: { help: MANIFEST_HELP, run: manifestCommand },
+  ls: { help: LS_HELP, run: lsCommand },
   store: { help: STORE_HELP, run: storeCommand },
 };
 

@@ -10,7 +10,7 @@ import { TesseraError } from "../errors.ts";
 import { openStore } from "../store/open.ts";
 import type { BlobStore } from "../store/types.ts";
 import { type CliIo, EXIT, UsageError } from "./_io.ts";
-import { writeFileAtomic } from "./_files.ts";
+import { writeFileAtomic } from "../files.ts";
 
 /** `tessera store --help`. */
 export const STORE_HELP = `Usage: tessera store <action> STORE [ARGS] [options]

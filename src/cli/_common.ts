@@ -1,0 +1,106 @@
+/**
+ * What several commands share: the config and stores they act on, and how a database is named.
+ *
+ * @module
+ */
+
+import { hostname as osHostname } from "node:os";
+import { resolve } from "node:path";
+import {
+  type ChunkSource,
+  DirectoryChunkCache,
+  LayeredChunkSource,
+  StoreChunkSource,
+} from "../chunk/source.ts";
+import { loadConfig } from "../config/load.ts";
+import { openTarget } from "../config/stores.ts";
+import type { TesseraConfig } from "../config/types.ts";
+import { deriveName, parseSource } from "../manifest/naming.ts";
+import type { BlobStore } from "../store/types.ts";
+import { type CliIo, UsageError } from "./_io.ts";
+
+/** Options every store-using command takes. */
+export const STORE_OPTIONS = {
+  config: { type: "string", short: "c" },
+  store: { type: "string", multiple: true },
+  json: { type: "boolean", default: false },
+  help: { type: "boolean", short: "h", default: false },
+} as const;
+
+/** The help lines for {@linkcode STORE_OPTIONS}. */
+export const STORE_OPTIONS_HELP =
+  `  -c, --config CONFIG  a JSON file, @file, or inline JSON (default: $TESSERA_CONFIG); see docs/CONFIG.md
+  --store STORE        a store to use: s3://bucket/prefix, file:///dir or a directory (repeatable)
+  --json               print JSON
+  -h, --help           show this help`;
+
+/** The loaded config and its writable stores. */
+export interface CommandContext {
+  config: TesseraConfig;
+  /** Writable targets, in order. */
+  stores: BlobStore[];
+  /** Every store that can be read from: writable targets, then read-only ones. */
+  readable: BlobStore[];
+}
+
+/** Loads the config from `-c`, `TESSERA_CONFIG` and `--store`, and opens its stores. */
+export async function commandContext(
+  values: { config?: string | undefined; store?: string[] | undefined },
+  io: CliIo,
+): Promise<CommandContext> {
+  const config = await loadConfig({ arg: values.config, env: io.env, stores: values.store ?? [] });
+  const stores = config.targets.map((t) => openTarget(t, io.env));
+  const readable = [...stores, ...config.readOnly.map((t) => openTarget(t, io.env))];
+  if (readable.length === 0) {
+    throw new UsageError(
+      "no store given: pass --store s3://bucket/prefix or --store ./dir, or a config with -c",
+    );
+  }
+  return { config, stores, readable };
+}
+
+/** This machine's host name, as database names use it. */
+export function localHostname(env: Record<string, string | undefined>): string {
+  return env.TESSERA_HOSTNAME || osHostname();
+}
+
+/** Chooses the database a read command acts on, from its options. */
+export async function databaseName(
+  values: {
+    name?: string | undefined;
+    hostname?: string | undefined;
+    "source-path"?: string | undefined;
+    source?: string | undefined;
+  },
+  io: CliIo,
+): Promise<string> {
+  if (values.name) return values.name;
+  if (values.source) return (await parseSource(values.source, { hostname: localHostname(io.env) })).name;
+  if (values["source-path"]) {
+    return await deriveName(values.hostname ?? localHostname(io.env), resolve(values["source-path"]));
+  }
+  throw new UsageError(
+    "name the database: --name NAME, --source-path PATH [--hostname HOST], or --source URL",
+  );
+}
+
+/** The chunk layers a read goes through: the local cache, other processes' caches, then the stores. */
+export function chunkSourceFor(context: CommandContext, store: BlobStore): ChunkSource {
+  const layers: ChunkSource[] = [];
+  const { cache, readOnlyCaches } = context.config;
+  if (cache) {
+    layers.push(
+      new DirectoryChunkCache({
+        directory: cache.directory,
+        numShards: cache.numShards,
+        capacity: cache.capacity,
+      }),
+    );
+  }
+  for (const { directory, numShards } of readOnlyCaches) {
+    layers.push(new DirectoryChunkCache({ directory, numShards: Math.max(1, numShards), readOnly: true }));
+  }
+  layers.push(new StoreChunkSource(store));
+  for (const other of context.readable) if (other !== store) layers.push(new StoreChunkSource(other));
+  return layers.length === 1 ? layers[0] as ChunkSource : new LayeredChunkSource(layers);
+}

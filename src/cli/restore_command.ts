@@ -1,0 +1,168 @@
+/**
+ * `tessera restore`: rebuild a database file from a snapshot, verified, written atomically.
+ *
+ * @module
+ */
+
+import { stat } from "node:fs/promises";
+import { resolve } from "node:path";
+import { parseArgs } from "node:util";
+import { TesseraError } from "../errors.ts";
+import { decodeManifest } from "../manifest/codec.ts";
+import {
+  type LoadedManifest,
+  loadLatest,
+  loadManifestFile,
+  loadSequence,
+} from "../restore/manifest_source.ts";
+import { restoreImage } from "../restore/restore.ts";
+import type { BlobStore } from "../store/types.ts";
+import {
+  chunkSourceFor,
+  type CommandContext,
+  commandContext,
+  databaseName,
+  STORE_OPTIONS,
+  STORE_OPTIONS_HELP,
+} from "./_common.ts";
+import { type CliIo, EXIT, UsageError } from "./_io.ts";
+import { progressPrinter } from "./_progress.ts";
+
+/** `tessera restore --help`. */
+export const RESTORE_HELP =
+  `Usage: tessera restore (--source-path PATH [--hostname HOST] | --name NAME | --source URL
+                        | --manifest FILE|KEY) --out FILE [options]
+
+Rebuild a database from its newest snapshot (or --sequence N), fetching chunks in parallel through
+the local cache, checking every chunk against its id and the whole image against the manifest, into
+a temporary file that is renamed to FILE only once everything checks out.
+
+Options:
+  --source-path PATH   the database's path on the host it was synced from
+  --hostname HOST      that host (default: this machine, or $TESSERA_HOSTNAME)
+  --name NAME          the database's name in the store (as printed by tessera sync)
+  --source URL         tessera://host/abs/path, tessera:///abs/path, or a name
+  --manifest FILE|KEY  restore the snapshot in this manifest file, or at this key in the store
+  --sequence N         restore snapshot N of the database's history instead of the newest
+  -o, --out FILE       the file to write
+  --force              replace FILE if it exists
+  --concurrency N      chunks fetched at once (default 8)
+${STORE_OPTIONS_HELP}
+
+Exit codes: 0 restored, 1 failed (nothing written), 2 bad usage, 3 no such database or snapshot.
+`;
+
+/** Runs `tessera restore`. */
+export async function restoreCommand(args: string[], io: CliIo): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      ...STORE_OPTIONS,
+      name: { type: "string" },
+      hostname: { type: "string" },
+      "source-path": { type: "string" },
+      source: { type: "string" },
+      manifest: { type: "string" },
+      sequence: { type: "string" },
+      out: { type: "string", short: "o" },
+      force: { type: "boolean", default: false },
+      concurrency: { type: "string" },
+    },
+  });
+  if (values.help) {
+    io.stdout(RESTORE_HELP);
+    return EXIT.ok;
+  }
+  if (!values.out) throw new UsageError("restore: give the file to write with --out FILE");
+  const out = resolve(values.out);
+  if (!values.force && await exists(out)) {
+    throw new UsageError(`restore: "${out}" exists; pass --force to replace it`);
+  }
+  const concurrency = values.concurrency === undefined ? 8 : Number(values.concurrency);
+  if (!Number.isInteger(concurrency) || concurrency < 1) {
+    throw new UsageError("restore: --concurrency takes a whole number ≥ 1");
+  }
+  const context = await commandContext(values, io);
+  const { loaded, store } = await findManifest(values, context, io);
+  const progress = progressPrinter(io, `restore ${loaded.manifest.identity.name}`);
+  const chunkSize = loaded.manifest.chunkSize;
+  const result = await restoreImage({
+    manifest: loaded.manifest,
+    chunks: chunkSourceFor(context, store),
+    out,
+    concurrency,
+    onProgress: (done, total) => progress.update(done * chunkSize, total * chunkSize),
+  });
+  progress.done();
+  const report = {
+    name: loaded.manifest.identity.name,
+    sequence: loaded.manifest.sequence,
+    out,
+    bytes: result.bytes,
+    chunksFetched: result.chunksFetched,
+    sha256: result.sha256,
+    imageVerified: result.imageVerified,
+  };
+  if (values.json) io.stdout(JSON.stringify(report) + "\n");
+  else {
+    io.stdout(`${out}\n`);
+    io.stderr(
+      `restored ${report.name} sequence ${report.sequence}: ${report.bytes} bytes, sha256 ${report.sha256}` +
+        `${report.imageVerified ? " (matches the manifest)" : " (every chunk verified)"}\n`,
+    );
+  }
+  return EXIT.ok;
+}
+
+async function findManifest(
+  values: Record<string, unknown> & { manifest?: string | undefined; sequence?: string | undefined },
+  context: CommandContext,
+  io: CliIo,
+): Promise<{ loaded: LoadedManifest; store: BlobStore }> {
+  const first = context.readable[0] as BlobStore;
+  if (values.manifest) {
+    if (await exists(values.manifest)) {
+      return { loaded: await loadManifestFile(values.manifest), store: first };
+    }
+    for (const store of context.readable) {
+      const got = await store.get(values.manifest);
+      if (got.status !== "ok") continue;
+      const manifest = await decodeManifest(got.body, { what: `${store.description} ${values.manifest}` });
+      return { loaded: { manifest, manifestBytes: got.body, key: values.manifest }, store };
+    }
+    throw new TesseraError(
+      "NOT_FOUND",
+      `Cannot find manifest "${values.manifest}": no such file, nor key in any store`,
+    );
+  }
+  const name = await databaseName(values as Parameters<typeof databaseName>[0], io);
+  let sequence: number | undefined;
+  if (values.sequence !== undefined) {
+    sequence = Number(values.sequence);
+    if (!Number.isSafeInteger(sequence) || sequence < 1) {
+      throw new UsageError("restore: --sequence takes a whole number ≥ 1");
+    }
+  }
+  let lastError: unknown;
+  for (const store of context.readable) {
+    try {
+      const loaded = sequence === undefined
+        ? await loadLatest(store, name)
+        : await loadSequence(store, name, sequence);
+      return { loaded, store };
+    } catch (error) {
+      if (!(error instanceof TesseraError && error.code === "NOT_FOUND")) throw error;
+      lastError = error;
+    }
+  }
+  throw lastError;
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}

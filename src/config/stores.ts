@@ -1,0 +1,99 @@
+/**
+ * From configured targets to open stores, and to words for messages.
+ *
+ * @module
+ */
+
+import { TesseraError } from "../errors.ts";
+import { describeUrl } from "../net/http.ts";
+import type { S3ClientOptions } from "../s3/client.ts";
+import { s3OptionsFromEnv } from "../s3/env.ts";
+import { HttpStore } from "../store/http.ts";
+import { LocalStore } from "../store/local.ts";
+import { S3Store } from "../store/s3.ts";
+import { SplitStore } from "../store/split.ts";
+import type { BlobStore } from "../store/types.ts";
+import { redactUrl } from "./_fields.ts";
+import type { S3TargetConfig, TargetConfig } from "./types.ts";
+
+/** Keys under this prefix are chunks; a target with a separate chunk bucket keeps them there. */
+const CHUNK_PREFIX = "chunks/";
+
+/**
+ * Opens the store a target names. S3 credentials, and the region and endpoint a target leaves out, come
+ * from the `AWS_*` variables of `env`. A target whose chunks live in another bucket (or under another
+ * prefix) opens as one store that sends `chunks/...` keys there and every other key to the main bucket.
+ *
+ * Throws `TesseraError` `CONFIG_INVALID` naming the target when it cannot be opened (a bucket name S3
+ * rejects, half of a credential pair in `env`).
+ *
+ * @example
+ * ```ts
+ * import { openTarget } from "./stores.ts";
+ * const store = openTarget({ kind: "directory", directory: "/tmp/tessera-backups" });
+ * console.log(store.description); // file:///tmp/tessera-backups
+ * ```
+ */
+export function openTarget(target: TargetConfig, env: Record<string, string | undefined> = {}): BlobStore {
+  try {
+    if (target.kind === "directory") return new LocalStore(target.directory);
+    if (target.kind === "http") return new HttpStore(target.url);
+    return openS3(target, env);
+  } catch (error) {
+    if (error instanceof TesseraError && error.code === "CONFIG_INVALID") throw error;
+    const reason = error instanceof Error ? error.message : String(error);
+    throw new TesseraError("CONFIG_INVALID", `Cannot open target ${describeTarget(target)}: ${reason}`, {
+      cause: error,
+    });
+  }
+}
+
+function openS3(target: S3TargetConfig, env: Record<string, string | undefined>): BlobStore {
+  const location: Partial<S3ClientOptions> & { bucket: string } = { bucket: target.bucket };
+  if (target.region !== undefined) location.region = target.region;
+  if (target.endpoint !== undefined) location.endpoint = target.endpoint;
+  if (target.forcePathStyle !== undefined) location.forcePathStyle = target.forcePathStyle;
+  const main = new S3Store(s3OptionsFromEnv(env, location), { prefix: target.prefix });
+  const chunkBucket = target.chunkBucket ?? target.bucket;
+  const chunkPrefix = target.chunkPrefix ?? target.prefix;
+  if (chunkBucket === target.bucket && chunkPrefix === target.prefix) return main;
+  const chunks = new S3Store(s3OptionsFromEnv(env, { ...location, bucket: chunkBucket }), {
+    prefix: chunkPrefix,
+  });
+  return new SplitStore({ prefix: CHUNK_PREFIX, matching: chunks, rest: main });
+}
+
+/**
+ * Names a target for messages and status output, without credentials: `s3://bucket/prefix` with its
+ * region, endpoint and chunk bucket when set, a directory's path, or an HTTP store's URL without its query.
+ *
+ * @example
+ * ```ts
+ * import { describeTarget } from "./stores.ts";
+ * const text = describeTarget({
+ *   kind: "s3",
+ *   bucket: "manifests",
+ *   prefix: "",
+ *   region: "us-east-2",
+ *   chunkBucket: "chunks",
+ * });
+ * console.log(text); // s3://manifests/ (region us-east-2; chunks in s3://chunks/)
+ * ```
+ */
+export function describeTarget(target: TargetConfig): string {
+  if (target.kind === "directory") return target.directory;
+  if (target.kind === "http") return redactUrl(describeUrl(target.url));
+  const details: string[] = [];
+  if (target.region !== undefined) details.push(`region ${target.region}`);
+  if (target.endpoint !== undefined) details.push(`endpoint ${redactUrl(describeUrl(target.endpoint))}`);
+  if (target.forcePathStyle !== undefined) {
+    details.push(target.forcePathStyle ? "path-style addressing" : "virtual-host addressing");
+  }
+  const where = details.length > 0 ? ` (${details.join(", ")}` : "";
+  const chunkBucket = target.chunkBucket ?? target.bucket;
+  const chunkPrefix = target.chunkPrefix ?? target.prefix;
+  const chunks = chunkBucket === target.bucket && chunkPrefix === target.prefix
+    ? ""
+    : `${where ? "; " : " ("}chunks in s3://${chunkBucket}/${chunkPrefix}`;
+  return `s3://${target.bucket}/${target.prefix}${where}${chunks}${where || chunks ? ")" : ""}`;
+}

@@ -1,0 +1,128 @@
+/**
+ * The store's key layout (`docs/FORMAT.md`, "Objects and keys"). This is the only module that builds or
+ * parses keys; everything else asks it.
+ *
+ * @module
+ */
+
+import { checkId, hexToId, idToHex } from "../chunk/ids.ts";
+import { isDatabaseName } from "./naming.ts";
+
+/** The prefix every database's keys share; listing it with delimiter `/` lists the databases. */
+export const DATABASES_PREFIX = "dbs/";
+/** The prefix every chunk's key shares. */
+export const CHUNKS_PREFIX = "chunks/";
+
+const MANIFEST_KEY = /^dbs\/([^/]+)\/manifests\/([0-9a-f]{16})$/;
+const CHUNK_KEY = /^chunks\/([0-9a-f]{2})\/([0-9a-f]{64})$/;
+
+/**
+ * The key of the chunk `id`: `chunks/<first two hex digits>/<64 hex digits>`. Throws `TypeError` unless
+ * `id` is 32 bytes.
+ *
+ * @example
+ * ```ts
+ * import { chunkKey } from "./keys.ts";
+ * console.log(chunkKey(new Uint8Array(32).fill(0xab)).slice(0, 13)); // "chunks/ab/abab"
+ * ```
+ */
+export function chunkKey(id: Uint8Array): string {
+  checkId(id, "chunk id");
+  const hex = idToHex(id);
+  return `${CHUNKS_PREFIX}${hex.slice(0, 2)}/${hex}`;
+}
+
+/**
+ * The key of database `name`'s pointer: `dbs/<name>/pointer`. Throws `RangeError` unless `name` is a chosen
+ * or derived database name.
+ *
+ * @example
+ * ```ts
+ * import { pointerKey } from "./keys.ts";
+ * console.log(pointerKey("app")); // "dbs/app/pointer"
+ * ```
+ */
+export function pointerKey(name: string): string {
+  return `${databasePrefix(name)}pointer`;
+}
+
+/**
+ * The key of manifest `sequence` of database `name`: `dbs/<name>/manifests/<16 lower-case hex digits>`, so
+ * key order is sequence order. Throws `RangeError` for an invalid name or a sequence outside 1 to 2^53 - 1.
+ *
+ * @example
+ * ```ts
+ * import { manifestKey } from "./keys.ts";
+ * console.log(manifestKey("app", 26)); // "dbs/app/manifests/000000000000001a"
+ * ```
+ */
+export function manifestKey(name: string, sequence: number): string {
+  if (!Number.isSafeInteger(sequence) || sequence < 1) {
+    throw new RangeError(`Invalid manifest sequence ${sequence}: expected an integer from 1 to 2^53 - 1`);
+  }
+  return `${manifestsPrefix(name)}${sequence.toString(16).padStart(16, "0")}`;
+}
+
+/**
+ * The prefix of database `name`'s manifest keys: `dbs/<name>/manifests/`. Throws `RangeError` for an invalid
+ * name.
+ *
+ * @example
+ * ```ts
+ * import { manifestsPrefix } from "./keys.ts";
+ * console.log(manifestsPrefix("app")); // "dbs/app/manifests/"
+ * ```
+ */
+export function manifestsPrefix(name: string): string {
+  return `${databasePrefix(name)}manifests/`;
+}
+
+/**
+ * The prefix of all of database `name`'s keys: `dbs/<name>/`. Throws `RangeError` for an invalid name.
+ *
+ * @example
+ * ```ts
+ * import { databasePrefix } from "./keys.ts";
+ * console.log(databasePrefix("app")); // "dbs/app/"
+ * ```
+ */
+export function databasePrefix(name: string): string {
+  if (!isDatabaseName(name)) {
+    throw new RangeError(`Invalid database name ${JSON.stringify(name)}: expected a chosen or derived name`);
+  }
+  return `${DATABASES_PREFIX}${name}/`;
+}
+
+/**
+ * The database name and sequence a manifest key names, or `undefined` when `key` is not a manifest key.
+ *
+ * @example
+ * ```ts
+ * import { parseManifestKey } from "./keys.ts";
+ * console.log(parseManifestKey("dbs/app/manifests/000000000000001a")); // { name: "app", sequence: 26 }
+ * ```
+ */
+export function parseManifestKey(key: string): { name: string; sequence: number } | undefined {
+  const match = MANIFEST_KEY.exec(key);
+  if (!match) return undefined;
+  const [, name, hex] = match as unknown as [string, string, string];
+  const sequence = BigInt(`0x${hex}`);
+  if (!isDatabaseName(name) || sequence < 1n || sequence > BigInt(Number.MAX_SAFE_INTEGER)) return undefined;
+  return { name, sequence: Number(sequence) };
+}
+
+/**
+ * The id a chunk key names, or `undefined` when `key` is not a chunk key (including when its two-digit
+ * folder does not match the id).
+ *
+ * @example
+ * ```ts
+ * import { parseChunkKey } from "./keys.ts";
+ * console.log(parseChunkKey("chunks/ab/" + "ab".repeat(32))?.length); // 32
+ * ```
+ */
+export function parseChunkKey(key: string): Uint8Array | undefined {
+  const match = CHUNK_KEY.exec(key);
+  if (!match || !(match[2] as string).startsWith(match[1] as string)) return undefined;
+  return hexToId(match[2] as string);
+}

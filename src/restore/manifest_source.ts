@@ -1,0 +1,201 @@
+/**
+ * Finding the manifest to restore: the newest one a pointer names, one sequence of a database's history,
+ * or a manifest file on disk. Every manifest is checked (envelope hash, fields), and one reached through a
+ * pointer also against the hash the pointer holds.
+ *
+ * @module
+ */
+
+import { createHash } from "node:crypto";
+import { readFile } from "node:fs/promises";
+import { toHex } from "../bytes.ts";
+import { TesseraError } from "../errors.ts";
+import { decodeManifest, decodePointer } from "../manifest/codec.ts";
+import { manifestKey, manifestsPrefix, parseManifestKey, pointerKey } from "../manifest/keys.ts";
+import type { Manifest, Pointer } from "../manifest/types.ts";
+import type { BlobStore } from "../store/types.ts";
+
+/** Options of the functions that read a store. */
+export interface LoadOptions {
+  /** Cancels the reads; the call then rejects with the signal's reason. */
+  signal?: AbortSignal | undefined;
+}
+
+/** A manifest and where it came from. */
+export interface LoadedManifest {
+  manifest: Manifest;
+  /** The manifest object's bytes, as stored. */
+  manifestBytes: Uint8Array;
+  /** The store key, or the file path, it was read from. */
+  key: string;
+}
+
+/** The newest manifest of a database and the pointer that named it. */
+export interface LatestManifest extends LoadedManifest {
+  pointer: Pointer;
+}
+
+/** One kept snapshot of a database, as its history lists it. */
+export interface HistoryEntry {
+  sequence: number;
+  key: string;
+  /** The manifest object's size in bytes. */
+  size: number;
+  /** When the store last wrote the manifest object, where it says. */
+  lastModified: Date | undefined;
+}
+
+/**
+ * Loads the newest manifest of database `name`: its pointer, then the manifest it names, checked against
+ * the SHA-256 the pointer holds.
+ *
+ * @example Restoring the newest snapshot
+ * ```ts
+ * import { loadLatest } from "./manifest_source.ts";
+ * import { MemoryStore } from "../store/memory.ts";
+ *
+ * await loadLatest(new MemoryStore(), "app").catch((error) => console.log(error.code)); // NOT_FOUND
+ * ```
+ */
+export async function loadLatest(
+  store: BlobStore,
+  name: string,
+  options: LoadOptions = {},
+): Promise<LatestManifest> {
+  const { signal } = options;
+  const pKey = pointerKey(name);
+  const got = await store.get(pKey, { signal });
+  if (got.status !== "ok") {
+    throw new TesseraError(
+      "NOT_FOUND",
+      `No snapshot of database "${name}" in ${store.description}: run \`tessera sync\` first, or check ` +
+        `--hostname/--source-path/--name`,
+    );
+  }
+  const pointer = await decodePointer(got.body, { what: pKey });
+  const key = manifestKey(name, pointer.sequence);
+  const manifestBytes = await fetchManifest(store, key, name, pointer.sequence, signal);
+  const actual = createHash("sha256").update(manifestBytes).digest();
+  if (toHex(actual) !== toHex(pointer.manifestSha256)) {
+    throw new TesseraError(
+      "CHECKSUM_MISMATCH",
+      `Cannot load manifest ${key} in ${store.description}: its SHA-256 is ${toHex(actual)}, but ${pKey} ` +
+        `says ${toHex(pointer.manifestSha256)}; the manifest or the pointer is damaged`,
+    );
+  }
+  const manifest = await decodeManifest(manifestBytes, { what: key });
+  checkIdentity(manifest, name, pointer.sequence, `${key} in ${store.description}`);
+  return { manifest, pointer, manifestBytes, key };
+}
+
+/**
+ * Loads the manifest of snapshot `sequence` of database `name`, for a point-in-time restore.
+ *
+ * @example Loading one snapshot
+ * ```ts
+ * import { loadSequence } from "./manifest_source.ts";
+ * import { MemoryStore } from "../store/memory.ts";
+ *
+ * await loadSequence(new MemoryStore(), "app", 3).catch((error) => console.log(error.code)); // NOT_FOUND
+ * ```
+ */
+export async function loadSequence(
+  store: BlobStore,
+  name: string,
+  sequence: number,
+  options: LoadOptions = {},
+): Promise<LoadedManifest> {
+  const key = manifestKey(name, sequence);
+  const manifestBytes = await fetchManifest(store, key, name, sequence, options.signal);
+  const manifest = await decodeManifest(manifestBytes, { what: key });
+  checkIdentity(manifest, name, sequence, `${key} in ${store.description}`);
+  return { manifest, manifestBytes, key };
+}
+
+/**
+ * Loads a manifest from a file, as `tessera restore --manifest FILE` reads one copied out of a store.
+ *
+ * @example Loading a copied manifest
+ * ```ts
+ * import { loadManifestFile } from "./manifest_source.ts";
+ *
+ * await loadManifestFile("/nonexistent/manifest").catch((error) => console.log(error.code)); // NOT_FOUND
+ * ```
+ */
+export async function loadManifestFile(path: string): Promise<LoadedManifest> {
+  let manifestBytes: Uint8Array;
+  try {
+    manifestBytes = new Uint8Array(await readFile(path));
+  } catch (error) {
+    const code = (error as { code?: string } | null)?.code;
+    if (code === "ENOENT" || code === "ENOTDIR") {
+      throw new TesseraError("NOT_FOUND", `Cannot read manifest file "${path}": it does not exist`, {
+        cause: error,
+      });
+    }
+    throw new TesseraError("STORE_IO", `Cannot read manifest file "${path}": ${(error as Error).message}`, {
+      cause: error,
+    });
+  }
+  const manifest = await decodeManifest(manifestBytes, { what: path });
+  return { manifest, manifestBytes, key: path };
+}
+
+/**
+ * Lists the snapshots of database `name` the store keeps, oldest first.
+ *
+ * @example Listing a database's history
+ * ```ts
+ * import { listHistory } from "./manifest_source.ts";
+ * import { MemoryStore } from "../store/memory.ts";
+ *
+ * console.log(await listHistory(new MemoryStore(), "app")); // []
+ * ```
+ */
+export async function listHistory(
+  store: BlobStore,
+  name: string,
+  options: LoadOptions = {},
+): Promise<HistoryEntry[]> {
+  const entries: HistoryEntry[] = [];
+  for await (const item of store.list(manifestsPrefix(name), { signal: options.signal })) {
+    if (item.type !== "object") continue;
+    const parsed = parseManifestKey(item.key);
+    if (parsed === undefined || parsed.name !== name) continue;
+    entries.push({
+      sequence: parsed.sequence,
+      key: item.key,
+      size: item.size,
+      lastModified: item.lastModified,
+    });
+  }
+  return entries.sort((a, b) => a.sequence - b.sequence);
+}
+
+async function fetchManifest(
+  store: BlobStore,
+  key: string,
+  name: string,
+  sequence: number,
+  signal: AbortSignal | undefined,
+): Promise<Uint8Array> {
+  const got = await store.get(key, { signal });
+  if (got.status !== "ok") {
+    throw new TesseraError(
+      "NOT_FOUND",
+      `Cannot load snapshot ${sequence} of database "${name}": ${key} is missing from ${store.description} ` +
+        `(a retention policy may have pruned it)`,
+    );
+  }
+  return got.body;
+}
+
+function checkIdentity(manifest: Manifest, name: string, sequence: number, what: string): void {
+  if (manifest.identity.name !== name || manifest.sequence !== sequence) {
+    throw new TesseraError(
+      "CORRUPT_MANIFEST",
+      `Cannot load manifest ${what}: it describes database "${manifest.identity.name}" snapshot ` +
+        `${manifest.sequence}, not "${name}" snapshot ${sequence}`,
+    );
+  }
+}

@@ -1,0 +1,170 @@
+/**
+ * A consistent view of a live SQLite database, in rollback-journal and WAL modes, while other processes
+ * write. The view is one read transaction on a read-only connection: its pages come from SQLite itself
+ * through the `sqlite_dbpage` table, so they are exactly the bytes of one committed state, and no file
+ * descriptor of ours on the database file can drop another connection's POSIX locks.
+ *
+ * @module
+ */
+
+import { createClient, type Transaction } from "@libsql/client";
+import { stat } from "node:fs/promises";
+import { resolve } from "node:path";
+import { TesseraError } from "../errors.ts";
+import { readWal, type WalSummary } from "./wal.ts";
+
+/** What the sync records of the source to tell, next time, whether and where it changed. */
+export interface SourceEvidence {
+  size: number;
+  mtimeMs: number;
+  ino: number;
+  changeCounter: number;
+  /** The WAL's salts and committed frames seen before the read transaction began, or null without a WAL. */
+  wal: { salt1: number; salt2: number; frames: number } | null;
+}
+
+/** One committed state of the database, readable until the callback returns. */
+export interface SourceSnapshot {
+  /** The database file's absolute path. */
+  path: string;
+  pageSize: number;
+  pageCount: number;
+  imageLength: number;
+  walMode: boolean;
+  evidence: SourceEvidence;
+  /**
+   * Pages that may differ from the state `previous` describes, when the WAL proves it (the database file
+   * is untouched and the log only grew); `undefined` when only a full read can tell.
+   */
+  changedPagesSince(previous: SourceEvidence): Set<number> | undefined;
+  /** `count` pages from page `first` (1-based), end to end. */
+  readPages(first: number, count: number): Promise<Uint8Array>;
+}
+
+/** Options of {@linkcode withSourceSnapshot}. */
+export interface SnapshotOptions {
+  /** How long to wait for a writer's lock, in milliseconds. @default {10000} */
+  busyTimeoutMs?: number;
+}
+
+/**
+ * Opens `path` read-only, starts a read transaction, and calls `fn` with the snapshot it pins. Writers are
+ * held back only where SQLite holds them back for any reader: in rollback-journal mode, while the
+ * transaction lasts; in WAL mode, not at all.
+ */
+export async function withSourceSnapshot<T>(
+  path: string,
+  fn: (snapshot: SourceSnapshot) => Promise<T>,
+  options: SnapshotOptions = {},
+): Promise<T> {
+  const file = resolve(path);
+  const before = await statSource(file);
+  const walBefore = await readWal(`${file}-wal`);
+  // @libsql/client rejects "?mode=ro" on a file URL; a percent-encoded SQLite URI reaches SQLite intact.
+  const client = createClient({ url: `file:${encodeURIComponent(`file:${file}?mode=ro`)}` });
+  try {
+    await client.execute(`PRAGMA busy_timeout = ${Math.max(0, Math.floor(options.busyTimeoutMs ?? 10_000))}`);
+    const tx = await client.transaction("read");
+    try {
+      const mode = String((await tx.execute("PRAGMA journal_mode")).rows[0]?.[0] ?? "");
+      const pageSize = Number((await tx.execute("PRAGMA page_size")).rows[0]?.[0]);
+      const pageCount = Number((await tx.execute("PRAGMA page_count")).rows[0]?.[0]);
+      const walAfter = mode === "wal" ? await readWal(`${file}-wal`) : undefined;
+      const header = pageCount > 0 ? await readPageRange(tx, 1, 1, pageSize, file) : new Uint8Array(0);
+      const changeCounter = header.length >= 28
+        ? new DataView(header.buffer, header.byteOffset).getUint32(24)
+        : 0;
+      const evidence: SourceEvidence = {
+        ...before,
+        changeCounter,
+        wal: walBefore ? { salt1: walBefore.salt1, salt2: walBefore.salt2, frames: walBefore.frames } : null,
+      };
+      const snapshot: SourceSnapshot = {
+        path: file,
+        pageSize,
+        pageCount,
+        imageLength: pageSize * pageCount,
+        walMode: mode === "wal",
+        evidence,
+        changedPagesSince: (previous) => changedPages(previous, before, walAfter),
+        readPages: (first, count) => readPageRange(tx, first, count, pageSize, file),
+      };
+      return await fn(snapshot);
+    } finally {
+      await tx.rollback().catch(() => {});
+    }
+  } catch (error) {
+    if (error instanceof TesseraError) throw error;
+    const reason = error instanceof Error ? error.message : String(error);
+    throw new TesseraError("SOURCE_UNREADABLE", `Cannot read database "${file}": ${reason}`, {
+      cause: error,
+    });
+  } finally {
+    client.close();
+  }
+}
+
+async function statSource(file: string): Promise<{ size: number; mtimeMs: number; ino: number }> {
+  try {
+    const s = await stat(file, { bigint: true });
+    if (!s.isFile()) throw new TesseraError("NOT_FOUND", `Cannot sync "${file}": it is not a file`);
+    return { size: Number(s.size), mtimeMs: Number(s.mtimeMs), ino: Number(s.ino) };
+  } catch (error) {
+    if ((error as { code?: string }).code === "ENOENT") {
+      throw new TesseraError("NOT_FOUND", `Cannot sync "${file}": no such database file`);
+    }
+    throw error;
+  }
+}
+
+// The WAL proves what changed only when the database file is as it was (no checkpoint wrote to it), the
+// log is the same generation (same salts), and it only grew. Every page of every frame after the frames
+// recorded last time may differ; frames appended after our transaction began only add pages to re-read.
+function changedPages(
+  previous: SourceEvidence,
+  now: { size: number; mtimeMs: number; ino: number },
+  walAfter: WalSummary | undefined,
+): Set<number> | undefined {
+  if (previous.size !== now.size || previous.mtimeMs !== now.mtimeMs || previous.ino !== now.ino) {
+    return undefined;
+  }
+  if (!previous.wal || !walAfter) return undefined;
+  if (previous.wal.salt1 !== walAfter.salt1 || previous.wal.salt2 !== walAfter.salt2) return undefined;
+  if (walAfter.frames < previous.wal.frames) return undefined;
+  const pages = new Set<number>([1]);
+  for (const page of walAfter.framePages.slice(previous.wal.frames)) pages.add(page);
+  return pages;
+}
+
+async function readPageRange(
+  tx: Transaction,
+  first: number,
+  count: number,
+  pageSize: number,
+  file: string,
+): Promise<Uint8Array> {
+  const out = new Uint8Array(count * pageSize);
+  const result = await tx.execute({
+    sql: "SELECT pgno, data FROM sqlite_dbpage WHERE pgno >= ? AND pgno < ? ORDER BY pgno",
+    args: [first, first + count],
+  });
+  if (result.rows.length !== count) {
+    throw new TesseraError(
+      "SOURCE_UNREADABLE",
+      `Cannot read pages ${first}..${
+        first + count - 1
+      } of "${file}": SQLite returned ${result.rows.length} pages`,
+    );
+  }
+  for (const [i, row] of result.rows.entries()) {
+    const data = row.data;
+    if (!(data instanceof ArrayBuffer) || data.byteLength !== pageSize) {
+      throw new TesseraError(
+        "SOURCE_UNREADABLE",
+        `Cannot read page ${first + i} of "${file}": unexpected page data`,
+      );
+    }
+    out.set(new Uint8Array(data), i * pageSize);
+  }
+  return out;
+}

@@ -1,0 +1,203 @@
+import { after, before, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { createClient } from "@libsql/client";
+import { readFile, rm } from "node:fs/promises";
+import { join } from "node:path";
+import { StoreChunkSource } from "../../src/chunk/source.ts";
+import { loadLatest } from "../../src/restore/manifest_source.ts";
+import { restoreImage } from "../../src/restore/restore.ts";
+import { syncDatabase, type SyncOptions } from "../../src/snapshot/sync.ts";
+import { LocalStore } from "../../src/store/local.ts";
+import { MemoryStore } from "../../src/store/memory.ts";
+import type { BlobStore, PutOptions } from "../../src/store/types.ts";
+import { checkWriterDb, isCommittedState } from "../_helpers/sqlite_check.ts";
+import { makeTempDir, removeDir } from "../_helpers/temp.ts";
+import { startWriter } from "../_helpers/writer.ts";
+import { assertBytes, listAll } from "../store/conformance.ts";
+
+async function makeDb(path: string, mode: "wal" | "delete", rows: number): Promise<void> {
+  const writer = await startWriter(path, { mode, count: rows, payload: 2000 });
+  await writer.waitFor(rows);
+  await writer.stop();
+}
+
+async function restoreLatest(store: BlobStore, name: string, out: string) {
+  const { manifest } = await loadLatest(store, name);
+  const result = await restoreImage({ manifest, chunks: new StoreChunkSource(store), out });
+  return { manifest, result };
+}
+
+class RecordingStore extends LocalStore {
+  readonly puts: string[] = [];
+  override async put(key: string, body: Uint8Array, options?: PutOptions) {
+    this.puts.push(key);
+    return await super.put(key, body, options);
+  }
+}
+
+describe("syncDatabase()", () => {
+  let dir: string;
+  let n = 0;
+  const fresh = async (label: string) => {
+    const base = join(dir, `${++n}-${label}`);
+    return {
+      db: `${base}.db`,
+      store: new LocalStore(`${base}-store`),
+      spoolDir: `${base}-spool`,
+      out: `${base}-restored.db`,
+    };
+  };
+  const opts = (store: BlobStore, spoolDir: string): SyncOptions => ({
+    stores: [store],
+    hostname: "test-host",
+    spoolDir,
+  });
+
+  before(async () => {
+    dir = await makeTempDir("sync");
+  });
+  after(() => removeDir(dir));
+
+  it("publishes a snapshot that restores byte for byte; a second sync is a no-op that uploads nothing", async () => {
+    const t = await fresh("roundtrip");
+    await makeDb(t.db, "delete", 300);
+    const first = await syncDatabase(t.db, opts(t.store, t.spoolDir));
+    assert.equal(first.noop, false);
+    assert.equal(first.sequence, 1);
+    assert.match(first.name, /^[0-9a-f]{4}-test-host%3A%2F/);
+    assert.equal(first.chunks.uploaded + first.chunks.zero + first.chunks.skipped, first.chunks.total - 1);
+    const { result } = await restoreLatest(t.store, first.name, t.out);
+    const source = new Uint8Array(await readFile(t.db));
+    assertBytes(new Uint8Array(await readFile(t.out)), source, "restored image");
+    assert.equal(result.sha256, first.imageSha256);
+
+    const listed = await listAll(t.store, "");
+    const second = await syncDatabase(t.db, opts(t.store, t.spoolDir));
+    assert.equal(second.noop, true);
+    assert.equal(second.sequence, 1);
+    assert.equal(second.chunks.uploaded, 0);
+    assert.equal(second.bytes.data + second.bytes.manifest, 0);
+    assert.deepEqual(await listAll(t.store, ""), listed, "a no-op sync writes nothing");
+  });
+
+  for (const mode of ["wal", "delete"] as const) {
+    it(`uploads only the changed chunk and a small manifest after a one-row update (${mode} mode)`, async () => {
+      const t = await fresh(`one-row-${mode}`);
+      await makeDb(t.db, mode, 2000);
+      const first = await syncDatabase(t.db, opts(t.store, t.spoolDir));
+      assert.ok(first.chunks.total > 40, `a database of ${first.imageLength} bytes`);
+      const db = createClient({ url: `file:${t.db}` });
+      await db.execute({
+        sql: "UPDATE items SET payload = ? WHERE k = 1234",
+        args: [new Uint8Array(2000).fill(7)],
+      });
+      db.close();
+      const second = await syncDatabase(t.db, opts(t.store, t.spoolDir));
+      assert.equal(second.noop, false);
+      assert.equal(second.sequence, 2);
+      assert.ok(
+        second.chunks.uploaded >= 1 && second.chunks.uploaded <= 2,
+        `uploaded ${second.chunks.uploaded} chunks`,
+      );
+      assert.ok(second.bytes.data <= 2 * 65536 + 64, `uploaded ${second.bytes.data} data bytes`);
+      assert.ok(second.bytes.manifest < 64 * 1024 + 8192, `uploaded ${second.bytes.manifest} manifest bytes`);
+      if (mode === "wal") {
+        // The WAL proves which pages changed: the sync reads those chunks and chunk 0, not the file.
+        assert.ok(second.chunks.read <= 4, `read ${second.chunks.read} of ${second.chunks.total} chunks`);
+        assert.equal(second.imageSha256, null);
+      } else {
+        assert.equal(second.chunks.read, second.chunks.total);
+        assert.match(second.imageSha256 ?? "", /^[0-9a-f]{64}$/);
+      }
+      await restoreLatest(t.store, second.name, t.out);
+      const state = await checkWriterDb(t.out);
+      assert.ok(isCommittedState(state), JSON.stringify(state));
+      const check = createClient({ url: `file:${t.out}` });
+      const row = await check.execute("SELECT payload FROM items WHERE k = 1234");
+      check.close();
+      assert.deepEqual(new Uint8Array(row.rows[0]?.[0] as ArrayBuffer), new Uint8Array(2000).fill(7));
+    });
+  }
+
+  it("loses only time without its spool: a full re-read uploads no chunk again", async () => {
+    const t = await fresh("spool-lost");
+    await makeDb(t.db, "wal", 500);
+    const first = await syncDatabase(t.db, opts(t.store, t.spoolDir));
+    await rm(t.spoolDir, { recursive: true, force: true });
+    const again = await syncDatabase(t.db, opts(t.store, t.spoolDir));
+    assert.equal(again.noop, false);
+    assert.equal(again.chunks.read, again.chunks.total);
+    assert.equal(again.chunks.uploaded, 0);
+    assert.equal(again.bytes.data, 0);
+    assert.equal(again.sequence, first.sequence + 1);
+  });
+
+  it("publishes chunks, then the manifest, then the pointer", async () => {
+    const t = await fresh("order");
+    const store = new RecordingStore(`${t.db}-recorded`);
+    await makeDb(t.db, "delete", 200);
+    const report = await syncDatabase(t.db, opts(store, t.spoolDir));
+    const kinds = store.puts.map((
+      k,
+    ) => (k.startsWith("chunks/") ? "chunk" : k.endsWith("/pointer") ? "pointer" : "manifest"));
+    const firstManifest = kinds.indexOf("manifest");
+    assert.ok(firstManifest > 0, "chunks come before the manifest");
+    assert.ok(kinds.slice(0, firstManifest).every((k) => k === "chunk"));
+    assert.deepEqual(kinds.slice(firstManifest), ["manifest", "pointer"]);
+    assert.equal(store.puts.at(-2), report.manifestKey);
+  });
+
+  it("writes every snapshot to every store", async () => {
+    const t = await fresh("two-stores");
+    const second = new MemoryStore();
+    await makeDb(t.db, "wal", 100);
+    const report = await syncDatabase(t.db, { ...opts(t.store, t.spoolDir), stores: [t.store, second] });
+    const { result } = await restoreLatest(second, report.name, t.out);
+    assert.equal(result.sha256, report.imageSha256);
+  });
+
+  it("rejects a missing database and a read-only store with clear errors", async () => {
+    const t = await fresh("errors");
+    await assert.rejects(syncDatabase(join(dir, "nope.db"), opts(t.store, t.spoolDir)), {
+      code: "NOT_FOUND",
+      message: /Cannot sync ".*nope\.db": no such database file/,
+    });
+    const readOnly = {
+      ...t.store,
+      description: "ro",
+      capabilities: { write: false, list: false, conditionalPut: false },
+    };
+    await assert.rejects(syncDatabase(t.db, opts(readOnly as unknown as BlobStore, t.spoolDir)), {
+      code: "READONLY",
+    });
+  });
+
+  for (const mode of ["wal", "delete"] as const) {
+    it(`takes only committed states of a database a writer process keeps changing (${mode} mode)`, async () => {
+      const t = await fresh(`live-${mode}`);
+      const writer = await startWriter(t.db, { mode, payload: 3000 });
+      let last = 0;
+      try {
+        for (let round = 0; round < 6; round++) {
+          await writer.waitFor(writer.committed + 20);
+          const committedBefore = writer.committed;
+          const report = await syncDatabase(t.db, opts(t.store, t.spoolDir));
+          await restoreLatest(t.store, report.name, t.out);
+          const state = await checkWriterDb(t.out);
+          assert.ok(isCommittedState(state), `round ${round}: ${JSON.stringify(state)}`);
+          assert.ok(
+            state.last >= committedBefore,
+            `round ${round}: saw ${state.last}, ${committedBefore} were committed`,
+          );
+          assert.ok(state.last >= last, `round ${round}: went back from ${last} to ${state.last}`);
+          last = state.last;
+        }
+      } finally {
+        const final = await writer.stop();
+        const report = await syncDatabase(t.db, opts(t.store, t.spoolDir));
+        await restoreLatest(t.store, report.name, t.out);
+        assert.equal((await checkWriterDb(t.out)).last, final);
+      }
+    });
+  }
+});
