@@ -30,6 +30,7 @@ Commands:
 
 Options:
   -h, --help      Show help
+  -c, --config C  The config (a JSON file, @file or inline JSON), before or after the command
   -V, --version   Print the version
   --json          Machine-readable output (where a command supports it)
 
@@ -57,7 +58,8 @@ const COMMANDS: Record<string, { help: string; run: (args: string[], io: CliIo) 
  * console.log(code); // 0
  * ```
  */
-export async function run(args: string[], io: CliIo = processIo()): Promise<number> {
+export async function run(argv: string[], io: CliIo = processIo()): Promise<number> {
+  const args = hoistConfig(argv);
   const [first, ...rest] = args;
   const json = args.includes("--json");
   try {
@@ -86,6 +88,26 @@ export async function run(args: string[], io: CliIo = processIo()): Promise<numb
   } catch (error) {
     return reportError(io, asUsage(error), json);
   }
+}
+
+// Verneuil's commands put the config first ("-c @file sync db"); commands take it as their own option.
+function hoistConfig(args: string[]): string[] {
+  const config: string[] = [];
+  let i = 0;
+  while (i < args.length) {
+    const arg = args[i] as string;
+    if ((arg === "-c" || arg === "--config") && i + 1 < args.length) {
+      config.push("--config", args[i + 1] as string);
+      i += 2;
+    } else if (arg.startsWith("--config=")) {
+      config.push(arg);
+      i += 1;
+    } else {
+      break;
+    }
+  }
+  if (config.length === 0 || i >= args.length) return args;
+  return [args[i] as string, ...args.slice(i + 1), ...config];
 }
 
 // parseArgs reports unknown or malformed options as TypeErrors with a code; they are usage mistakes.
