@@ -43,6 +43,7 @@ export { LocalStore, type LocalStoreOptions } from "./store/local.ts";
 export { S3Store, type S3StoreOptions } from "./store/s3.ts";
 export { HttpStore, type HttpStoreOptions } from "./store/http.ts";
 export { openStore, type OpenStoreOptions } from "./store/open.ts";
+export { SplitStore } from "./store/split.ts";
 export type { ChunkList, DatabaseIdentity, Manifest, Pointer } from "./manifest/types.ts";
 export { decodeManifest, decodePointer, encodeManifest, encodePointer } from "./manifest/codec.ts";
 export { deriveName, parseSource } from "./manifest/naming.ts";
@@ -59,5 +60,6 @@ export {
 export { defaultSpoolDir, syncDatabase, type SyncOptions, type SyncReport } from "./snapshot/sync.ts";
 export { listHistory, loadLatest, loadManifestFile, loadSequence } from "./restore/manifest_source.ts";
 export { restoreImage, type RestoreImageOptions, type RestoreResult } from "./restore/restore.ts";
-export { loadConfig } from "./config/load.ts";
+export { loadConfig, normalizeConfig } from "./config/load.ts";
+export { describeTarget, openTarget } from "./config/stores.ts";
 export type { TesseraConfig } from "./config/types.ts";
