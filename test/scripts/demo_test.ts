@@ -9,7 +9,11 @@ describe("scripts/demo.ts", () => {
     const first = /first sync: sequence 1, (\d+) of (\d+) chunks uploaded/.exec(result.stdout);
     const changed = /after changing one row: sequence 2, (\d+) of (\d+) chunks uploaded/.exec(result.stdout);
     assert.ok(first && changed, result.stdout);
-    assert.equal(Number(first[1]), Number(first[2]) - 1, "the first sync uploads every chunk but chunk 0 (inline)");
+    assert.equal(
+      Number(first[1]),
+      Number(first[2]) - 1,
+      "the first sync uploads every chunk but chunk 0 (inline)",
+    );
     assert.equal(changed[1], "1", "a one-row change uploads one chunk");
     assert.match(result.stdout, /second sync: unchanged, nothing uploaded/);
     const hashes = [...result.stdout.matchAll(/sha256 ([0-9a-f]{64})/g)].map((m) => m[1]);
