@@ -269,6 +269,39 @@ describe("tessera sync, restore, manifest and ls", () => {
     }
   });
 
+  it("sync --optimize moves a WAL database to 64 KiB pages before the snapshot, and it restores", async () => {
+    const wal = join(dir, "optimize.db");
+    await makeDb(wal, 200, "wal");
+    const result = await tessera(
+      "sync",
+      wal,
+      "--optimize",
+      "--store",
+      store,
+      "--spool",
+      join(dir, "spool3"),
+      "--json",
+    );
+    assert.equal(result.code, 0, result.err);
+    const report = JSON.parse(result.out);
+    const shown = JSON.parse(
+      (await tessera("manifest", "--name", report.name, "--store", store, "--json")).out,
+    );
+    assert.equal(shown.pageSize, 65536);
+    const source = createClient({ url: `file:${wal}` });
+    const mode = (await source.execute("PRAGMA journal_mode")).rows[0]?.[0];
+    const rows = (await source.execute("SELECT count(*) FROM items")).rows[0]?.[0];
+    source.close();
+    assert.equal(mode, "wal", "the journal mode is put back");
+    assert.equal(Number(rows), 200);
+    const out = join(dir, "optimized-restored.db");
+    assert.equal((await tessera("restore", "--name", report.name, "--store", store, "--out", out)).code, 0);
+    const restored = createClient({ url: `file:${out}` });
+    assert.equal((await restored.execute("PRAGMA integrity_check")).rows[0]?.[0], "ok");
+    assert.equal(Number((await restored.execute("SELECT count(*) FROM items")).rows[0]?.[0]), 200);
+    restored.close();
+  });
+
   it("scripts/restore.ts restores from a script", async () => {
     const out = join(dir, "from-script.db");
     const result = await runScript("scripts/restore.ts", ["--store", store, "--name", name, "--out", out]);
