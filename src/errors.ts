@@ -25,6 +25,7 @@ export type TesseraErrorCode =
   | "HTTP_REQUEST_FAILED"
   | "STORE_IO"
   | "SOURCE_UNREADABLE"
+  | "CONFLICT"
   | "CONFIG_INVALID";
 
 /** Options accepted by {@linkcode TesseraError}. */

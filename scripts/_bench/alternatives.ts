@@ -9,7 +9,7 @@
 import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { copyFile, open } from "node:fs/promises";
-import { type AwsCliTarget, awsCli } from "../../test/_helpers/awscli.ts";
+import { awsCli, type AwsCliTarget } from "../../test/_helpers/awscli.ts";
 
 /** Runs `fn` and returns its result with the wall time it took, in seconds. */
 export async function timed<T>(fn: () => Promise<T>): Promise<{ seconds: number; value: T }> {
@@ -31,7 +31,9 @@ export async function sha256File(path: string): Promise<string> {
 export async function awsCopy(target: AwsCliTarget, from: string, to: string): Promise<number> {
   const { seconds, value } = await timed(() => awsCli(target, ["s3", "cp", "--only-show-errors", from, to]));
   if (value.code !== 0) {
-    throw new Error(`Cannot run aws s3 cp ${from} ${to}: exit code ${value.code}; its stderr:\n${value.stderr}`);
+    throw new Error(
+      `Cannot run aws s3 cp ${from} ${to}: exit code ${value.code}; its stderr:\n${value.stderr}`,
+    );
   }
   return seconds;
 }

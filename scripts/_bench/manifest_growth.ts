@@ -46,7 +46,10 @@ export async function measureManifestGrowth(): Promise<ManifestGrowth> {
     throw new Error(`Cannot measure manifest growth: ${chunks} chunks were listed inline`);
   }
   const beforeIndex = before.list.indexIds;
-  const changed = after.list.indexIds.flatMap((id, k) => (idsEqual(id, beforeIndex[k] as ChunkId) ? [] : [k]));
+  const changed = after.list.indexIds.flatMap((
+    id,
+    k,
+  ) => (idsEqual(id, beforeIndex[k] as ChunkId) ? [] : [k]));
   const changedIndexChunkBytes = changed
     .map((k) => encodeChunk(after.indexChunks[k] as Uint8Array).length)
     .reduce((a, b) => a + b, 0);
@@ -93,7 +96,9 @@ async function checkRoundTrip(object: Uint8Array, indexChunks: Uint8Array[], ids
   const decoded = await decodeManifest(object, { what: "the 1 GiB manifest" });
   const listed = await expandChunkList(decoded.chunks, async (_id, k) => indexChunks[k] as Uint8Array);
   if (listed.length !== ids.length || listed.some((id, i) => !idsEqual(id, ids[i] as ChunkId))) {
-    throw new Error("Cannot measure manifest growth: the 1 GiB manifest does not list the ids it was built from");
+    throw new Error(
+      "Cannot measure manifest growth: the 1 GiB manifest does not list the ids it was built from",
+    );
   }
 }
 

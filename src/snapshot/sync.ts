@@ -319,8 +319,9 @@ class SyncRun {
       createdMs: manifest.createdMs,
       writer: this.#options.writer ?? "",
     });
+    const key = manifestKey(this.#name, manifest.sequence);
     for (const store of this.#options.stores) {
-      await store.put(manifestKey(this.#name, manifest.sequence), manifestBytes, { signal });
+      await putManifestOnce(store, key, manifestBytes, signal);
       this.#bytes.manifest += manifestBytes.length;
     }
     for (const store of this.#options.stores) {
@@ -366,4 +367,33 @@ function checkChunkSize(chunkSize: number, pageSize: number): number {
 
 function isZeroId(id: Uint8Array): boolean {
   return id.every((b) => b === 0);
+}
+
+// Manifests are immutable: where the store can refuse to replace one, a second writer that picked the same
+// sequence fails here instead of swapping the manifest under the first writer's pointer. A refusal for our
+// own bytes (a retried PUT that had in fact landed) is no conflict.
+async function putManifestOnce(
+  store: BlobStore,
+  key: string,
+  bytes: Uint8Array,
+  signal: AbortSignal | undefined,
+): Promise<void> {
+  try {
+    await store.put(key, bytes, { signal, ifNoneMatch: "*" });
+  } catch (error) {
+    if (!(error instanceof TesseraError && error.code === "PRECONDITION_FAILED")) throw error;
+    const existing = await store.get(key, { signal });
+    if (
+      existing.status === "ok" && existing.body.length === bytes.length &&
+      existing.body.every((b, i) => b === bytes[i])
+    ) {
+      return;
+    }
+    throw new TesseraError(
+      "CONFLICT",
+      `Cannot publish "${key}" to ${store.description}: another writer published that sequence first; ` +
+        "sync again (and run one replicator per database)",
+      { cause: error },
+    );
+  }
 }

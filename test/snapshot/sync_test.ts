@@ -6,6 +6,7 @@ import { join } from "node:path";
 import { StoreChunkSource } from "../../src/chunk/source.ts";
 import { loadLatest } from "../../src/restore/manifest_source.ts";
 import { restoreImage } from "../../src/restore/restore.ts";
+import { manifestKey, pointerKey } from "../../src/manifest/keys.ts";
 import { syncDatabase, type SyncOptions } from "../../src/snapshot/sync.ts";
 import { LocalStore } from "../../src/store/local.ts";
 import { MemoryStore } from "../../src/store/memory.ts";
@@ -145,6 +146,29 @@ describe("syncDatabase()", () => {
     assert.ok(kinds.slice(0, firstManifest).every((k) => k === "chunk"));
     assert.deepEqual(kinds.slice(firstManifest), ["manifest", "pointer"]);
     assert.equal(store.puts.at(-2), report.manifestKey);
+  });
+
+  it("refuses to replace a manifest another writer published first, leaving the pointer alone", async () => {
+    const t = await fresh("conflict");
+    await makeDb(t.db, "wal", 100);
+    const first = await syncDatabase(t.db, opts(t.store, t.spoolDir));
+    const pointerBefore = await t.store.get(pointerKey(first.name));
+    // Another writer has put up sequence 2's manifest and not yet its pointer.
+    await t.store.put(manifestKey(first.name, 2), new TextEncoder().encode("someone else's manifest"));
+    const db = createClient({ url: `file:${t.db}` });
+    await db.execute("UPDATE meta SET last = last + 0 WHERE id = 1");
+    await db.execute({
+      sql: "INSERT INTO items (k, payload) VALUES (?, ?)",
+      args: [999_999, new Uint8Array(10)],
+    });
+    db.close();
+    await assert.rejects(syncDatabase(t.db, opts(t.store, t.spoolDir)), {
+      code: "CONFLICT",
+      message: /another writer published that sequence first/,
+    });
+    const pointerAfter = await t.store.get(pointerKey(first.name));
+    assert.ok(pointerBefore.status === "ok" && pointerAfter.status === "ok");
+    assert.deepEqual(pointerAfter.body, pointerBefore.body);
   });
 
   it("writes every snapshot to every store", async () => {
