@@ -181,7 +181,8 @@ function secs(s: number): string {
 }
 
 function ratio(x: number): string {
-  return x >= 1 ? `${x.toFixed(2)}x slower` : `${(1 / x).toFixed(x < 0.1 ? 0 : 1)}x faster`;
+  const v = x >= 1 ? x : 1 / x;
+  return `${v.toFixed(v >= 100 ? 0 : v >= 10 ? 1 : 2)}x ${x >= 1 ? "slower" : "faster"}`;
 }
 
 function int(n: number): string {

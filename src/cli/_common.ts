@@ -4,6 +4,7 @@
  * @module
  */
 
+import { stat } from "node:fs/promises";
 import { hostname as osHostname } from "node:os";
 import { resolve } from "node:path";
 import {
@@ -15,7 +16,15 @@ import {
 import { loadConfig } from "../config/load.ts";
 import { openTarget } from "../config/stores.ts";
 import type { TesseraConfig } from "../config/types.ts";
+import { TesseraError } from "../errors.ts";
+import { decodeManifest } from "../manifest/codec.ts";
 import { deriveName, parseSource } from "../manifest/naming.ts";
+import {
+  type LoadedManifest,
+  loadLatest,
+  loadManifestFile,
+  loadSequence,
+} from "../restore/manifest_source.ts";
 import type { BlobStore } from "../store/types.ts";
 import { type CliIo, UsageError } from "./_io.ts";
 
@@ -103,4 +112,70 @@ export function chunkSourceFor(context: CommandContext, store: BlobStore): Chunk
   layers.push(new StoreChunkSource(store));
   for (const other of context.readable) if (other !== store) layers.push(new StoreChunkSource(other));
   return layers.length === 1 ? layers[0] as ChunkSource : new LayeredChunkSource(layers);
+}
+
+/** The options that choose a snapshot: a database (as {@linkcode databaseName} takes), a sequence, or a
+ * manifest file or key. */
+export interface SnapshotChoice {
+  name?: string | undefined;
+  hostname?: string | undefined;
+  "source-path"?: string | undefined;
+  source?: string | undefined;
+  sequence?: string | undefined;
+  manifest?: string | undefined;
+}
+
+/** Finds the manifest the options choose, trying the readable stores in order, and the store it came from. */
+export async function findManifest(
+  values: SnapshotChoice,
+  context: CommandContext,
+  io: CliIo,
+): Promise<{ loaded: LoadedManifest; store: BlobStore }> {
+  const first = context.readable[0] as BlobStore;
+  if (values.manifest) {
+    if (await exists(values.manifest)) {
+      return { loaded: await loadManifestFile(values.manifest), store: first };
+    }
+    for (const store of context.readable) {
+      const got = await store.get(values.manifest);
+      if (got.status !== "ok") continue;
+      const manifest = await decodeManifest(got.body, { what: `${store.description} ${values.manifest}` });
+      return { loaded: { manifest, manifestBytes: got.body, key: values.manifest }, store };
+    }
+    throw new TesseraError(
+      "NOT_FOUND",
+      `Cannot find manifest "${values.manifest}": no such file, nor key in any store`,
+    );
+  }
+  const name = await databaseName(values, io);
+  let sequence: number | undefined;
+  if (values.sequence !== undefined) {
+    sequence = Number(values.sequence);
+    if (!Number.isSafeInteger(sequence) || sequence < 1) {
+      throw new UsageError("--sequence takes a whole number ≥ 1");
+    }
+  }
+  let lastError: unknown;
+  for (const store of context.readable) {
+    try {
+      const loaded = sequence === undefined
+        ? await loadLatest(store, name)
+        : await loadSequence(store, name, sequence);
+      return { loaded, store };
+    } catch (error) {
+      if (!(error instanceof TesseraError && error.code === "NOT_FOUND")) throw error;
+      lastError = error;
+    }
+  }
+  throw lastError;
+}
+
+/** True when something exists at `path`. */
+export async function exists(path: string): Promise<boolean> {
+  try {
+    await stat(path);
+    return true;
+  } catch {
+    return false;
+  }
 }

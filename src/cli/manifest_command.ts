@@ -7,18 +7,12 @@
 import { parseArgs } from "node:util";
 import { toHex } from "../bytes.ts";
 import { idToHex } from "../chunk/ids.ts";
-import { TesseraError } from "../errors.ts";
 import { chunkListIndexIds } from "../manifest/chunk_list.ts";
 import type { Manifest } from "../manifest/types.ts";
-import {
-  type LoadedManifest,
-  loadLatest,
-  loadManifestFile,
-  loadSequence,
-} from "../restore/manifest_source.ts";
+import { loadManifestFile } from "../restore/manifest_source.ts";
 import { writeFileAtomic } from "../files.ts";
-import { commandContext, databaseName, STORE_OPTIONS, STORE_OPTIONS_HELP } from "./_common.ts";
-import { type CliIo, EXIT, UsageError } from "./_io.ts";
+import { commandContext, findManifest, STORE_OPTIONS, STORE_OPTIONS_HELP } from "./_common.ts";
+import { type CliIo, EXIT } from "./_io.ts";
 
 /** `tessera manifest --help`. */
 export const MANIFEST_HELP =
@@ -58,30 +52,9 @@ export async function manifestCommand(args: string[], io: CliIo): Promise<number
     io.stdout(MANIFEST_HELP);
     return EXIT.ok;
   }
-  let loaded: LoadedManifest | undefined;
-  if (values.file) {
-    loaded = await loadManifestFile(values.file);
-  } else {
-    const context = await commandContext(values, io);
-    const name = await databaseName(values, io);
-    const sequence = values.sequence === undefined ? undefined : Number(values.sequence);
-    if (sequence !== undefined && (!Number.isSafeInteger(sequence) || sequence < 1)) {
-      throw new UsageError("manifest: --sequence takes a whole number ≥ 1");
-    }
-    for (const store of context.readable) {
-      try {
-        loaded = sequence === undefined
-          ? await loadLatest(store, name)
-          : await loadSequence(store, name, sequence);
-        break;
-      } catch (error) {
-        if (
-          !(error instanceof TesseraError && error.code === "NOT_FOUND") || store === context.readable.at(-1)
-        ) throw error;
-      }
-    }
-  }
-  if (!loaded) throw new TesseraError("NOT_FOUND", "Cannot find the manifest");
+  const loaded = values.file
+    ? await loadManifestFile(values.file)
+    : (await findManifest(values, await commandContext(values, io), io)).loaded;
   if (values.out) await writeFileAtomic(values.out, loaded.manifestBytes);
   const shown = describeManifest(loaded.manifest, loaded.key);
   if (values.json) io.stdout(JSON.stringify(shown) + "\n");

@@ -4,24 +4,14 @@
  * @module
  */
 
-import { stat } from "node:fs/promises";
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { TesseraError } from "../errors.ts";
-import { decodeManifest } from "../manifest/codec.ts";
-import {
-  type LoadedManifest,
-  loadLatest,
-  loadManifestFile,
-  loadSequence,
-} from "../restore/manifest_source.ts";
 import { restoreImage } from "../restore/restore.ts";
-import type { BlobStore } from "../store/types.ts";
 import {
   chunkSourceFor,
-  type CommandContext,
   commandContext,
-  databaseName,
+  exists,
+  findManifest,
   STORE_OPTIONS,
   STORE_OPTIONS_HELP,
 } from "./_common.ts";
@@ -112,57 +102,4 @@ export async function restoreCommand(args: string[], io: CliIo): Promise<number>
     );
   }
   return EXIT.ok;
-}
-
-async function findManifest(
-  values: Record<string, unknown> & { manifest?: string | undefined; sequence?: string | undefined },
-  context: CommandContext,
-  io: CliIo,
-): Promise<{ loaded: LoadedManifest; store: BlobStore }> {
-  const first = context.readable[0] as BlobStore;
-  if (values.manifest) {
-    if (await exists(values.manifest)) {
-      return { loaded: await loadManifestFile(values.manifest), store: first };
-    }
-    for (const store of context.readable) {
-      const got = await store.get(values.manifest);
-      if (got.status !== "ok") continue;
-      const manifest = await decodeManifest(got.body, { what: `${store.description} ${values.manifest}` });
-      return { loaded: { manifest, manifestBytes: got.body, key: values.manifest }, store };
-    }
-    throw new TesseraError(
-      "NOT_FOUND",
-      `Cannot find manifest "${values.manifest}": no such file, nor key in any store`,
-    );
-  }
-  const name = await databaseName(values as Parameters<typeof databaseName>[0], io);
-  let sequence: number | undefined;
-  if (values.sequence !== undefined) {
-    sequence = Number(values.sequence);
-    if (!Number.isSafeInteger(sequence) || sequence < 1) {
-      throw new UsageError("restore: --sequence takes a whole number ≥ 1");
-    }
-  }
-  let lastError: unknown;
-  for (const store of context.readable) {
-    try {
-      const loaded = sequence === undefined
-        ? await loadLatest(store, name)
-        : await loadSequence(store, name, sequence);
-      return { loaded, store };
-    } catch (error) {
-      if (!(error instanceof TesseraError && error.code === "NOT_FOUND")) throw error;
-      lastError = error;
-    }
-  }
-  throw lastError;
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await stat(path);
-    return true;
-  } catch {
-    return false;
-  }
 }
