@@ -57,7 +57,8 @@ export interface CopyTimes {
  * Copies `from` to `durable` (then fsyncs it) and to `plain` (fsynced after the timer stops, so its dirty
  * pages do not slow whatever runs next).
  */
-export async function copyTimes(from: string, durable: string, plain: string): Promise<CopyTimes> {
+export async function copyTimes(from: string, to: { durable: string; plain: string }): Promise<CopyTimes> {
+  const { durable, plain } = to;
   const cpFsync = await timed(async () => {
     await copyFile(from, durable);
     await fsyncFile(durable);

@@ -45,11 +45,8 @@ export async function measureManifestGrowth(): Promise<ManifestGrowth> {
   if (before.list.kind !== "indexed" || after.list.kind !== "indexed") {
     throw new Error(`Cannot measure manifest growth: ${chunks} chunks were listed inline`);
   }
-  const beforeIndex = before.list.indexIds;
-  const changed = after.list.indexIds.flatMap((
-    id,
-    k,
-  ) => (idsEqual(id, beforeIndex[k] as ChunkId) ? [] : [k]));
+  const [beforeIndex, afterIndex] = [before.list.indexIds, after.list.indexIds];
+  const changed = [...afterIndex.keys()].filter((k) => !idsEqual(afterIndex[k]!, beforeIndex[k]!));
   const changedIndexChunkBytes = changed
     .map((k) => encodeChunk(after.indexChunks[k] as Uint8Array).length)
     .reduce((a, b) => a + b, 0);

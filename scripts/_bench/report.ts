@@ -78,7 +78,7 @@ export function renderText(r: BenchResult): string {
   const db = r.database;
   const alt = r.alternatives;
   const out: string[] = [
-    `Tessera end-to-end benchmark: ${r.runtime}, ${r.cpus} CPUs, ${r.awscli}, s3rver on 127.0.0.1`,
+    `Tessera end-to-end benchmark: ${r.runtime}, ${r.cpus} CPUs, ${r.awscli}, s3rver on 127.0.0.1 (same host and CPUs)`,
     `database: ${mib(db.bytes)} (${r.sizeMiBRequested} MiB asked), ${
       int(db.pages)
     } pages of ${db.pageSize} ` +

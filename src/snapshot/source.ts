@@ -136,6 +136,10 @@ function changedPages(
   return pages;
 }
 
+// sqlite_dbpage can look a page up only by "pgno = ?" (or IN): a range condition makes it scan every page
+// of the database for each query, which turns a full read quadratic. So pages are asked for by number.
+const PAGES_PER_QUERY = 256;
+
 async function readPageRange(
   tx: Transaction,
   first: number,
@@ -144,27 +148,33 @@ async function readPageRange(
   file: string,
 ): Promise<Uint8Array> {
   const out = new Uint8Array(count * pageSize);
-  const result = await tx.execute({
-    sql: "SELECT pgno, data FROM sqlite_dbpage WHERE pgno >= ? AND pgno < ? ORDER BY pgno",
-    args: [first, first + count],
-  });
-  if (result.rows.length !== count) {
-    throw new TesseraError(
-      "SOURCE_UNREADABLE",
-      `Cannot read pages ${first}..${
-        first + count - 1
-      } of "${file}": SQLite returned ${result.rows.length} pages`,
-    );
-  }
-  for (const [i, row] of result.rows.entries()) {
-    const data = row.data;
-    if (!(data instanceof ArrayBuffer) || data.byteLength !== pageSize) {
+  for (let done = 0; done < count; done += PAGES_PER_QUERY) {
+    const n = Math.min(PAGES_PER_QUERY, count - done);
+    const pages = Array.from({ length: n }, (_, i) => first + done + i);
+    const result = await tx.execute({
+      sql: `SELECT pgno, data FROM sqlite_dbpage WHERE pgno IN (${
+        pages.map(() => "?").join(",")
+      }) ORDER BY pgno`,
+      args: pages,
+    });
+    if (result.rows.length !== n) {
       throw new TesseraError(
         "SOURCE_UNREADABLE",
-        `Cannot read page ${first + i} of "${file}": unexpected page data`,
+        `Cannot read pages ${pages[0]}..${
+          pages[n - 1]
+        } of "${file}": SQLite returned ${result.rows.length} pages`,
       );
     }
-    out.set(new Uint8Array(data), i * pageSize);
+    for (const [i, row] of result.rows.entries()) {
+      const data = row.data;
+      if (Number(row.pgno) !== pages[i] || !(data instanceof ArrayBuffer) || data.byteLength !== pageSize) {
+        throw new TesseraError(
+          "SOURCE_UNREADABLE",
+          `Cannot read page ${pages[i]} of "${file}": unexpected page data`,
+        );
+      }
+      out.set(new Uint8Array(data), (done + i) * pageSize);
+    }
   }
   return out;
 }
