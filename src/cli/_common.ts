@@ -98,11 +98,13 @@ export function chunkSourceFor(context: CommandContext, store: BlobStore): Chunk
   const layers: ChunkSource[] = [];
   const { cache, readOnlyCaches } = context.config;
   if (cache) {
+    // Cached chunks stay uncompressed: local disk is cheap, and a warm read then costs no zstd work.
     layers.push(
       new DirectoryChunkCache({
         directory: cache.directory,
         numShards: cache.numShards,
         capacity: cache.capacity,
+        codec: "none",
       }),
     );
   }
