@@ -82,6 +82,7 @@ export async function syncCommand(args: string[], io: CliIo): Promise<number> {
     if (values.json) io.stdout(JSON.stringify({ database: resolve(db), ...report }) + "\n");
     else io.stdout(`${report.name}\n`);
     if (!values.json) io.stderr(describe(report));
+    for (const warning of report.warnings) if (!values.json) io.stderr(`tessera: warning: ${warning}\n`);
   }
   return EXIT.ok;
 }

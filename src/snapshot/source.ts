@@ -10,7 +10,7 @@
 import { createClient, type Transaction } from "@libsql/client";
 import { stat } from "node:fs/promises";
 import { resolve } from "node:path";
-import { TesseraError } from "../errors.ts";
+import { isAbortError, TesseraError } from "../errors.ts";
 import { readWal, type WalSummary } from "./wal.ts";
 
 /** What the sync records of the source to tell, next time, whether and where it changed. */
@@ -94,7 +94,7 @@ export async function withSourceSnapshot<T>(
       await tx.rollback().catch(() => {});
     }
   } catch (error) {
-    if (error instanceof TesseraError) throw error;
+    if (error instanceof TesseraError || isAbortError(error)) throw error;
     const reason = error instanceof Error ? error.message : String(error);
     throw new TesseraError("SOURCE_UNREADABLE", `Cannot read database "${file}": ${reason}`, {
       cause: error,

@@ -47,14 +47,7 @@ export async function loadSyncState(
   }
   try {
     const state = JSON.parse(text) as SyncState;
-    if (state.version !== 1 || state.name !== name) return undefined;
-    if (state.stores.length !== stores.length || state.stores.some((s, i) => s !== stores[i])) {
-      return undefined;
-    }
-    if (!Array.isArray(state.ids) || !Array.isArray(state.indexIds) || typeof state.evidence !== "object") {
-      return undefined;
-    }
-    return state;
+    return isUsable(state, name, stores) ? state : undefined;
   } catch {
     // A damaged record is as good as none: the next sync reads the whole database.
     return undefined;
@@ -63,6 +56,28 @@ export async function loadSyncState(
 
 /** Writes the record atomically. */
 export async function saveSyncState(spoolDir: string, state: SyncState): Promise<void> {
-  await mkdir(join(spoolDir, "sync"), { recursive: true });
+  await mkdir(join(spoolDir, "sync"), { recursive: true, mode: 0o700 });
   await writeFileAtomic(statePath(spoolDir, state.name), new TextEncoder().encode(JSON.stringify(state)));
+}
+
+const HEX_ID = /^[0-9a-f]{64}$/;
+
+// A record that does not describe a sync of this database to these stores, shape for shape, is ignored:
+// the next sync then reads everything, which is slow but always right.
+function isUsable(state: SyncState, name: string, stores: string[]): boolean {
+  if (typeof state !== "object" || state === null || state.version !== 1 || state.name !== name) return false;
+  if (!Array.isArray(state.stores) || state.stores.length !== stores.length) return false;
+  if (state.stores.some((s, i) => s !== stores[i])) return false;
+  const counts = [state.chunkSize, state.pageSize, state.imageLength, state.sequence];
+  if (!counts.every((n) => Number.isSafeInteger(n) && n >= 0) || state.chunkSize <= 0) return false;
+  if (!Array.isArray(state.ids) || !Array.isArray(state.indexIds)) return false;
+  if (state.ids.length !== Math.max(0, Math.ceil(state.imageLength / state.chunkSize) - 1)) return false;
+  const hex = [...state.ids, ...state.indexIds, state.manifestSha256];
+  if (!hex.every((id) => typeof id === "string" && HEX_ID.test(id))) return false;
+  const e = state.evidence;
+  if (typeof e !== "object" || e === null) return false;
+  if (![e.size, e.mtimeMs, e.ino, e.changeCounter].every((n) => typeof n === "number")) return false;
+  return e.wal === null ||
+    (typeof e.wal === "object" &&
+      [e.wal.salt1, e.wal.salt2, e.wal.frames].every((n) => typeof n === "number"));
 }

@@ -7,7 +7,7 @@
  */
 
 import { createHash } from "node:crypto";
-import { tmpdir } from "node:os";
+import { tmpdir, userInfo } from "node:os";
 import { join, resolve } from "node:path";
 import { toHex } from "../bytes.ts";
 import { encodeChunk } from "../chunk/codec.ts";
@@ -57,6 +57,8 @@ export interface SyncReport {
   chunks: { total: number; read: number; uploaded: number; skipped: number; zero: number };
   bytes: { read: number; data: number; manifest: number };
   manifestKey: string;
+  /** Things that went wrong without failing the sync, such as an unwritable spool directory. */
+  warnings: string[];
 }
 
 const READ_BATCH_BYTES = 4 * 1024 * 1024;
@@ -64,7 +66,14 @@ const ZERO_HEX = "0".repeat(64);
 
 /** Default spool directory: its contents only save work and may vanish at any time. */
 export function defaultSpoolDir(): string {
-  return join(tmpdir(), "tessera-spool");
+  // Per user: a record another user could write would decide what this user's syncs upload.
+  let user = "";
+  try {
+    user = `-${userInfo().uid}`;
+  } catch {
+    // No user database (some containers): a shared name, still created with mode 0700.
+  }
+  return join(tmpdir(), `tessera-spool${user}`);
 }
 
 /**
@@ -101,7 +110,15 @@ export async function syncDatabase(path: string, options: SyncOptions): Promise<
     const pointers = await Promise.all(stores.map((store) => readPointer(store, name, options.signal)));
     return await new SyncRun(snapshot, options, name, state, pointers).run();
   });
-  if (report.state) await saveSyncState(spoolDir, report.state);
+  if (report.state) {
+    try {
+      await saveSyncState(spoolDir, report.state);
+    } catch (error) {
+      // The snapshot is published; without the record the next sync only reads more.
+      const reason = error instanceof Error ? error.message : String(error);
+      report.report.warnings.push(`Cannot save the sync record in "${spoolDir}": ${reason}`);
+    }
+  }
   return report.report;
 }
 
@@ -211,7 +228,7 @@ class SyncRun {
     const { list, indexChunks } = buildChunkList(ids);
     const indexIds = await chunkIds(indexChunks);
     await this.#uploadChunks(indexChunks.map((bytes, k) => [indexIds[k] as Uint8Array, bytes]), "manifest");
-    const sequence = 1 + Math.max(0, ...this.#pointers.map((p) => p?.sequence ?? 0));
+    const sequence = await this.#nextSequence();
     const imageSha256 = hash ? new Uint8Array(hash.digest()) : new Uint8Array(32);
     const manifest: Manifest = {
       identity: {
@@ -248,6 +265,24 @@ class SyncRun {
       report: this.#report(sequence, false, hash ? toHex(imageSha256) : null, total, zero),
       state: newState,
     };
+  }
+
+  // One past every pointer, and past any manifest a publish that never reached its pointer left behind
+  // (it is a complete snapshot, kept as history, but its sequence is taken).
+  async #nextSequence(): Promise<number> {
+    let sequence = 1 + Math.max(0, ...this.#pointers.map((p) => p?.sequence ?? 0));
+    for (let skipped = 0; skipped < 1000; skipped++) {
+      const key = manifestKey(this.#name, sequence);
+      const heads = await Promise.all(
+        this.#options.stores.map((s) => s.head(key, { signal: this.#options.signal })),
+      );
+      if (heads.every((h) => h.status === "not_found")) return sequence;
+      sequence++;
+    }
+    throw new TesseraError(
+      "CONFLICT",
+      `Cannot choose a sequence for "${this.#name}": 1000 unpublished manifests lie ahead of its pointer`,
+    );
   }
 
   // With a trusted record, the WAL may prove which pages changed; chunk 0 is always read (it is inline).
@@ -348,6 +383,7 @@ class SyncRun {
       chunks: { total, read, uploaded, skipped: Math.max(0, total - 1 - uploaded - zero), zero },
       bytes: { ...this.#bytes },
       manifestKey: manifestKey(this.#name, sequence),
+      warnings: [],
     };
   }
 }

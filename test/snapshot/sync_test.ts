@@ -1,7 +1,7 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { createClient } from "@libsql/client";
-import { readFile, rm } from "node:fs/promises";
+import { readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { StoreChunkSource } from "../../src/chunk/source.ts";
 import { loadLatest } from "../../src/restore/manifest_source.ts";
@@ -26,6 +26,15 @@ async function restoreLatest(store: BlobStore, name: string, out: string) {
   const { manifest } = await loadLatest(store, name);
   const result = await restoreImage({ manifest, chunks: new StoreChunkSource(store), out });
   return { manifest, result };
+}
+
+async function addRow(path: string): Promise<void> {
+  const db = createClient({ url: `file:${path}` });
+  await db.batch([
+    { sql: "INSERT INTO items (k, payload) VALUES ((SELECT last FROM meta) + 1, zeroblob(100))", args: [] },
+    { sql: "UPDATE meta SET last = last + 1", args: [] },
+  ], "write");
+  db.close();
 }
 
 class RecordingStore extends LocalStore {
@@ -148,27 +157,69 @@ describe("syncDatabase()", () => {
     assert.equal(store.puts.at(-2), report.manifestKey);
   });
 
+  it("skips a manifest that a publish left without its pointer, keeping it as history", async () => {
+    const t = await fresh("orphan");
+    await makeDb(t.db, "wal", 100);
+    const first = await syncDatabase(t.db, opts(t.store, t.spoolDir));
+    // A publish that died after its manifest and before its pointer.
+    await t.store.put(manifestKey(first.name, 2), new TextEncoder().encode("an orphaned manifest"));
+    await addRow(t.db);
+    const second = await syncDatabase(t.db, opts(t.store, t.spoolDir));
+    assert.equal(second.sequence, 3);
+    const { manifest } = await loadLatest(t.store, first.name);
+    assert.equal(manifest.sequence, 3);
+    assert.equal((await t.store.head(manifestKey(first.name, 2))).status, "ok");
+  });
+
   it("refuses to replace a manifest another writer published first, leaving the pointer alone", async () => {
     const t = await fresh("conflict");
     await makeDb(t.db, "wal", 100);
     const first = await syncDatabase(t.db, opts(t.store, t.spoolDir));
     const pointerBefore = await t.store.get(pointerKey(first.name));
-    // Another writer has put up sequence 2's manifest and not yet its pointer.
-    await t.store.put(manifestKey(first.name, 2), new TextEncoder().encode("someone else's manifest"));
-    const db = createClient({ url: `file:${t.db}` });
-    await db.execute("UPDATE meta SET last = last + 0 WHERE id = 1");
-    await db.execute({
-      sql: "INSERT INTO items (k, payload) VALUES (?, ?)",
-      args: [999_999, new Uint8Array(10)],
-    });
-    db.close();
-    await assert.rejects(syncDatabase(t.db, opts(t.store, t.spoolDir)), {
+    // The other writer's manifest lands between this sync's look for a free sequence and its put.
+    const racing = new (class extends LocalStore {
+      override head(key: string) {
+        return key === manifestKey(first.name, 2)
+          ? Promise.resolve({ status: "not_found" as const })
+          : super.head(key);
+      }
+    })(t.store.root);
+    await racing.put(manifestKey(first.name, 2), new TextEncoder().encode("someone else's manifest"));
+    await addRow(t.db);
+    await assert.rejects(syncDatabase(t.db, opts(racing, t.spoolDir)), {
       code: "CONFLICT",
       message: /another writer published that sequence first/,
     });
     const pointerAfter = await t.store.get(pointerKey(first.name));
     assert.ok(pointerBefore.status === "ok" && pointerAfter.status === "ok");
     assert.deepEqual(pointerAfter.body, pointerBefore.body);
+  });
+
+  it("still publishes when the spool cannot be written, and says so", async () => {
+    const t = await fresh("bad-spool");
+    await makeDb(t.db, "delete", 50);
+    const blocker = `${t.spoolDir}-file`;
+    await writeFile(blocker, "not a directory");
+    const report = await syncDatabase(t.db, opts(t.store, join(blocker, "spool")));
+    assert.equal(report.sequence, 1);
+    assert.equal(report.warnings.length, 1);
+    assert.match(report.warnings[0] ?? "", /Cannot save the sync record in ".*-file\/spool"/);
+    assert.equal((await loadLatest(t.store, report.name)).manifest.sequence, 1);
+  });
+
+  it("ignores a damaged sync record and reads everything again", async () => {
+    const t = await fresh("damaged-record");
+    await makeDb(t.db, "wal", 300);
+    const first = await syncDatabase(t.db, opts(t.store, t.spoolDir));
+    const recordPath = join(t.spoolDir, "sync", `${first.name}.json`);
+    const record = JSON.parse(await readFile(recordPath, "utf8"));
+    record.ids[0] = "not-a-chunk-id";
+    await writeFile(recordPath, JSON.stringify(record));
+    await addRow(t.db);
+    const second = await syncDatabase(t.db, opts(t.store, t.spoolDir));
+    assert.equal(second.chunks.read, second.chunks.total);
+    await restoreLatest(t.store, second.name, t.out);
+    assert.ok(isCommittedState(await checkWriterDb(t.out)));
   });
 
   it("writes every snapshot to every store", async () => {
