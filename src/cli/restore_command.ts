@@ -4,6 +4,7 @@
  * @module
  */
 
+import { rename, unlink } from "node:fs/promises";
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { restoreImage } from "../restore/restore.ts";
@@ -35,7 +36,8 @@ Options:
   --manifest FILE|KEY  restore the snapshot in this manifest file, or at this key in the store
   --sequence N         restore snapshot N of the database's history instead of the newest
   -o, --out FILE       the file to write
-  --force              replace FILE if it exists
+  --force              replace FILE if it exists, with any -wal, -shm or -journal beside it (SQLite
+                       would apply a leftover log to the restored file, so restore refuses without it)
   --concurrency N      chunks fetched at once (default 8)
 ${STORE_OPTIONS_HELP}
 
@@ -68,6 +70,15 @@ export async function restoreCommand(args: string[], io: CliIo): Promise<number>
   if (!values.force && await exists(out)) {
     throw new UsageError(`restore: "${out}" exists; pass --force to replace it`);
   }
+  // SQLite would replay a leftover -wal (or -journal) over the restored file: they go with the old file.
+  const sidecars = [];
+  for (const suffix of SIDECARS) if (await exists(out + suffix)) sidecars.push(out + suffix);
+  if (sidecars.length > 0 && !values.force) {
+    throw new UsageError(
+      `restore: "${sidecars[0]}" exists and SQLite would apply it to the restored database; ` +
+        "remove it, or pass --force to replace the database and its journal files",
+    );
+  }
   const concurrency = values.concurrency === undefined ? 8 : Number(values.concurrency);
   if (!Number.isInteger(concurrency) || concurrency < 1) {
     throw new UsageError("restore: --concurrency takes a whole number ≥ 1");
@@ -76,13 +87,21 @@ export async function restoreCommand(args: string[], io: CliIo): Promise<number>
   const { loaded, store } = await findManifest(values, context, io);
   const progress = progressPrinter(io, `restore ${loaded.manifest.identity.name}`);
   const chunkSize = loaded.manifest.chunkSize;
-  const result = await restoreImage({
-    manifest: loaded.manifest,
-    chunks: chunkSourceFor(context, store),
-    out,
-    concurrency,
-    onProgress: (done, total) => progress.update(done * chunkSize, total * chunkSize),
-  });
+  const aside = await moveAside(sidecars);
+  let result;
+  try {
+    result = await restoreImage({
+      manifest: loaded.manifest,
+      chunks: chunkSourceFor(context, store),
+      out,
+      concurrency,
+      onProgress: (done, total) => progress.update(done * chunkSize, total * chunkSize),
+    });
+  } catch (error) {
+    await Promise.all(aside.map(([from, to]) => rename(to, from).catch(() => {})));
+    throw error;
+  }
+  await Promise.all(aside.map(([, to]) => unlink(to).catch(() => {})));
   progress.done();
   const report = {
     name: loaded.manifest.identity.name,
@@ -102,4 +121,17 @@ export async function restoreCommand(args: string[], io: CliIo): Promise<number>
     );
   }
   return EXIT.ok;
+}
+
+const SIDECARS = ["-wal", "-shm", "-journal"];
+
+// Renamed rather than deleted, so a failed restore can put the old database back exactly as it was.
+async function moveAside(paths: string[]): Promise<[string, string][]> {
+  const moved: [string, string][] = [];
+  for (const path of paths) {
+    const to = `${path}.tessera-replaced-${crypto.randomUUID().slice(0, 8)}`;
+    await rename(path, to);
+    moved.push([path, to]);
+  }
+  return moved;
 }

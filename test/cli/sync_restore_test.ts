@@ -104,6 +104,23 @@ describe("tessera sync, restore, manifest and ls", () => {
     );
   });
 
+  it("restore will not leave a stale -wal beside the restored database", async () => {
+    const out = join(dir, "with-wal.db");
+    await writeFile(out, new TextEncoder().encode("an old database"));
+    await writeFile(`${out}-wal`, new TextEncoder().encode("an old write-ahead log"));
+    const refused = await tessera("restore", "--name", name, "--store", store, "--out", out);
+    assert.equal(refused.code, 2);
+    const orphan = join(dir, "orphan-wal.db");
+    await writeFile(`${orphan}-wal`, new TextEncoder().encode("a log without its database"));
+    const refusedOrphan = await tessera("restore", "--name", name, "--store", store, "--out", orphan);
+    assert.equal(refusedOrphan.code, 2);
+    assert.match(refusedOrphan.err, /orphan-wal\.db-wal" exists and SQLite would apply it/);
+    const forced = await tessera("restore", "--name", name, "--store", store, "--out", out, "--force");
+    assert.equal(forced.code, 0, forced.err);
+    assert.ok(!(await readdir(dir)).some((f) => f.startsWith("with-wal.db-")), "the old -wal is gone");
+    assertBytes(new Uint8Array(await readFile(out)), new Uint8Array(await readFile(db)), "forced restore");
+  });
+
   it("restore --sequence and --manifest FILE restore older snapshots", async () => {
     const saved = join(dir, "seq1.manifest");
     const shown = await tessera(
