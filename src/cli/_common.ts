@@ -36,6 +36,14 @@ export const STORE_OPTIONS = {
   help: { type: "boolean", short: "h", default: false },
 } as const;
 
+/** Options that name one database, as {@linkcode databaseName} reads them. */
+export const DATABASE_OPTIONS = {
+  name: { type: "string" },
+  hostname: { type: "string" },
+  "source-path": { type: "string" },
+  source: { type: "string" },
+} as const;
+
 /** The help lines for {@linkcode STORE_OPTIONS}. */
 export const STORE_OPTIONS_HELP =
   `  -c, --config CONFIG  a JSON file, @file, or inline JSON (default: $TESSERA_CONFIG); see docs/CONFIG.md

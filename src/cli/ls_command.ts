@@ -7,7 +7,13 @@
 import { parseArgs } from "node:util";
 import { DATABASES_PREFIX } from "../manifest/keys.ts";
 import { listHistory, loadLatest } from "../restore/manifest_source.ts";
-import { commandContext, databaseName, STORE_OPTIONS, STORE_OPTIONS_HELP } from "./_common.ts";
+import {
+  commandContext,
+  DATABASE_OPTIONS,
+  databaseName,
+  STORE_OPTIONS,
+  STORE_OPTIONS_HELP,
+} from "./_common.ts";
 import { type CliIo, EXIT } from "./_io.ts";
 
 /** `tessera ls --help`. */
@@ -30,10 +36,7 @@ export async function lsCommand(args: string[], io: CliIo): Promise<number> {
     options: {
       ...STORE_OPTIONS,
       history: { type: "boolean", default: false },
-      name: { type: "string" },
-      hostname: { type: "string" },
-      "source-path": { type: "string" },
-      source: { type: "string" },
+      ...DATABASE_OPTIONS,
     },
   });
   if (values.help) {

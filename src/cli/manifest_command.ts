@@ -11,7 +11,13 @@ import { chunkListIndexIds } from "../manifest/chunk_list.ts";
 import type { Manifest } from "../manifest/types.ts";
 import { loadManifestFile } from "../restore/manifest_source.ts";
 import { writeFileAtomic } from "../files.ts";
-import { commandContext, findManifest, STORE_OPTIONS, STORE_OPTIONS_HELP } from "./_common.ts";
+import {
+  commandContext,
+  DATABASE_OPTIONS,
+  findManifest,
+  STORE_OPTIONS,
+  STORE_OPTIONS_HELP,
+} from "./_common.ts";
 import { type CliIo, EXIT } from "./_io.ts";
 
 /** `tessera manifest --help`. */
@@ -39,10 +45,7 @@ export async function manifestCommand(args: string[], io: CliIo): Promise<number
     args,
     options: {
       ...STORE_OPTIONS,
-      name: { type: "string" },
-      hostname: { type: "string" },
-      "source-path": { type: "string" },
-      source: { type: "string" },
+      ...DATABASE_OPTIONS,
       file: { type: "string" },
       sequence: { type: "string" },
       out: { type: "string", short: "o" },

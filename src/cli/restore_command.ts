@@ -11,6 +11,7 @@ import { restoreImage } from "../restore/restore.ts";
 import {
   chunkSourceFor,
   commandContext,
+  DATABASE_OPTIONS,
   exists,
   findManifest,
   STORE_OPTIONS,
@@ -50,10 +51,7 @@ export async function restoreCommand(args: string[], io: CliIo): Promise<number>
     args,
     options: {
       ...STORE_OPTIONS,
-      name: { type: "string" },
-      hostname: { type: "string" },
-      "source-path": { type: "string" },
-      source: { type: "string" },
+      ...DATABASE_OPTIONS,
       manifest: { type: "string" },
       sequence: { type: "string" },
       out: { type: "string", short: "o" },
