@@ -12,26 +12,17 @@ import {
   MemoryChunkCache,
   StoreChunkSource,
 } from "../../src/chunk/source.ts";
-import { TesseraError } from "../../src/errors.ts";
 import { chunkKey } from "../../src/manifest/keys.ts";
 import { MemoryStore } from "../../src/store/memory.ts";
 import { CountingStore } from "../_helpers/counting.ts";
 import { makeTempDir, removeDir } from "../_helpers/temp.ts";
+import { rejectsWithCode } from "../_helpers/assert.ts";
 
 async function storedChunk(store: MemoryStore, text: string): Promise<{ id: Uint8Array; bytes: Uint8Array }> {
   const bytes = new TextEncoder().encode(text.repeat(500));
   const id = await chunkId(bytes);
   await store.put(chunkKey(id), encodeChunk(bytes));
   return { id, bytes };
-}
-
-async function rejectsWithCode(promise: Promise<unknown>, code: string, pattern: RegExp): Promise<void> {
-  await assert.rejects(promise, (error: unknown) => {
-    assert.ok(error instanceof TesseraError, `expected a TesseraError, got ${error}`);
-    assert.equal(error.code, code, error.message);
-    assert.match(error.message, pattern);
-    return true;
-  });
 }
 
 describe("StoreChunkSource", () => {

@@ -3,7 +3,6 @@ import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { toHex } from "../../src/bytes.ts";
-import { TesseraError } from "../../src/errors.ts";
 import { manifestKey, pointerKey } from "../../src/manifest/keys.ts";
 import {
   listHistory,
@@ -15,20 +14,7 @@ import { LocalStore } from "../../src/store/local.ts";
 import { MemoryStore } from "../../src/store/memory.ts";
 import { makeImage, publishImage } from "../_helpers/publish.ts";
 import { makeTempDir, removeDir } from "../_helpers/temp.ts";
-
-async function rejectsWithCode(
-  promise: Promise<unknown>,
-  code: string,
-  message: string | RegExp,
-): Promise<void> {
-  await assert.rejects(promise, (error: unknown) => {
-    assert.ok(error instanceof TesseraError, `expected a TesseraError, got ${error}`);
-    assert.equal(error.code, code, error.message);
-    if (typeof message === "string") assert.equal(error.message, message);
-    else assert.match(error.message, message);
-    return true;
-  });
-}
+import { rejectsWithCode } from "../_helpers/assert.ts";
 
 const image = (seed: number) => makeImage(3 * 4096, { chunkSize: 4096, seed });
 

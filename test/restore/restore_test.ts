@@ -12,7 +12,6 @@ import {
   MemoryChunkCache,
   StoreChunkSource,
 } from "../../src/chunk/source.ts";
-import { TesseraError } from "../../src/errors.ts";
 import { chunkKey } from "../../src/manifest/keys.ts";
 import { loadLatest } from "../../src/restore/manifest_source.ts";
 import { restoreImage } from "../../src/restore/restore.ts";
@@ -20,6 +19,7 @@ import { MemoryStore } from "../../src/store/memory.ts";
 import { CountingChunkSource, CountingStore } from "../_helpers/counting.ts";
 import { makeImage, type Published, publishImage } from "../_helpers/publish.ts";
 import { makeTempDir, removeDir } from "../_helpers/temp.ts";
+import { rejectsWithCode } from "../_helpers/assert.ts";
 
 function sha256(bytes: Uint8Array): string {
   return createHash("sha256").update(bytes).digest("hex");
@@ -31,20 +31,6 @@ function assertBytes(actual: Uint8Array, expected: Uint8Array): void {
   for (let i = 0; i < actual.length; i++) {
     if (actual[i] !== expected[i]) assert.fail(`first difference at byte ${i}`);
   }
-}
-
-async function rejectsWithCode(
-  promise: Promise<unknown>,
-  code: string,
-  message: string | RegExp,
-): Promise<void> {
-  await assert.rejects(promise, (error: unknown) => {
-    assert.ok(error instanceof TesseraError, `expected a TesseraError, got ${error}`);
-    assert.equal(error.code, code, error.message);
-    if (typeof message === "string") assert.equal(error.message, message);
-    else assert.match(error.message, message);
-    return true;
-  });
 }
 
 /** The non-zero chunk ids after chunk 0, each once. */

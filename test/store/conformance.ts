@@ -7,8 +7,8 @@
 
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { TesseraError } from "../../src/errors.ts";
 import type { BlobStore, GetResult, ListItem } from "../../src/store/types.ts";
+import { rejectsWithCode } from "../_helpers/assert.ts";
 
 /** A backend under test: `store` is what is checked, `writer` writes the same data (the store itself when
  * it can write; for a read-only store, the writable store it serves). */
@@ -59,17 +59,6 @@ export async function listAll(store: BlobStore, prefix: string, delimiter?: "/")
 
 function names(items: ListItem[]): string[] {
   return items.map((i) => (i.type === "object" ? i.key : `${i.prefix}*`));
-}
-
-async function rejectsWithCode(promise: Promise<unknown>, code: string): Promise<TesseraError> {
-  try {
-    await promise;
-  } catch (error) {
-    assert.ok(error instanceof TesseraError, `expected a TesseraError, got ${error}`);
-    assert.equal(error.code, code, error.message);
-    return error;
-  }
-  assert.fail(`expected a rejection with code ${code}`);
 }
 
 async function rejectsAborted(promise: Promise<unknown>): Promise<void> {
