@@ -26,7 +26,8 @@ export type TesseraErrorCode =
   | "STORE_IO"
   | "SOURCE_UNREADABLE"
   | "CONFLICT"
-  | "CONFIG_INVALID";
+  | "CONFIG_INVALID"
+  | "STALE";
 
 /** Options accepted by {@linkcode TesseraError}. */
 export interface TesseraErrorOptions {

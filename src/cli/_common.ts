@@ -7,14 +7,9 @@
 import { stat } from "node:fs/promises";
 import { hostname as osHostname } from "node:os";
 import { resolve } from "node:path";
-import {
-  type ChunkSource,
-  DirectoryChunkCache,
-  LayeredChunkSource,
-  StoreChunkSource,
-} from "../chunk/source.ts";
+import type { ChunkSource } from "../chunk/source.ts";
 import { loadConfig } from "../config/load.ts";
-import { openTarget } from "../config/stores.ts";
+import { chunkSourceFor as chunkSourceForConfig, openTarget } from "../config/stores.ts";
 import type { TesseraConfig } from "../config/types.ts";
 import { TesseraError } from "../errors.ts";
 import { decodeManifest } from "../manifest/codec.ts";
@@ -103,25 +98,7 @@ export async function databaseName(
 
 /** The chunk layers a read goes through: the local cache, other processes' caches, then the stores. */
 export function chunkSourceFor(context: CommandContext, store: BlobStore): ChunkSource {
-  const layers: ChunkSource[] = [];
-  const { cache, readOnlyCaches } = context.config;
-  if (cache) {
-    // Cached chunks stay uncompressed: local disk is cheap, and a warm read then costs no zstd work.
-    layers.push(
-      new DirectoryChunkCache({
-        directory: cache.directory,
-        numShards: cache.numShards,
-        capacity: cache.capacity,
-        codec: "none",
-      }),
-    );
-  }
-  for (const { directory, numShards } of readOnlyCaches) {
-    layers.push(new DirectoryChunkCache({ directory, numShards: Math.max(1, numShards), readOnly: true }));
-  }
-  layers.push(new StoreChunkSource(store));
-  for (const other of context.readable) if (other !== store) layers.push(new StoreChunkSource(other));
-  return layers.length === 1 ? layers[0] as ChunkSource : new LayeredChunkSource(layers);
+  return chunkSourceForConfig(context.config, store, context.readable);
 }
 
 /** The options that choose a snapshot: a database (as {@linkcode databaseName} takes), a sequence, or a

@@ -4,6 +4,13 @@
  * @module
  */
 
+import {
+  type ChunkCache,
+  type ChunkSource,
+  DirectoryChunkCache,
+  LayeredChunkSource,
+  StoreChunkSource,
+} from "../chunk/source.ts";
 import { TesseraError } from "../errors.ts";
 import { describeUrl } from "../net/http.ts";
 import type { S3ClientOptions } from "../s3/client.ts";
@@ -14,7 +21,7 @@ import { S3Store } from "../store/s3.ts";
 import { SplitStore } from "../store/split.ts";
 import type { BlobStore } from "../store/types.ts";
 import { redactUrl } from "./_fields.ts";
-import type { S3TargetConfig, TargetConfig } from "./types.ts";
+import type { S3TargetConfig, TargetConfig, TesseraConfig } from "./types.ts";
 
 /** Keys under this prefix are chunks; a target with a separate chunk bucket keeps them there. */
 const CHUNK_PREFIX = "chunks/";
@@ -96,4 +103,43 @@ export function describeTarget(target: TargetConfig): string {
     ? ""
     : `${where ? "; " : " ("}chunks in s3://${chunkBucket}/${chunkPrefix}`;
   return `s3://${target.bucket}/${target.prefix}${where}${chunks}${where || chunks ? ")" : ""}`;
+}
+
+/**
+ * The chunk layers a reader goes through: `before` (e.g. a memory cache), the config's local cache
+ * directory, other processes' read-only caches, then `primary` and every other store in `stores`.
+ *
+ * @example Reading chunks through a cache directory
+ * ```ts
+ * import { chunkSourceFor, openTarget } from "./stores.ts";
+ * const store = openTarget({ kind: "directory", directory: "/tmp/tessera-backups" });
+ * const config = { targets: [], readOnly: [], readOnlyCaches: [], cache: { directory: "/tmp/c", numShards: 16, capacity: 1000 } };
+ * console.log(chunkSourceFor(config, store).description); // cache directory /tmp/c, then file:///tmp/tessera-backups
+ * ```
+ */
+export function chunkSourceFor(
+  config: Pick<TesseraConfig, "cache" | "readOnlyCaches">,
+  primary: BlobStore,
+  stores: readonly BlobStore[] = [],
+  before: readonly ChunkCache[] = [],
+): ChunkSource {
+  const layers: ChunkSource[] = [...before];
+  const { cache, readOnlyCaches } = config;
+  if (cache) {
+    // Cached chunks stay uncompressed: local disk is cheap, and a warm read then costs no zstd work.
+    layers.push(
+      new DirectoryChunkCache({
+        directory: cache.directory,
+        numShards: cache.numShards,
+        capacity: cache.capacity,
+        codec: "none",
+      }),
+    );
+  }
+  for (const { directory, numShards } of readOnlyCaches) {
+    layers.push(new DirectoryChunkCache({ directory, numShards: Math.max(1, numShards), readOnly: true }));
+  }
+  layers.push(new StoreChunkSource(primary));
+  for (const other of stores) if (other !== primary) layers.push(new StoreChunkSource(other));
+  return layers.length === 1 ? layers[0] as ChunkSource : new LayeredChunkSource(layers);
 }

@@ -62,9 +62,8 @@ export async function loadLatest(
   name: string,
   options: LoadOptions = {},
 ): Promise<LatestManifest> {
-  const { signal } = options;
   const pKey = pointerKey(name);
-  const got = await store.get(pKey, { signal });
+  const got = await store.get(pKey, { signal: options.signal });
   if (got.status !== "ok") {
     throw new TesseraError(
       "NOT_FOUND",
@@ -73,8 +72,31 @@ export async function loadLatest(
     );
   }
   const pointer = await decodePointer(got.body, { what: pKey });
+  return { ...await loadPointed(store, name, pointer, options), pointer };
+}
+
+/**
+ * Loads the manifest `pointer` names, checked against the SHA-256 the pointer holds: what a reader does
+ * once it has read a pointer (a replica polls the pointer itself, conditionally).
+ *
+ * @example Following a pointer
+ * ```ts
+ * import { loadPointed } from "./manifest_source.ts";
+ * import { MemoryStore } from "../store/memory.ts";
+ *
+ * const pointer = { sequence: 1, manifestSha256: new Uint8Array(32), createdMs: 0, writer: "" };
+ * await loadPointed(new MemoryStore(), "app", pointer).catch((error) => console.log(error.code)); // NOT_FOUND
+ * ```
+ */
+export async function loadPointed(
+  store: BlobStore,
+  name: string,
+  pointer: Pointer,
+  options: LoadOptions = {},
+): Promise<LoadedManifest> {
+  const pKey = pointerKey(name);
   const key = manifestKey(name, pointer.sequence);
-  const manifestBytes = await fetchManifest(store, key, name, pointer.sequence, signal);
+  const manifestBytes = await fetchManifest(store, key, name, pointer.sequence, options.signal);
   const actual = createHash("sha256").update(manifestBytes).digest();
   if (toHex(actual) !== toHex(pointer.manifestSha256)) {
     throw new TesseraError(
@@ -85,7 +107,7 @@ export async function loadLatest(
   }
   const manifest = await decodeManifest(manifestBytes, { what: key });
   checkIdentity(manifest, name, pointer.sequence, `${key} in ${store.description}`);
-  return { manifest, pointer, manifestBytes, key };
+  return { manifest, manifestBytes, key };
 }
 
 /**

@@ -1,0 +1,355 @@
+/**
+ * The `native` replica engine: each snapshot materialized into a file of its own ("generation") and read
+ * by @libsql/client, read-only.
+ *
+ * A file is patched only while no connection reads it: a new snapshot goes into an idle generation file,
+ * rewriting just the chunks that differ from what that file held (taken from another generation file when
+ * one has them, from the stores otherwise), and queries move to it at their next transaction while those
+ * in flight finish on the old one. Two files serve steady refreshes; a long transaction on an old snapshot
+ * makes a third.
+ *
+ * @module
+ */
+
+import { createHash } from "node:crypto";
+import { mkdtemp, open, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { type Client, createClient } from "@libsql/client";
+import type { InStatement, IntMode, ResultSet, Transaction } from "@libsql/core/api";
+import type { ChunkSource } from "../chunk/source.ts";
+import { idsEqual, idToHex, ZERO_ID } from "../chunk/ids.ts";
+import { TesseraError } from "../errors.ts";
+import { expandChunkList } from "../manifest/chunk_list.ts";
+import type { ChunkId, Manifest } from "../manifest/types.ts";
+import type { EngineConnection, EngineMemory, EngineSnapshot, ReplicaEngine } from "./engine.ts";
+import { newGeneration, servedHeader } from "./image.ts";
+
+/** Options of {@linkcode NativeEngine.create}. */
+export interface NativeEngineOptions {
+  chunks: ChunkSource;
+  /** Where generation files live. @default {a new temporary directory, removed on close} */
+  directory?: string | undefined;
+  concurrency?: number | undefined;
+  intMode?: IntMode | undefined;
+}
+
+interface GenerationFile {
+  path: string;
+  /** What the file holds now: chunk ids by position (chunk 0 is always rewritten), or unknown. */
+  ids: ChunkId[] | undefined;
+  /** The chunk size of `ids`. */
+  chunkSize: number;
+  /** The snapshot reading it, if any. */
+  snapshot: NativeSnapshot | undefined;
+}
+
+class NativeSnapshot implements EngineSnapshot {
+  readonly manifest: Manifest;
+  readonly preparedMs = Date.now();
+  readonly chunksFetched: number;
+  readonly file: GenerationFile;
+  readonly client: Client;
+  #refs = 1;
+
+  constructor(manifest: Manifest, file: GenerationFile, client: Client, chunksFetched: number) {
+    this.manifest = manifest;
+    this.file = file;
+    this.client = client;
+    this.chunksFetched = chunksFetched;
+  }
+
+  retain(): void {
+    this.#refs++;
+  }
+
+  release(): void {
+    if (--this.#refs > 0) return;
+    this.client.close();
+    if (this.file.snapshot === this) this.file.snapshot = undefined;
+  }
+}
+
+/** The native engine. Create it with {@linkcode NativeEngine.create}. */
+export class NativeEngine implements ReplicaEngine {
+  readonly kind = "native" as const;
+  readonly directory: string;
+  readonly #ownsDirectory: boolean;
+  readonly #chunks: ChunkSource;
+  readonly #concurrency: number;
+  readonly #intMode: IntMode;
+  readonly #files: GenerationFile[] = [];
+  #indexChunks = new Map<string, Uint8Array>();
+  #served: NativeSnapshot | undefined;
+  #closed = false;
+
+  private constructor(directory: string, ownsDirectory: boolean, options: NativeEngineOptions) {
+    this.directory = directory;
+    this.#ownsDirectory = ownsDirectory;
+    this.#chunks = options.chunks;
+    this.#concurrency = options.concurrency ?? 8;
+    this.#intMode = options.intMode ?? "number";
+  }
+
+  /** Creates an engine whose files live in `directory` (made when missing) or a new temporary one. */
+  static async create(options: NativeEngineOptions): Promise<NativeEngine> {
+    if (options.directory !== undefined) {
+      const { mkdir } = await import("node:fs/promises");
+      const directory = resolve(options.directory);
+      await mkdir(directory, { recursive: true });
+      return new NativeEngine(await mkdtemp(join(directory, "replica-")), true, options);
+    }
+    return new NativeEngine(await mkdtemp(join(tmpdir(), "tessera-replica-")), true, options);
+  }
+
+  async prepare(manifest: Manifest, signal: AbortSignal): Promise<EngineSnapshot> {
+    if (this.#closed) throw new Error("the replica is closed");
+    const what = `snapshot ${manifest.sequence} of database "${manifest.identity.name}"`;
+    const ids = await this.#expand(manifest, what, signal);
+    const file = this.#idleFile();
+    // Claimed at once, so a second prepare running alongside picks another file.
+    const claim = {} as NativeSnapshot;
+    file.snapshot = claim;
+    let client: Client | undefined;
+    try {
+      const fetched = await this.#patch(file, manifest, ids, what, signal);
+      client = createClient({
+        url: `file:${encodeURIComponent(`file:${file.path}?mode=ro`)}`,
+        intMode: this.#intMode,
+      });
+      // Opening is lazy in places: one query proves the file opens as a database.
+      await client.execute("PRAGMA schema_version");
+      const snapshot = new NativeSnapshot(manifest, file, client, fetched);
+      file.snapshot = snapshot;
+      if (this.#closed) {
+        snapshot.release();
+        throw new Error("the replica is closed");
+      }
+      return snapshot;
+    } catch (error) {
+      client?.close();
+      if (file.snapshot === claim) file.snapshot = undefined;
+      throw error;
+    }
+  }
+
+  serve(snapshot: EngineSnapshot): void {
+    if (!(snapshot instanceof NativeSnapshot) || !this.#files.includes(snapshot.file)) {
+      throw new TypeError("Cannot serve a snapshot another engine prepared");
+    }
+    if (snapshot === this.#served) return;
+    snapshot.retain();
+    const previous = this.#served;
+    this.#served = snapshot;
+    previous?.release();
+  }
+
+  async connect(): Promise<EngineConnection> {
+    const snapshot = this.#served;
+    if (this.#closed || !snapshot) throw new Error("the replica is closed");
+    snapshot.retain();
+    const client = snapshot.client;
+    let transaction: Transaction | undefined;
+    let released = false;
+    return {
+      execute: async (stmt: InStatement): Promise<ResultSet> =>
+        transaction ? await transaction.execute(stmt) : await client.execute(stmt),
+      executeMultiple: async (sql: string) =>
+        transaction ? await transaction.executeMultiple(sql) : await client.executeMultiple(sql),
+      // A snapshot's file never changes while it is held, so any connection to it sees one snapshot.
+      begin: async () => {
+        transaction = await client.transaction("read");
+      },
+      commit: async () => {
+        const t = transaction;
+        transaction = undefined;
+        await t?.commit();
+      },
+      rollback: async () => {
+        const t = transaction;
+        transaction = undefined;
+        await t?.rollback();
+      },
+      get inTransaction() {
+        return transaction !== undefined && !transaction.closed;
+      },
+      release: () => {
+        if (released) return;
+        released = true;
+        transaction?.close();
+        transaction = undefined;
+        snapshot.release();
+      },
+    };
+  }
+
+  memory(): EngineMemory {
+    return { chunkBytes: 0, chunks: 0, snapshots: this.#files.filter((f) => f.snapshot).length };
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    const served = this.#served;
+    this.#served = undefined;
+    served?.release();
+    for (const file of this.#files) file.snapshot?.client.close();
+    if (this.#ownsDirectory) {
+      rm(this.directory, { recursive: true, force: true }).catch(() => {});
+    }
+  }
+
+  /** The generation files, for tests and status. */
+  get files(): ReadonlyArray<{ path: string; inUse: boolean }> {
+    return this.#files.map((f) => ({ path: f.path, inUse: f.snapshot !== undefined }));
+  }
+
+  #idleFile(): GenerationFile {
+    // The idle file holding the most recent content needs the fewest rewrites; any idle one is correct.
+    const idle = this.#files.filter((f) => f.snapshot === undefined);
+    const known = idle.find((f) => f.ids !== undefined);
+    const chosen = known ?? idle[0];
+    if (chosen) return chosen;
+    const file: GenerationFile = {
+      path: join(this.directory, `generation-${this.#files.length + 1}.db`),
+      ids: undefined,
+      chunkSize: 0,
+      snapshot: undefined,
+    };
+    this.#files.push(file);
+    return file;
+  }
+
+  async #expand(manifest: Manifest, what: string, signal: AbortSignal): Promise<ChunkId[]> {
+    const previous = this.#indexChunks;
+    const next = new Map<string, Uint8Array>();
+    const ids = await expandChunkList(manifest.chunks, async (id, k) => {
+      const hex = idToHex(id);
+      const bytes = previous.get(hex) ?? next.get(hex) ?? await this.#chunks.get(id, { signal });
+      if (bytes === undefined) {
+        throw new TesseraError(
+          "NOT_FOUND",
+          `Cannot open ${what}: index chunk ${hex} (index #${k}) is missing from ${this.#chunks.description}`,
+        );
+      }
+      next.set(hex, bytes);
+      return bytes;
+    });
+    this.#indexChunks = next;
+    const total = Math.ceil(manifest.imageLength / manifest.chunkSize);
+    if (
+      ids.length !== Math.max(0, total - 1) ||
+      manifest.chunk0.length !== Math.min(manifest.chunkSize, manifest.imageLength)
+    ) {
+      throw new TesseraError(
+        "CORRUPT_MANIFEST",
+        `Cannot open ${what}: the manifest lists ${ids.length + 1} chunks for ${manifest.imageLength} bytes`,
+      );
+    }
+    return ids;
+  }
+
+  /** Makes `file` hold the manifest's image; returns the chunks fetched from the stores. */
+  async #patch(
+    file: GenerationFile,
+    manifest: Manifest,
+    ids: ChunkId[],
+    what: string,
+    signal: AbortSignal,
+  ): Promise<number> {
+    const { chunkSize, imageLength } = manifest;
+    const had = file.chunkSize === chunkSize ? file.ids : undefined;
+    file.ids = undefined; // unknown until the patch completes
+    // Where else a chunk sits on local disk: in another generation file whose content is known.
+    const local = new Map<string, { path: string; offset: number }>();
+    for (const other of this.#files) {
+      if (other === file || !other.ids || other.chunkSize !== chunkSize) continue;
+      other.ids.forEach((id, i) => local.set(idToHex(id), { path: other.path, offset: (i + 1) * chunkSize }));
+    }
+    const todo: number[] = [];
+    for (let i = 0; i < ids.length; i++) {
+      if (had && had[i] && idsEqual(had[i]!, ids[i]!)) continue;
+      todo.push(i);
+    }
+    const handle = await open(file.path, had === undefined ? "w+" : "r+");
+    let fetched = 0;
+    try {
+      await handle.truncate(imageLength);
+      await handle.write(servedHeader(manifest.chunk0, newGeneration()), 0, manifest.chunk0.length, 0);
+      let next = 0;
+      const worker = async () => {
+        try {
+          while (next < todo.length) {
+            signal.throwIfAborted();
+            const i = todo[next++]!;
+            const id = ids[i]!;
+            const length = Math.min(chunkSize, imageLength - (i + 1) * chunkSize);
+            let bytes: Uint8Array | undefined;
+            if (idsEqual(id, ZERO_ID)) {
+              bytes = new Uint8Array(length);
+            } else {
+              bytes = await readLocal(local.get(idToHex(id)), id, length);
+              if (!bytes) {
+                bytes = await this.#chunks.get(id, { signal });
+                if (bytes === undefined) {
+                  throw new TesseraError(
+                    "NOT_FOUND",
+                    `Cannot open ${what}: chunk ${idToHex(id)} (chunk #${i + 1}) is missing from ` +
+                      this.#chunks.description,
+                  );
+                }
+                fetched++;
+              }
+            }
+            if (bytes.length !== length) {
+              throw new TesseraError(
+                "CORRUPT_MANIFEST",
+                `Cannot open ${what}: chunk ${idToHex(id)} (chunk #${
+                  i + 1
+                }) is ${bytes.length} bytes, not ${length}`,
+              );
+            }
+            await handle.write(bytes, 0, bytes.length, (i + 1) * chunkSize);
+          }
+        } catch (error) {
+          next = todo.length;
+          throw error;
+        }
+      };
+      const results = await Promise.allSettled(
+        Array.from({ length: Math.min(this.#concurrency, todo.length) }, worker),
+      );
+      const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
+      if (failed) throw failed.reason;
+    } finally {
+      await handle.close();
+    }
+    file.ids = ids;
+    file.chunkSize = chunkSize;
+    return fetched;
+  }
+}
+
+/** Reads a chunk from another generation file and checks it against its id; `undefined` when it does not
+ * match (that file may be mid-patch) or cannot be read. */
+async function readLocal(
+  at: { path: string; offset: number } | undefined,
+  id: ChunkId,
+  length: number,
+): Promise<Uint8Array | undefined> {
+  if (!at) return undefined;
+  try {
+    const handle = await open(at.path, "r");
+    try {
+      const bytes = new Uint8Array(length);
+      const { bytesRead } = await handle.read(bytes, 0, length, at.offset);
+      if (bytesRead !== length) return undefined;
+      const digest = createHash("sha256").update(bytes).digest();
+      return idsEqual(new Uint8Array(digest), id) ? bytes : undefined;
+    } finally {
+      await handle.close();
+    }
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,419 @@
+/**
+ * Running SQL on a sqlite-wasm connection with results identical to `@libsql/client` 0.18.0 on a local file:
+ * the same rows, column types, integer modes, argument rules and `LibsqlError`s.
+ *
+ * @module
+ */
+
+import type sqlite3InitModule from "@sqlite.org/sqlite-wasm";
+import {
+  type InStatement,
+  type IntMode,
+  LibsqlError,
+  type ResultSet,
+  type Row,
+  type Value,
+} from "@libsql/core/api";
+import {
+  intToJs,
+  makeRow,
+  type SqlArgs,
+  SqlResultSet,
+  type SqlValue,
+  toBindable,
+  toSqlArgs,
+} from "./_values.ts";
+
+/** The initialised sqlite-wasm module. */
+export type Sqlite3 = Awaited<ReturnType<typeof sqlite3InitModule>>;
+
+/** How many prepared statements a connection keeps, by SQL text. */
+const CACHE_SIZE = 64;
+
+const SQLITE_ROW = 100;
+const SQLITE_DONE = 101;
+const SQLITE_INTEGER = 1;
+const SQLITE_FLOAT = 2;
+const SQLITE_TEXT = 3;
+const SQLITE_BLOB = 4;
+const SQLITE_TRANSIENT = -1;
+const SQLITE_PREPARE_PERSISTENT = 1;
+const SQLITE_STMTSTATUS_REPREPARE = 5;
+const INITIAL_SCRATCH = 256;
+/** Text up to this many bytes is checked for ASCII in JavaScript before falling back to TextDecoder. */
+const SHORT_TEXT = 64;
+
+/** The result codes `libsql` names; any other extended code is "UNKNOWN_SQLITE_ERROR_<n>". */
+const NAMED_CODES = [
+  "OK ERROR INTERNAL PERM ABORT BUSY LOCKED NOMEM READONLY INTERRUPT IOERR CORRUPT NOTFOUND FULL CANTOPEN PROTOCOL",
+  "EMPTY SCHEMA TOOBIG CONSTRAINT MISMATCH MISUSE NOLFS AUTH FORMAT RANGE NOTADB NOTICE WARNING ROW DONE",
+  "IOERR_READ IOERR_SHORT_READ IOERR_WRITE IOERR_FSYNC IOERR_DIR_FSYNC IOERR_TRUNCATE IOERR_FSTAT IOERR_UNLOCK",
+  "IOERR_RDLOCK IOERR_DELETE IOERR_BLOCKED IOERR_NOMEM IOERR_ACCESS IOERR_CHECKRESERVEDLOCK IOERR_LOCK IOERR_CLOSE",
+  "IOERR_DIR_CLOSE IOERR_SHMOPEN IOERR_SHMSIZE IOERR_SHMLOCK IOERR_SHMMAP IOERR_SEEK IOERR_DELETE_NOENT IOERR_MMAP",
+  "IOERR_GETTEMPPATH IOERR_CONVPATH IOERR_VNODE IOERR_AUTH LOCKED_SHAREDCACHE BUSY_RECOVERY BUSY_SNAPSHOT",
+  "CANTOPEN_NOTEMPDIR CANTOPEN_ISDIR CANTOPEN_FULLPATH CANTOPEN_CONVPATH CORRUPT_VTAB READONLY_RECOVERY",
+  "READONLY_CANTLOCK READONLY_ROLLBACK READONLY_DBMOVED ABORT_ROLLBACK CONSTRAINT_CHECK CONSTRAINT_COMMITHOOK",
+  "CONSTRAINT_FOREIGNKEY CONSTRAINT_FUNCTION CONSTRAINT_NOTNULL CONSTRAINT_PRIMARYKEY CONSTRAINT_TRIGGER",
+  "CONSTRAINT_UNIQUE CONSTRAINT_VTAB CONSTRAINT_ROWID NOTICE_RECOVER_WAL NOTICE_RECOVER_ROLLBACK WARNING_AUTOINDEX",
+  "AUTH_USER OK_LOAD_PERMANENTLY",
+].join(" ").split(" ").map((name) => `SQLITE_${name}`);
+
+let codeNames: Map<number, string> | undefined;
+
+/**
+ * The `LibsqlError` `@libsql/client` throws for SQLite result `rc` on `db`: `code` names the primary result
+ * ("SQLITE_CONSTRAINT"), `extendedCode` the extended one ("SQLITE_CONSTRAINT_PRIMARYKEY"), `rawCode` is the
+ * extended number, and the message is SQLite's, prefixed with `code` (`SQLITE_ERROR: no such table: t`).
+ * `rc` may be primary; the extended code and message come from `db` when they describe the same error.
+ *
+ * @example A read-only database
+ * ```ts
+ * import sqlite3InitModule from "@sqlite.org/sqlite-wasm";
+ * import { sqliteError } from "./sql.ts";
+ *
+ * const sqlite3 = await sqlite3InitModule();
+ * const error = sqliteError(sqlite3, 0, 8);
+ * console.log(error.message); // "SQLITE_READONLY: attempt to write a readonly database"
+ * ```
+ */
+export function sqliteError(sqlite3: Sqlite3, db: number, rc: number): LibsqlError {
+  const { capi } = sqlite3;
+  const dbCode = db === 0 ? -1 : capi.sqlite3_extended_errcode(db);
+  const fromDb = (dbCode & 0xff) === (rc & 0xff);
+  const rawCode = fromDb ? dbCode : rc;
+  const message = fromDb ? capi.sqlite3_errmsg(db) : capi.sqlite3_errstr(rawCode);
+  codeNames ??= new Map(
+    NAMED_CODES.map((name) => [(capi as unknown as Record<string, number>)[name]!, name]),
+  );
+  const extendedCode = codeNames.get(rawCode) ?? `UNKNOWN_SQLITE_ERROR_${rawCode}`;
+  const base = rawCode & 0xff;
+  const code = base >= 1 && base <= 28 ? codeNames.get(base)! : `SQLITE_UNKNOWN_${base}`;
+  // libsql's cause is its native SqliteError: SQLite's message, the extended name and the number.
+  const cause = Object.assign(new Error(message), { name: "SqliteError", code: extendedCode, rawCode });
+  return new LibsqlError(message, code, extendedCode, rawCode, cause);
+}
+
+/** The sqlite-wasm exports used per row and per value, called directly to skip the `capi` argument wrappers. */
+interface Exports {
+  sqlite3_step(stmt: number): number;
+  sqlite3_reset(stmt: number): number;
+  sqlite3_clear_bindings(stmt: number): number;
+  sqlite3_stmt_status(stmt: number, op: number, reset: number): number;
+  sqlite3_column_type(stmt: number, i: number): number;
+  sqlite3_column_int64(stmt: number, i: number): bigint;
+  sqlite3_column_double(stmt: number, i: number): number;
+  sqlite3_column_text(stmt: number, i: number): number;
+  sqlite3_column_blob(stmt: number, i: number): number;
+  sqlite3_column_bytes(stmt: number, i: number): number;
+  sqlite3_bind_null(stmt: number, i: number): number;
+  sqlite3_bind_double(stmt: number, i: number, value: number): number;
+  sqlite3_bind_int64(stmt: number, i: number, value: bigint): number;
+  sqlite3_bind_text(stmt: number, i: number, text: number, bytes: number, destructor: number): number;
+  sqlite3_bind_blob(stmt: number, i: number, blob: number, bytes: number, destructor: number): number;
+  sqlite3_total_changes64(db: number): bigint;
+  sqlite3_changes64(db: number): bigint;
+  sqlite3_last_insert_rowid(db: number): bigint;
+}
+
+/** A cached prepared statement and what is known about it. */
+interface Prepared {
+  stmt: number;
+  /** Parameter names by index (from 0), `null` for a nameless `?`. */
+  params: (string | null)[];
+  returnsRows: boolean;
+  /** The statement's reprepare count when `columns` and `columnTypes` were read. */
+  reprepares: number;
+  columns: string[];
+  columnTypes: string[];
+}
+
+const decoder = new TextDecoder();
+const encoder = new TextEncoder();
+
+/**
+ * One sqlite-wasm connection (a `sqlite3*` the caller opened), executing statements exactly as
+ * `@libsql/client` executes them on a local file. It keeps the last {@linkcode CACHE_SIZE} prepared statements
+ * by SQL text and owns the connection: {@linkcode WasmConnection.close} closes it.
+ *
+ * @example Run a query
+ * ```ts
+ * import sqlite3InitModule from "@sqlite.org/sqlite-wasm";
+ * import { WasmConnection } from "./sql.ts";
+ *
+ * const sqlite3 = await sqlite3InitModule();
+ * const { capi, wasm } = sqlite3;
+ * const stack = wasm.pstack.pointer;
+ * const ppDb = wasm.pstack.allocPtr();
+ * capi.sqlite3_open_v2(":memory:", ppDb, capi.SQLITE_OPEN_READWRITE | capi.SQLITE_OPEN_CREATE, null);
+ * const connection = new WasmConnection(sqlite3, wasm.peekPtr(ppDb) as number);
+ * wasm.pstack.restore(stack);
+ * console.log(connection.execute({ sql: "SELECT ? + 1 AS n", args: [1] }, "number").rows[0]?.n); // 2
+ * connection.close();
+ * ```
+ */
+export class WasmConnection {
+  #sqlite3: Sqlite3;
+  #x: Exports;
+  #db: number;
+  #cache = new Map<string, Prepared>();
+  #scratch = 0;
+  #scratchSize = 0;
+  #closed = false;
+
+  /**
+   * Wraps an open connection.
+   *
+   * @param sqlite3 The sqlite-wasm module that opened `db`.
+   * @param db The `sqlite3*` pointer; the connection now owns it.
+   */
+  constructor(sqlite3: Sqlite3, db: number) {
+    if (!Number.isInteger(db) || db <= 0) {
+      throw new TypeError(`Cannot wrap SQLite connection ${db}: expected a sqlite3* pointer`);
+    }
+    this.#sqlite3 = sqlite3;
+    this.#x = sqlite3.wasm.exports as Exports;
+    this.#db = db;
+  }
+
+  /** True while a transaction is open (the connection is not in autocommit mode). */
+  get inTransaction(): boolean {
+    return !this.#closed && this.#sqlite3.capi.sqlite3_get_autocommit(this.#db) === 0;
+  }
+
+  /**
+   * Runs the first statement in `stmt` (any following ones are ignored, as in libsql) and returns its rows, or
+   * for a statement without result columns the rows it changed and the last inserted rowid.
+   *
+   * Throws `LibsqlError` for SQLite errors (including SQL with no statement), `RangeError` for an integer that
+   * `intMode` "number" cannot hold exactly, and `TypeError`/`RangeError`/`Error` for arguments as libsql does.
+   */
+  execute(stmt: InStatement, intMode: IntMode): ResultSet {
+    this.#checkOpen();
+    const sql = typeof stmt === "string" ? stmt : stmt.sql;
+    const args = typeof stmt === "string" ? [] : toSqlArgs(stmt.args, intMode);
+    const prepared = this.#prepare(sql);
+    const { stmt: handle } = prepared;
+    try {
+      this.#bind(prepared, args);
+      return prepared.returnsRows ? this.#query(prepared, intMode) : this.#run(handle);
+    } finally {
+      this.#x.sqlite3_reset(handle);
+      this.#x.sqlite3_clear_bindings(handle);
+    }
+  }
+
+  /** Runs every statement in `sql` in order (`sqlite3_exec`), stopping at the first error, which it throws. */
+  executeMultiple(sql: string): void {
+    this.#checkOpen();
+    const rc = this.#sqlite3.capi.sqlite3_exec(this.#db, sql, 0, 0, 0);
+    if (rc !== 0) throw sqliteError(this.#sqlite3, this.#db, rc);
+  }
+
+  /** Finalizes the cached statements and closes the connection; later calls do nothing. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    const { capi, wasm } = this.#sqlite3;
+    for (const prepared of this.#cache.values()) capi.sqlite3_finalize(prepared.stmt);
+    this.#cache.clear();
+    if (this.#scratch !== 0) wasm.dealloc(this.#scratch);
+    this.#scratch = 0;
+    capi.sqlite3_close_v2(this.#db);
+  }
+
+  #checkOpen(): void {
+    if (this.#closed) throw new LibsqlError("The connection is closed", "CLIENT_CLOSED");
+  }
+
+  #prepare(sql: string): Prepared {
+    const cached = this.#cache.get(sql);
+    if (cached !== undefined) {
+      this.#cache.delete(sql);
+      this.#cache.set(sql, cached);
+      return cached;
+    }
+    const { capi, wasm } = this.#sqlite3;
+    const stack = wasm.pstack.pointer;
+    let stmt: number;
+    try {
+      const ppStmt = wasm.pstack.allocPtr() as number;
+      const rc = capi.sqlite3_prepare_v3(this.#db, sql, -1, SQLITE_PREPARE_PERSISTENT, ppStmt, null);
+      if (rc !== 0) throw sqliteError(this.#sqlite3, this.#db, rc);
+      stmt = wasm.peekPtr(ppStmt) as number;
+    } finally {
+      wasm.pstack.restore(stack);
+    }
+    // Only whitespace and comments: libsql reports SQLite's "not an error" as an error.
+    if (stmt === 0) throw sqliteError(this.#sqlite3, this.#db, 0);
+    const params: (string | null)[] = [];
+    for (let i = 1; i <= capi.sqlite3_bind_parameter_count(stmt); i++) {
+      params.push(capi.sqlite3_bind_parameter_name(stmt, i));
+    }
+    const prepared: Prepared = {
+      stmt,
+      params,
+      returnsRows: capi.sqlite3_column_count(stmt) > 0,
+      reprepares: -1,
+      columns: [],
+      columnTypes: [],
+    };
+    this.#cache.set(sql, prepared);
+    if (this.#cache.size > CACHE_SIZE) {
+      const [oldest, evicted] = this.#cache.entries().next().value as [string, Prepared];
+      this.#cache.delete(oldest);
+      capi.sqlite3_finalize(evicted.stmt);
+    }
+    return prepared;
+  }
+
+  #bind(prepared: Prepared, args: SqlArgs): void {
+    const { params, stmt } = prepared;
+    let values: SqlValue[];
+    if (Array.isArray(args)) {
+      // libsql checks every argument, even those past the last parameter, which it then ignores.
+      values = Array.from(args, toBindable).slice(0, params.length);
+    } else {
+      values = params.map((name, i) => {
+        if (name === null) {
+          throw new TypeError(
+            `Cannot bind named arguments: parameter ${i + 1} has no name; pass the arguments as an array`,
+          );
+        }
+        return toBindable(args[name.substring(1)]);
+      });
+    }
+    const x = this.#x;
+    for (let i = 0; i < values.length; i++) {
+      const value = values[i]!;
+      if (value === null) x.sqlite3_bind_null(stmt, i + 1);
+      else if (typeof value === "number") x.sqlite3_bind_double(stmt, i + 1, value);
+      else if (typeof value === "bigint") x.sqlite3_bind_int64(stmt, i + 1, value);
+      else if (typeof value === "string") {
+        const capacity = value.length * 3;
+        const at = this.#reserve(capacity);
+        const { written } = encoder.encodeInto(
+          value,
+          this.#sqlite3.wasm.heap8u().subarray(at, at + capacity),
+        );
+        x.sqlite3_bind_text(stmt, i + 1, at, written, SQLITE_TRANSIENT);
+      } else {
+        const at = this.#reserve(value.length);
+        this.#sqlite3.wasm.heap8u().set(value, at);
+        x.sqlite3_bind_blob(stmt, i + 1, at, value.length, SQLITE_TRANSIENT);
+      }
+    }
+  }
+
+  /** Grows the scratch buffer (never a null pointer, so empty text and blobs stay non-NULL) to `size` bytes. */
+  #reserve(size: number): number {
+    if (size > this.#scratchSize || this.#scratch === 0) {
+      const { wasm } = this.#sqlite3;
+      if (this.#scratch !== 0) wasm.dealloc(this.#scratch);
+      this.#scratchSize = Math.max(INITIAL_SCRATCH, size);
+      this.#scratch = wasm.alloc(this.#scratchSize) as number;
+    }
+    return this.#scratch;
+  }
+
+  #query(prepared: Prepared, intMode: IntMode): ResultSet {
+    const x = this.#x;
+    const { stmt } = prepared;
+    const rows: Row[] = [];
+    let rc = x.sqlite3_step(stmt);
+    if (rc === SQLITE_ROW || rc === SQLITE_DONE) this.#describeColumns(prepared);
+    // libsql converts values only after stepping through every row, so a SQLite error wins over a RangeError.
+    let failed = false;
+    let failure: unknown;
+    const values: Value[] = [];
+    while (rc === SQLITE_ROW) {
+      if (!failed) {
+        try {
+          values.length = 0;
+          for (let i = 0; i < prepared.columns.length; i++) values.push(this.#readValue(stmt, i, intMode));
+          rows.push(makeRow(values, prepared.columns));
+        } catch (error) {
+          failed = true;
+          failure = error;
+        }
+      }
+      rc = x.sqlite3_step(stmt);
+    }
+    if (rc !== SQLITE_DONE) throw sqliteError(this.#sqlite3, this.#db, rc);
+    if (failed) throw failure;
+    return new SqlResultSet(prepared.columns.slice(), prepared.columnTypes.slice(), rows, 0, undefined);
+  }
+
+  /** Reads column names and declared types, again whenever SQLite recompiled the statement (schema change). */
+  #describeColumns(prepared: Prepared): void {
+    const reprepares = this.#x.sqlite3_stmt_status(prepared.stmt, SQLITE_STMTSTATUS_REPREPARE, 0);
+    if (reprepares === prepared.reprepares) return;
+    const { capi } = this.#sqlite3;
+    const count = capi.sqlite3_column_count(prepared.stmt);
+    prepared.columns = [];
+    prepared.columnTypes = [];
+    for (let i = 0; i < count; i++) {
+      prepared.columns.push(capi.sqlite3_column_name(prepared.stmt, i) ?? "");
+      prepared.columnTypes.push(capi.sqlite3_column_decltype(prepared.stmt, i) ?? "");
+    }
+    prepared.reprepares = reprepares;
+  }
+
+  #readValue(stmt: number, i: number, intMode: IntMode): Value {
+    const x = this.#x;
+    switch (x.sqlite3_column_type(stmt, i)) {
+      case SQLITE_INTEGER: {
+        if (intMode === "number") {
+          // Exact whenever it is a safe integer; only larger values need the BigInt.
+          const approximate = x.sqlite3_column_double(stmt, i);
+          if (Number.isSafeInteger(approximate)) return approximate;
+        }
+        return intToJs(x.sqlite3_column_int64(stmt, i), intMode);
+      }
+      case SQLITE_FLOAT:
+        return x.sqlite3_column_double(stmt, i);
+      case SQLITE_TEXT: {
+        const start = x.sqlite3_column_text(stmt, i);
+        return readText(this.#sqlite3.wasm.heap8u(), start, start + x.sqlite3_column_bytes(stmt, i));
+      }
+      case SQLITE_BLOB: {
+        const start = x.sqlite3_column_blob(stmt, i);
+        const size = x.sqlite3_column_bytes(stmt, i);
+        return this.#sqlite3.wasm.heap8u().slice(start, start + size).buffer;
+      }
+      default:
+        return null;
+    }
+  }
+
+  #run(stmt: number): ResultSet {
+    const x = this.#x;
+    const before = x.sqlite3_total_changes64(this.#db);
+    let rc = x.sqlite3_step(stmt);
+    while (rc === SQLITE_ROW) rc = x.sqlite3_step(stmt);
+    if (rc !== SQLITE_DONE) throw sqliteError(this.#sqlite3, this.#db, rc);
+    // As libsql: no change counted unless this statement changed rows (DDL keeps the previous count in SQLite).
+    const changed = x.sqlite3_total_changes64(this.#db) !== before;
+    const rowsAffected = changed ? Number(x.sqlite3_changes64(this.#db)) : 0;
+    // libsql passes the rowid through a double, so rowids beyond 2^53 are rounded.
+    const lastInsertRowid = BigInt(Number(x.sqlite3_last_insert_rowid(this.#db)));
+    return new SqlResultSet([], [], [], rowsAffected, lastInsertRowid);
+  }
+}
+
+/** UTF-8 text up to its first NUL, which is where libsql stops reading a value. */
+function readText(heap: Uint8Array, start: number, end: number): string {
+  if (end - start > SHORT_TEXT) {
+    const bytes = heap.subarray(start, end);
+    const nul = bytes.indexOf(0);
+    return decoder.decode(nul === -1 ? bytes : bytes.subarray(0, nul));
+  }
+  // Short ASCII, the common case, is cheaper to build directly than through TextDecoder.
+  let ascii = true;
+  let i = start;
+  for (; i < end; i++) {
+    const byte = heap[i]!;
+    if (byte === 0) break;
+    if (byte >= 0x80) ascii = false;
+  }
+  return ascii ? String.fromCharCode(...heap.subarray(start, i)) : decoder.decode(heap.subarray(start, i));
+}
