@@ -63,6 +63,9 @@ export interface ProxyLogEntry {
   path: string;
   /** The fault applied, or `null`. */
   fault: Fault | null;
+  /** The status the real server answered a forwarded request with; `null` when it was not forwarded (or
+   * has not answered yet). */
+  status: number | null;
 }
 
 /** A running fault proxy. */

@@ -117,7 +117,7 @@ function sendHalf(res, upstream, body, fault) {
   });
 }
 
-function forward(req, res, fault) {
+function forward(req, res, fault, entry) {
   const upstreamRequest = http.request({
     protocol: target.protocol,
     hostname: target.hostname,
@@ -128,6 +128,7 @@ function forward(req, res, fault) {
     agent,
   });
   upstreamRequest.on("response", (upstream) => {
+    if (entry) entry.status = upstream.statusCode ?? null;
     if (fault === "truncate" || fault === "stall-body") {
       const chunks = [];
       upstream.on("data", (chunk) => chunks.push(chunk));
@@ -149,7 +150,8 @@ function forward(req, res, fault) {
 
 function handleProxied(req, res) {
   const rule = pickRule(req.method, req.url);
-  log.push({ method: req.method, path: req.url, fault: rule?.fault ?? null });
+  const entry = { method: req.method, path: req.url, fault: rule?.fault ?? null, status: null };
+  log.push(entry);
   switch (rule?.fault) {
     case "status":
       return afterRequestBody(
@@ -161,9 +163,9 @@ function handleProxied(req, res) {
     case "stall":
       return req.resume();
     case "delay":
-      return setTimeout(() => forward(req, res, null), rule.delayMs);
+      return setTimeout(() => forward(req, res, null, entry), rule.delayMs);
     default:
-      return forward(req, res, rule?.fault ?? null);
+      return forward(req, res, rule?.fault ?? null, entry);
   }
 }
 

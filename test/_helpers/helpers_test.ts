@@ -81,8 +81,8 @@ describe("test helpers", () => {
     const head = await fetch(proxiedUrl, { method: "HEAD" });
     assert.equal(head.headers.get("content-length"), String(BODY.length));
     assert.deepEqual(await proxy.log(), [
-      { method: "GET", path: `/${s3.bucket}/dir/object-1.bin?x-id=GetObject`, fault: null },
-      { method: "HEAD", path: `/${s3.bucket}/dir/object-1.bin`, fault: null },
+      { method: "GET", path: `/${s3.bucket}/dir/object-1.bin?x-id=GetObject`, fault: null, status: 200 },
+      { method: "HEAD", path: `/${s3.bucket}/dir/object-1.bin`, fault: null, status: 200 },
     ]);
   });
 

@@ -1,0 +1,262 @@
+import assert from "node:assert/strict";
+import { mkdir } from "node:fs/promises";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { createClient } from "@libsql/client";
+import { openReplica } from "../../src/replica/open.ts";
+import type { Replica } from "../../src/replica/replica.ts";
+import { syncDatabase } from "../../src/snapshot/sync.ts";
+import { S3Store } from "../../src/store/s3.ts";
+import { type FaultProxy, startFaultProxy } from "../_helpers/fault_proxy.ts";
+import { type S3TestServer, startS3Server } from "../_helpers/s3_server.ts";
+import { makeTempDir, removeDir } from "../_helpers/temp.ts";
+import { startWriter } from "../_helpers/writer.ts";
+import { ROOT } from "../_helpers/run.ts";
+import { spawn } from "node:child_process";
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Resolves with the first value `promise` settles to; keeps the event loop alive while it waits (the
+ * replica's poll timer does not), failing after `ms`. */
+async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let settled = false;
+  const watched = promise.finally(() => (settled = true));
+  const deadline = Date.now() + ms;
+  while (!settled && Date.now() < deadline) await sleep(10);
+  if (!settled) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+  return await watched;
+}
+
+describe("replicas of a database in a real S3 server (s3rver)", () => {
+  let server: S3TestServer;
+  let proxy: FaultProxy;
+  let dir: string;
+  let n = 0;
+
+  const storeAt = (endpoint: string, prefix: string) =>
+    new S3Store({
+      bucket: server.bucket,
+      endpoint,
+      region: server.region,
+      credentials: { accessKeyId: server.accessKeyId, secretAccessKey: server.secretAccessKey },
+    }, { prefix });
+
+  before(async () => {
+    server = await startS3Server();
+    proxy = await startFaultProxy(server.endpoint);
+    dir = await makeTempDir("s3-replica");
+  });
+  after(async () => {
+    await proxy?.stop();
+    await server?.stop();
+    await removeDir(dir);
+  });
+
+  it("polls the pointer with conditional GETs (304 while unchanged) and fetches only what changed", async () => {
+    const prefix = `poll-${++n}/`;
+    const sub = join(dir, String(n));
+    await mkdir(sub, { recursive: true });
+    const source = join(sub, "app.db");
+    const db = createClient({ url: `file:${source}` });
+    await db.executeMultiple(`
+      PRAGMA page_size = 4096;
+      CREATE TABLE t (k INTEGER PRIMARY KEY, v BLOB);
+      WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2000)
+      INSERT INTO t SELECT i, randomblob(200) FROM n;
+    `);
+    const direct = storeAt(server.endpoint, prefix);
+    const sync = () =>
+      syncDatabase(source, {
+        stores: [direct],
+        hostname: "h",
+        name: "poll",
+        spoolDir: join(sub, "spool"),
+        chunkSize: 16384,
+      });
+    await sync();
+
+    await proxy.resetLog();
+    const replica = await openReplica("poll", { store: storeAt(proxy.endpoint, prefix), pollIntervalMs: 40 });
+    try {
+      assert.equal(Number((await replica.execute("SELECT count(*) FROM t")).rows[0]![0]), 2000);
+      await sleep(600);
+      const pointerKey = `/${server.bucket}/${prefix}dbs/poll/pointer`;
+      let log = await proxy.log();
+      const pointerGets = log.filter((e) => e.method === "GET" && e.path.startsWith(pointerKey));
+      assert.ok(pointerGets.length >= 6, `${pointerGets.length} pointer GETs in 600 ms at 40 ms`);
+      assert.equal(pointerGets[0]!.status, 200, "the first read of the pointer is a full GET");
+      const later = pointerGets.slice(1).filter((e) => e.status !== null);
+      assert.ok(later.length >= 5);
+      assert.deepEqual(
+        new Set(later.map((e) => e.status)),
+        new Set([304]),
+        "unchanged pointer: every poll is a 304",
+      );
+      const othersAfterOpen = log.slice(log.indexOf(pointerGets[1]!)).filter((e) =>
+        !e.path.startsWith(pointerKey)
+      );
+      assert.deepEqual(othersAfterOpen, [], "while unchanged, nothing but the pointer is read");
+
+      // One row changes: the next snapshot costs the pointer, its manifest, and the chunks that changed.
+      await proxy.resetLog();
+      const seen = new Promise<number>((resolve) => replica.on("snapshot", (e) => resolve(e.chunksFetched)));
+      await db.execute("UPDATE t SET v = randomblob(200) WHERE k = 1000");
+      const report = await sync();
+      const fetched = await within(seen, 10_000, "the replica to prepare snapshot 2");
+      log = await proxy.log();
+      const manifestGets = log.filter((e) => e.path.includes("/manifests/"));
+      const chunkGets = log.filter((e) => e.path.includes("/chunks/"));
+      assert.equal(manifestGets.length, 1);
+      assert.equal(chunkGets.length, fetched);
+      assert.ok(
+        fetched >= 1 && fetched <= report.chunks.uploaded,
+        `${fetched} chunks fetched, ${report.chunks.uploaded} uploaded`,
+      );
+      assert.equal(Number((await replica.execute("SELECT count(*) FROM t")).rows[0]![0]), 2000);
+      assert.equal(replica.sequence, 2);
+      assert.ok(replica.status().notModified >= 5);
+    } finally {
+      replica.close();
+      db.close();
+    }
+  });
+
+  for (const engine of ["wasm", "native"] as const) {
+    it(`a ${engine} replica follows a live writer: every row within a few polls, never backwards, always intact`, async () => {
+      const prefix = `live-${++n}/`;
+      const sub = join(dir, String(n));
+      await mkdir(sub, { recursive: true });
+      const source = join(sub, "live.db");
+      const store = storeAt(server.endpoint, prefix);
+      const writer = await startWriter(source, { mode: "wal", payload: 3000, pauseMs: 5 });
+      await writer.waitFor(5);
+      const sync = () =>
+        syncDatabase(source, { stores: [store], hostname: "h", name: "live", spoolDir: join(sub, "spool") });
+      await sync();
+      const pollIntervalMs = 100;
+      const replica: Replica = await openReplica("live", {
+        store,
+        engine,
+        pollIntervalMs,
+        autoRefresh: true,
+      });
+      const errors: Error[] = [];
+      replica.on("error", (e) => errors.push(e.error));
+      let lastSeen = 0;
+      const checkedSequences = new Set<number>();
+      let reads = 0;
+      const readOnce = async () => {
+        const tx = await replica.transaction("read");
+        try {
+          const [meta, items] = await tx.batch([
+            "SELECT last FROM meta",
+            "SELECT count(*), coalesce(min(k), 0), coalesce(max(k), 0) FROM items",
+          ]);
+          const last = Number(meta!.rows[0]![0]);
+          const [rows, minK, maxK] = Array.from(items!.rows[0]!, Number) as [number, number, number];
+          assert.ok(last >= lastSeen, `went backwards: ${last} after ${lastSeen}`);
+          assert.equal(rows, last, "a committed state: rows 1..last");
+          assert.equal(maxK, last);
+          if (last > 0) assert.equal(minK, 1);
+          lastSeen = last;
+          reads++;
+          const sequence = Number((await tx.execute("PRAGMA tessera_snapshot_sequence")).rows[0]![0]);
+          if (!checkedSequences.has(sequence)) {
+            checkedSequences.add(sequence);
+            assert.equal(
+              (await tx.execute("PRAGMA integrity_check")).rows[0]![0],
+              "ok",
+              `snapshot ${sequence}`,
+            );
+          }
+        } finally {
+          tx.close();
+        }
+      };
+      try {
+        const until = Date.now() + 2500;
+        let syncs = 1;
+        let reading = true;
+        const reader = (async () => {
+          while (reading) {
+            await readOnce();
+            await sleep(10);
+          }
+        })();
+        while (Date.now() < until) {
+          await sync();
+          syncs++;
+          await sleep(150);
+        }
+        const committed = await writer.stop();
+        const final = await sync();
+        const published = Date.now();
+        // Visible within a bounded number of poll intervals (the bound is generous for a loaded 2-core CI).
+        while (replica.sequence < final.sequence && Date.now() - published < 30 * pollIntervalMs) {
+          await sleep(10);
+        }
+        reading = false;
+        await reader;
+        await readOnce();
+        assert.equal(
+          replica.sequence,
+          final.sequence,
+          `replica at ${replica.sequence} after ${30 * pollIntervalMs} ms`,
+        );
+        assert.equal(lastSeen, committed, "the replica sees every row the writer committed");
+        assert.ok(
+          checkedSequences.size >= 3,
+          `served ${checkedSequences.size} snapshots over ${syncs} syncs`,
+        );
+        assert.ok(reads > 20);
+        assert.deepEqual(errors, []);
+      } finally {
+        replica.close();
+        await writer.stop().catch(() => {});
+      }
+    });
+  }
+
+  it("the wasm engine needs no filesystem: a Deno process without write or env access reads a replica", async () => {
+    const prefix = `nofs-${++n}/`;
+    const sub = join(dir, String(n));
+    await mkdir(sub, { recursive: true });
+    const source = join(sub, "nofs.db");
+    const db = createClient({ url: `file:${source}` });
+    await db.executeMultiple("CREATE TABLE t (x); INSERT INTO t VALUES (1), (2), (3);");
+    db.close();
+    await syncDatabase(source, {
+      stores: [storeAt(server.endpoint, prefix)],
+      hostname: "h",
+      name: "nofs",
+      spoolDir: join(sub, "spool"),
+    });
+    const wasmDir = join(ROOT, "node_modules/@sqlite.org/sqlite-wasm/dist");
+    const args = [
+      "run",
+      "--no-prompt",
+      `--allow-read=${wasmDir}`,
+      "--allow-net=127.0.0.1",
+      "test/replica/_nofs_main.ts",
+      JSON.stringify({
+        bucket: server.bucket,
+        endpoint: server.endpoint,
+        region: server.region,
+        accessKeyId: server.accessKeyId,
+        secretAccessKey: server.secretAccessKey,
+        prefix,
+      }),
+    ];
+    const child = spawn(join(ROOT, "node_modules/deno/deno"), args, {
+      cwd: ROOT,
+      env: { PATH: process.env.PATH, NO_COLOR: "1" },
+    });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d: Uint8Array) => (stdout += new TextDecoder().decode(d)));
+    child.stderr.on("data", (d: Uint8Array) => (stderr += new TextDecoder().decode(d)));
+    const code = await new Promise<number | null>((resolve) => child.on("close", resolve));
+    assert.equal(code, 0, stderr);
+    assert.deepEqual(JSON.parse(stdout), { sum: 6, sequence: 1, engine: "wasm", writeDenied: true });
+  });
+});
