@@ -344,6 +344,63 @@ for (const engine of ["wasm", "native"] as const) {
       store.failing = false;
     });
 
+    if (engine === "wasm") {
+      it("two generations share their unchanged chunks; an old one leaves memory with its last reader", async () => {
+        await fresh(2000);
+        const replica = await openIt({ autoRefresh: false });
+        const { manifest } = await loadLatest(store, NAME);
+        const image = manifest.imageLength;
+        const first = replica.status().memory;
+        assert.ok(
+          first.chunkBytes <= image && first.chunkBytes > image / 2,
+          `${first.chunkBytes} of ${image}`,
+        );
+        const tx = await replica.transaction("read");
+        assert.equal(await count(tx), 2000);
+        const db = createClient({ url: `file:${source}` });
+        await db.execute("UPDATE items SET v = 'changed' WHERE k = 1000");
+        db.close();
+        await sync();
+        await replica.refresh(1);
+        assert.equal(replica.sequence, 2);
+        const both = replica.status().memory;
+        const extra = both.chunkBytes - first.chunkBytes;
+        assert.ok(extra > 0 && extra <= 3 * 16384, `the second generation added ${extra} bytes`);
+        assert.equal(both.snapshots, 2, "the transaction still reads the first");
+        assert.equal(await count(tx), 2000);
+        tx.close();
+        assert.equal((await replica.execute("SELECT v FROM items WHERE k = 1000")).rows[0]![0], "changed");
+        const after = replica.status().memory;
+        assert.equal(after.snapshots, 1);
+        assert.ok(after.chunkBytes <= image, `${after.chunkBytes} bytes held for a ${image}-byte image`);
+      });
+    }
+
+    it("a refresh fetches only the chunks that changed", async () => {
+      await fresh(2000);
+      const replica = await openIt({ autoRefresh: true });
+      const fetched: number[] = [];
+      replica.on("snapshot", (e) => fetched.push(e.chunksFetched));
+      for (let i = 0; i < 4; i++) {
+        const db = createClient({ url: `file:${source}` });
+        await db.execute({
+          sql: "UPDATE items SET v = ? WHERE k = ?",
+          args: [`changed ${i}`, 100 + i * 500],
+        });
+        db.close();
+        await sync();
+        await replica.refresh(1);
+        assert.equal(
+          (await replica.execute("SELECT v FROM items WHERE k = ?", [100 + i * 500])).rows[0]![0],
+          `changed ${i}`,
+        );
+      }
+      assert.equal(fetched.length, 4);
+      for (const f of fetched) assert.ok(f >= 1 && f <= 3, `fetched ${fetched.join(", ")} chunks`);
+      assert.equal(replica.sequence, 5);
+      assert.equal((await replica.execute("PRAGMA integrity_check")).rows[0]![0], "ok");
+    });
+
     it("after close, every call fails with CLIENT_CLOSED", async () => {
       await fresh(10);
       const replica = await openIt();
