@@ -58,8 +58,22 @@ export {
   StoreChunkSource,
 } from "./chunk/source.ts";
 export { defaultSpoolDir, syncDatabase, type SyncOptions, type SyncReport } from "./snapshot/sync.ts";
-export { listHistory, loadLatest, loadManifestFile, loadSequence } from "./restore/manifest_source.ts";
+export {
+  listHistory,
+  loadLatest,
+  loadManifestFile,
+  loadPointed,
+  loadSequence,
+} from "./restore/manifest_source.ts";
 export { restoreImage, type RestoreImageOptions, type RestoreResult } from "./restore/restore.ts";
 export { loadConfig, normalizeConfig } from "./config/load.ts";
-export { describeTarget, openTarget } from "./config/stores.ts";
+export { chunkSourceFor, describeTarget, openTarget } from "./config/stores.ts";
+export { openReplica, type OpenReplicaOptions, type ReplicaSource } from "./replica/open.ts";
+export {
+  type FreshnessOptions,
+  type RefreshLevel,
+  Replica,
+  type ReplicaEvents,
+  type ReplicaStatus,
+} from "./replica/replica.ts";
 export type { TesseraConfig } from "./config/types.ts";
