@@ -217,6 +217,58 @@ describe("replicas of a database in a real S3 server (s3rver)", () => {
     });
   }
 
+  it("opens from a Verneuil config: a second replica sharing the local cache fetches no chunk", async () => {
+    const sub = join(dir, String(++n));
+    await mkdir(sub, { recursive: true });
+    const source = join(sub, "verneuil.db");
+    const db = createClient({ url: `file:${source}` });
+    await db.executeMultiple(`
+      CREATE TABLE t (k INTEGER PRIMARY KEY, v BLOB);
+      WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000)
+      INSERT INTO t SELECT i, randomblob(100) FROM n;
+    `);
+    db.close();
+    // Verneuil's shape keeps keys at the bucket's root.
+    await syncDatabase(source, {
+      stores: [storeAt(server.endpoint, "")],
+      hostname: "vhost",
+      spoolDir: join(sub, "spool"),
+    });
+    const config = {
+      replication_targets: [
+        {
+          s3: {
+            region: server.region,
+            chunk_bucket: server.bucket,
+            manifest_bucket: server.bucket,
+            domain_addressing: false,
+            endpoint: proxy.endpoint,
+          },
+        },
+        { local: { directory: join(sub, "cache"), num_shards: 8, capacity: 10000 } },
+      ],
+    };
+    const env = { AWS_ACCESS_KEY_ID: server.accessKeyId, AWS_SECRET_ACCESS_KEY: server.secretAccessKey };
+    const chunkGets = async () =>
+      (await proxy.log()).filter((e) => e.method === "GET" && e.path.includes("/chunks/")).length;
+    await proxy.resetLog();
+    const cold = await openReplica(`tessera://vhost${source}`, { config, env, pollIntervalMs: 0 });
+    const coldGets = await chunkGets();
+    assert.ok(coldGets >= 3, `${coldGets} chunk GETs when cold`);
+    assert.equal(Number((await cold.execute("SELECT count(*) FROM t")).rows[0]![0]), 3000);
+    cold.close();
+    await proxy.resetLog();
+    const warm = await openReplica(`tessera://vhost${source}`, {
+      config,
+      env,
+      pollIntervalMs: 0,
+      engine: "native",
+    });
+    assert.equal(await chunkGets(), 0, "every chunk came from the shared cache directory");
+    assert.equal(Number((await warm.execute("SELECT count(*) FROM t")).rows[0]![0]), 3000);
+    warm.close();
+  });
+
   it("the wasm engine needs no filesystem: a Deno process without write or env access reads a replica", async () => {
     const prefix = `nofs-${++n}/`;
     const sub = join(dir, String(n));
