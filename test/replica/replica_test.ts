@@ -401,6 +401,35 @@ for (const engine of ["wasm", "native"] as const) {
       assert.equal((await replica.execute("PRAGMA integrity_check")).rows[0]![0], "ok");
     });
 
+    it("opens a pinned snapshot from a manifest key, file or bytes, and by tessera:// URL", async () => {
+      await fresh(20);
+      await addRows(source, 5);
+      await sync();
+      const first = await store.get(manifestKey(NAME, 1));
+      assert.equal(first.status, "ok");
+      const bytes = (first as { body: Uint8Array }).body;
+      const file = join(dir, String(n), "manifest-1");
+      await writeFile(file, bytes);
+      for (const pinned of [manifestKey(NAME, 1), file, bytes]) {
+        const replica = await openReplica(pinned, { store, engine, pollIntervalMs: 10 });
+        open.push(replica);
+        assert.equal(replica.sequence, 1);
+        assert.equal(await count(replica), 20);
+        await replica.refresh(2);
+        assert.equal(replica.sequence, 1, "a pinned snapshot never moves");
+        assert.equal(replica.status().follows, false);
+      }
+      const byUrl = await syncDatabase(source, { stores: [store], hostname: "edge-host", spoolDir: spool });
+      const url = await openReplica(`tessera:///${source.replace(/^\//, "")}`, {
+        store,
+        engine,
+        hostname: "edge-host",
+      });
+      open.push(url);
+      assert.equal(url.status().database, byUrl.name);
+      assert.equal(await count(url), 25);
+    });
+
     it("after close, every call fails with CLIENT_CLOSED", async () => {
       await fresh(10);
       const replica = await openIt();
