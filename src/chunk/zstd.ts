@@ -5,7 +5,17 @@
  * @module
  */
 
-import { zstdCompressSync, zstdDecompressSync } from "node:zlib";
+import * as zlib from "node:zlib";
+import { decompress as decompressInJs } from "fzstd";
+
+// Deno, Bun and Node ≥ 22.15 have zstd in node:zlib; older Node and browsers do not, and then reading falls
+// back to a pure-JS decoder (writing needs the native one, or codec "none").
+const zstdCompressSync = (zlib as Partial<typeof zlib>).zstdCompressSync;
+const zstdDecompressSync = (zlib as Partial<typeof zlib>).zstdDecompressSync;
+
+/** True when this runtime's `node:zlib` has zstd (Deno, Bun, Node ≥ 22.15). */
+export const HAS_NATIVE_ZSTD: boolean = typeof zstdCompressSync === "function" &&
+  typeof zstdDecompressSync === "function";
 
 /** The largest output buffer {@linkcode nodeZstd} allocates at once: 1 MiB + 1, a whole chunk. */
 const MAX_OUTPUT_STEP = 1024 * 1024 + 1;
@@ -35,6 +45,11 @@ export interface Zstd {
  */
 export const nodeZstd: Zstd = {
   compress(bytes: Uint8Array): Uint8Array {
+    if (!zstdCompressSync) {
+      throw new Error(
+        'zstd compression needs node:zlib zstd (Deno, Bun, or Node 22.15 or later); on this runtime use codec "none"',
+      );
+    }
     // An output buffer larger than zstd's worst case: when the output fills node:zlib's buffer exactly,
     // Deno and Bun finish the frame and then append a second, empty one.
     const chunkSize = Math.max(64, bytes.length + (bytes.length >>> 7) + 1024);
@@ -50,6 +65,7 @@ export const nodeZstd: Zstd = {
     }
     // One output buffer for the whole of a chunk (faster, and no copies), but never more than 1 MiB at a
     // time: a small object claiming a large length must not allocate that length before it is decoded.
+    if (!zstdDecompressSync) return decompressPortably(bytes, maxLength);
     const chunkSize = Math.max(64, Math.min(maxLength + 1, MAX_OUTPUT_STEP));
     let out: Uint8Array;
     try {
@@ -64,6 +80,46 @@ export const nodeZstd: Zstd = {
     return new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
   },
 };
+
+/**
+ * Decompresses one frame with the pure-JS decoder (what runtimes without native zstd use), into a buffer of
+ * the frame's declared size once that size is known to be within `maxLength`.
+ *
+ * @example
+ * ```ts
+ * import { decompressPortably, nodeZstd } from "./zstd.ts";
+ * console.log(decompressPortably(nodeZstd.compress(new Uint8Array(100)), 100).length); // 100
+ * ```
+ */
+export function decompressPortably(bytes: Uint8Array, maxLength: number): Uint8Array {
+  let info: ZstdFrameInfo;
+  try {
+    info = readZstdFrame(bytes);
+  } catch (error) {
+    throw new Error(`zstd failed: ${error instanceof Error ? error.message : String(error)}`, {
+      cause: error,
+    });
+  }
+  const size = info.contentSize;
+  if (size !== undefined && size > maxLength) throw new Error(`zstd output exceeds ${maxLength} bytes`);
+  let out: Uint8Array;
+  try {
+    // A frame that does not record its size is decoded into what the decoder allocates, then checked.
+    out = decompressInJs(
+      bytes.subarray(0, info.frameLength),
+      size === undefined ? undefined : new Uint8Array(size),
+    );
+    if (size !== undefined && out.length !== size) {
+      throw new Error(`it holds ${out.length} bytes, not ${size}`);
+    }
+  } catch (error) {
+    throw new Error(`zstd failed: ${error instanceof Error ? error.message : String(error)}`, {
+      cause: error,
+    });
+  }
+  if (out.length > maxLength) throw new Error(`zstd output exceeds ${maxLength} bytes`);
+  return out;
+}
 
 /** `out` without any empty frames after its first, which would make it more than one frame. */
 function onlyFirstFrame(out: Uint8Array): Uint8Array {

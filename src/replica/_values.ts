@@ -16,6 +16,9 @@ export type SqlValue = null | number | bigint | string | Uint8Array;
 /** Statement arguments after the client's conversions: positional, or named without their prefix. */
 export type SqlArgs = unknown[] | Record<string, unknown>;
 
+/** Text up to this many bytes is checked for ASCII in JavaScript before falling back to TextDecoder. */
+const SHORT_TEXT = 64;
+const decoder = new TextDecoder();
 const MIN_SAFE = -9007199254740991n;
 const MAX_SAFE = 9007199254740991n;
 const MIN_INT64 = -9223372036854775808n;
@@ -113,6 +116,24 @@ export function makeRow(values: readonly Value[], columns: readonly string[]): R
   return row as Row;
 }
 
+/**
+ * A function building rows for `columns` exactly as {@linkcode makeRow} does. When every name is distinct and
+ * ordinary (not `length`, `__proto__` or an array index) it assigns the named properties, which V8 does several
+ * times faster than defining them, with the same attributes and order.
+ */
+export function rowMaker(columns: readonly string[]): (values: readonly Value[]) => Row {
+  const ordinary = new Set(columns).size === columns.length &&
+    columns.every((name) => name !== "length" && name !== "__proto__" && !/^(0|[1-9][0-9]*)$/.test(name));
+  if (!ordinary) return (values) => makeRow(values, columns);
+  return (values) => {
+    const row: Record<string, Value> = {};
+    Object.defineProperty(row, "length", { value: values.length });
+    for (let i = 0; i < values.length; i++) Object.defineProperty(row, i, { value: values[i] });
+    for (let i = 0; i < values.length; i++) row[columns[i] as string] = values[i] as Value;
+    return row as Row;
+  };
+}
+
 /** A result shaped like the client's: the same fields in the same order, and the same `toJSON()`. */
 export class SqlResultSet implements ResultSet {
   columns: string[];
@@ -161,4 +182,25 @@ function toBase64(bytes: Uint8Array): string {
     binary += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
   }
   return btoa(binary);
+}
+
+/**
+ * The UTF-8 text in `heap` from `start` to `end`, up to its first NUL: libsql reads a value as a C string.
+ * Invalid UTF-8 becomes U+FFFD (libsql aborts the process instead).
+ */
+export function readText(heap: Uint8Array, start: number, end: number): string {
+  if (end - start > SHORT_TEXT) {
+    const bytes = heap.subarray(start, end);
+    const nul = bytes.indexOf(0);
+    return decoder.decode(nul === -1 ? bytes : bytes.subarray(0, nul));
+  }
+  // Short ASCII, the common case, is cheaper to build directly than through TextDecoder.
+  let ascii = true;
+  let i = start;
+  for (; i < end; i++) {
+    const byte = heap[i]!;
+    if (byte === 0) break;
+    if (byte >= 0x80) ascii = false;
+  }
+  return ascii ? String.fromCharCode(...heap.subarray(start, i)) : decoder.decode(heap.subarray(start, i));
 }

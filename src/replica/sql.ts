@@ -16,7 +16,8 @@ import {
 } from "@libsql/core/api";
 import {
   intToJs,
-  makeRow,
+  readText,
+  rowMaker,
   type SqlArgs,
   SqlResultSet,
   type SqlValue,
@@ -40,8 +41,6 @@ const SQLITE_TRANSIENT = -1;
 const SQLITE_PREPARE_PERSISTENT = 1;
 const SQLITE_STMTSTATUS_REPREPARE = 5;
 const INITIAL_SCRATCH = 256;
-/** Text up to this many bytes is checked for ASCII in JavaScript before falling back to TextDecoder. */
-const SHORT_TEXT = 64;
 
 /** The result codes `libsql` names; any other extended code is "UNKNOWN_SQLITE_ERROR_<n>". */
 const NAMED_CODES = [
@@ -82,16 +81,32 @@ export function sqliteError(sqlite3: Sqlite3, db: number, rc: number): LibsqlErr
   const fromDb = (dbCode & 0xff) === (rc & 0xff);
   const rawCode = fromDb ? dbCode : rc;
   const message = fromDb ? capi.sqlite3_errmsg(db) : capi.sqlite3_errstr(rawCode);
-  codeNames ??= new Map(
-    NAMED_CODES.map((name) => [(capi as unknown as Record<string, number>)[name]!, name]),
-  );
+  const constants = capi as unknown as Record<string, number>;
+  codeNames ??= new Map(NAMED_CODES.map((name) => [constants[name]!, name]));
   const extendedCode = codeNames.get(rawCode) ?? `UNKNOWN_SQLITE_ERROR_${rawCode}`;
   const base = rawCode & 0xff;
   const code = base >= 1 && base <= 28 ? codeNames.get(base)! : `SQLITE_UNKNOWN_${base}`;
-  // libsql's cause is its native SqliteError: SQLite's message, the extended name and the number.
-  const cause = Object.assign(new Error(message), { name: "SqliteError", code: extendedCode, rawCode });
+  const cause = new SqliteError(message, extendedCode, rawCode);
   return new LibsqlError(message, code, extendedCode, rawCode, cause);
 }
+
+/** The `cause` of a SQLite `LibsqlError`, shaped like libsql's native `SqliteError`. */
+class SqliteError extends Error {
+  /** The extended result code's name. */
+  code: string;
+  rawCode: number;
+
+  constructor(message: string, code: string, rawCode: number) {
+    super(message);
+    this.code = code;
+    this.rawCode = rawCode;
+  }
+}
+Object.defineProperty(SqliteError.prototype, "name", {
+  value: "SqliteError",
+  writable: true,
+  configurable: true,
+});
 
 /** The sqlite-wasm exports used per row and per value, called directly to skip the `capi` argument wrappers. */
 interface Exports {
@@ -125,9 +140,9 @@ interface Prepared {
   reprepares: number;
   columns: string[];
   columnTypes: string[];
+  makeRow: (values: readonly Value[]) => Row;
 }
 
-const decoder = new TextDecoder();
 const encoder = new TextEncoder();
 
 /**
@@ -144,7 +159,7 @@ const encoder = new TextEncoder();
  * const { capi, wasm } = sqlite3;
  * const stack = wasm.pstack.pointer;
  * const ppDb = wasm.pstack.allocPtr();
- * capi.sqlite3_open_v2(":memory:", ppDb, capi.SQLITE_OPEN_READWRITE | capi.SQLITE_OPEN_CREATE, null);
+ * capi.sqlite3_open_v2(":memory:", ppDb, capi.SQLITE_OPEN_READWRITE | capi.SQLITE_OPEN_CREATE, 0);
  * const connection = new WasmConnection(sqlite3, wasm.peekPtr(ppDb) as number);
  * wasm.pstack.restore(stack);
  * console.log(connection.execute({ sql: "SELECT ? + 1 AS n", args: [1] }, "number").rows[0]?.n); // 2
@@ -256,6 +271,7 @@ export class WasmConnection {
       reprepares: -1,
       columns: [],
       columnTypes: [],
+      makeRow: rowMaker([]),
     };
     this.#cache.set(sql, prepared);
     if (this.#cache.size > CACHE_SIZE) {
@@ -330,7 +346,7 @@ export class WasmConnection {
         try {
           values.length = 0;
           for (let i = 0; i < prepared.columns.length; i++) values.push(this.#readValue(stmt, i, intMode));
-          rows.push(makeRow(values, prepared.columns));
+          rows.push(prepared.makeRow(values));
         } catch (error) {
           failed = true;
           failure = error;
@@ -355,6 +371,7 @@ export class WasmConnection {
       prepared.columns.push(capi.sqlite3_column_name(prepared.stmt, i) ?? "");
       prepared.columnTypes.push(capi.sqlite3_column_decltype(prepared.stmt, i) ?? "");
     }
+    prepared.makeRow = rowMaker(prepared.columns);
     prepared.reprepares = reprepares;
   }
 
@@ -398,22 +415,4 @@ export class WasmConnection {
     const lastInsertRowid = BigInt(Number(x.sqlite3_last_insert_rowid(this.#db)));
     return new SqlResultSet([], [], [], rowsAffected, lastInsertRowid);
   }
-}
-
-/** UTF-8 text up to its first NUL, which is where libsql stops reading a value. */
-function readText(heap: Uint8Array, start: number, end: number): string {
-  if (end - start > SHORT_TEXT) {
-    const bytes = heap.subarray(start, end);
-    const nul = bytes.indexOf(0);
-    return decoder.decode(nul === -1 ? bytes : bytes.subarray(0, nul));
-  }
-  // Short ASCII, the common case, is cheaper to build directly than through TextDecoder.
-  let ascii = true;
-  let i = start;
-  for (; i < end; i++) {
-    const byte = heap[i]!;
-    if (byte === 0) break;
-    if (byte >= 0x80) ascii = false;
-  }
-  return ascii ? String.fromCharCode(...heap.subarray(start, i)) : decoder.decode(heap.subarray(start, i));
 }

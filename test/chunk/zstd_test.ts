@@ -4,7 +4,7 @@ import { readFileSync } from "node:fs";
 import fc from "fast-check";
 import { decodeChunk } from "../../src/chunk/codec.ts";
 import { hexToId } from "../../src/chunk/ids.ts";
-import { decompressExactly, nodeZstd, readZstdFrame } from "../../src/chunk/zstd.ts";
+import { decompressExactly, decompressPortably, nodeZstd, readZstdFrame } from "../../src/chunk/zstd.ts";
 import { rleFrame } from "./_frames.ts";
 import { compressibleBytes, randomBytes } from "./_random.ts";
 
@@ -33,6 +33,22 @@ describe("zstd", () => {
     });
     assert.throws(() => nodeZstd.decompress(Uint8Array.of(1, 2, 3, 4, 5, 6), 10), /^Error: zstd failed: /);
     assert.throws(() => nodeZstd.decompress(frame, -1), RangeError);
+  });
+
+  it("the pure-JS decoder (runtimes without native zstd) reads what nodeZstd writes, and refuses the rest", () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: 70000 }), fc.integer(), fc.boolean(), (length, seed, text) => {
+        const bytes = text ? compressibleBytes(length, seed) : randomBytes(length, seed);
+        assert.deepEqual(decompressPortably(nodeZstd.compress(bytes), length), bytes);
+      }),
+      { numRuns: 50 },
+    );
+    const frame = nodeZstd.compress(new Uint8Array(1000).fill(7));
+    assert.throws(() => decompressPortably(frame, 999), { message: "zstd output exceeds 999 bytes" });
+    assert.throws(() => decompressPortably(Uint8Array.of(1, 2, 3, 4, 5, 6), 10), /^Error: zstd failed: /);
+    const cut = frame.subarray(0, frame.length - 3);
+    assert.throws(() => decompressPortably(cut, 1000), /^Error: zstd failed: /);
+    assert.deepEqual(decompressPortably(rleFrame(1, 10, 3), 100), new Uint8Array(30).fill(1));
   });
 
   it("readZstdFrame() walks hand-built frames and rejects broken ones", () => {

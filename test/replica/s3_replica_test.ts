@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { mkdir } from "node:fs/promises";
+import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { createClient } from "@libsql/client";
@@ -13,6 +13,19 @@ import { makeTempDir, removeDir } from "../_helpers/temp.ts";
 import { startWriter } from "../_helpers/writer.ts";
 import { ROOT } from "../_helpers/run.ts";
 import { spawn } from "node:child_process";
+
+async function run(
+  command: string,
+  args: string[],
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = spawn(command, args, { cwd: ROOT, env: { PATH: process.env.PATH ?? "", NO_COLOR: "1" } });
+  let stdout = "";
+  let stderr = "";
+  child.stdout.on("data", (d: Uint8Array) => (stdout += new TextDecoder().decode(d)));
+  child.stderr.on("data", (d: Uint8Array) => (stderr += new TextDecoder().decode(d)));
+  const code = await new Promise<number | null>((resolve) => child.on("close", resolve));
+  return { code, stdout, stderr };
+}
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -192,7 +205,7 @@ describe("replicas of a database in a real S3 server (s3rver)", () => {
         const final = await sync();
         const published = Date.now();
         // Visible within a bounded number of poll intervals (the bound is generous for a loaded 2-core CI).
-        while (replica.sequence < final.sequence && Date.now() - published < 30 * pollIntervalMs) {
+        while (replica.sequence < final.sequence && Date.now() - published < 100 * pollIntervalMs) {
           await sleep(10);
         }
         reading = false;
@@ -201,7 +214,7 @@ describe("replicas of a database in a real S3 server (s3rver)", () => {
         assert.equal(
           replica.sequence,
           final.sequence,
-          `replica at ${replica.sequence} after ${30 * pollIntervalMs} ms`,
+          `replica at ${replica.sequence} after ${100 * pollIntervalMs} ms`,
         );
         assert.equal(lastSeen, committed, "the replica sees every row the writer committed");
         assert.ok(
@@ -209,7 +222,13 @@ describe("replicas of a database in a real S3 server (s3rver)", () => {
           `served ${checkedSequences.size} snapshots over ${syncs} syncs`,
         );
         assert.ok(reads > 20);
-        assert.deepEqual(errors, []);
+        // s3rver overwrites an object in place, so a poll can read the pointer half-written (S3 never shows
+        // a partial object). The replica must reject such a read and recover at the next poll; nothing else
+        // may fail.
+        const unexpected = errors.filter((e) =>
+          !/pointer.*the object is \d+ bytes, shorter than/.test(e.message)
+        );
+        assert.deepEqual(unexpected, []);
       } finally {
         replica.close();
         await writer.stop().catch(() => {});
@@ -269,46 +288,67 @@ describe("replicas of a database in a real S3 server (s3rver)", () => {
     warm.close();
   });
 
-  it("the wasm engine needs no filesystem: a Deno process without write or env access reads a replica", async () => {
-    const prefix = `nofs-${++n}/`;
-    const sub = join(dir, String(n));
-    await mkdir(sub, { recursive: true });
-    const source = join(sub, "nofs.db");
-    const db = createClient({ url: `file:${source}` });
-    await db.executeMultiple("CREATE TABLE t (x); INSERT INTO t VALUES (1), (2), (3);");
-    db.close();
-    await syncDatabase(source, {
-      stores: [storeAt(server.endpoint, prefix)],
-      hostname: "h",
-      name: "nofs",
-      spoolDir: join(sub, "spool"),
-    });
-    const wasmDir = join(ROOT, "node_modules/@sqlite.org/sqlite-wasm/dist");
-    const args = [
-      "run",
-      "--no-prompt",
-      `--allow-read=${wasmDir}`,
-      "--allow-net=127.0.0.1",
-      "test/replica/_nofs_main.ts",
-      JSON.stringify({
+  for (const runtime of ["deno", "node"] as const) {
+    it(`the wasm engine needs no filesystem: a ${runtime} process that cannot write reads a replica`, async () => {
+      const prefix = `nofs-${runtime}-${++n}/`;
+      const sub = join(dir, String(n));
+      await mkdir(sub, { recursive: true });
+      const source = join(sub, "nofs.db");
+      const db = createClient({ url: `file:${source}` });
+      await db.executeMultiple("CREATE TABLE t (x); INSERT INTO t VALUES (1), (2), (3);");
+      db.close();
+      await syncDatabase(source, {
+        stores: [storeAt(server.endpoint, prefix)],
+        hostname: "h",
+        name: "nofs",
+        spoolDir: join(sub, "spool"),
+      });
+      const s3 = JSON.stringify({
         bucket: server.bucket,
         endpoint: server.endpoint,
         region: server.region,
         accessKeyId: server.accessKeyId,
         secretAccessKey: server.secretAccessKey,
         prefix,
-      }),
-    ];
-    const child = spawn(join(ROOT, "node_modules/deno/deno"), args, {
-      cwd: ROOT,
-      env: { PATH: process.env.PATH, NO_COLOR: "1" },
+      });
+      const deno = join(ROOT, "node_modules/deno/deno");
+      let command: string;
+      let args: string[];
+      if (runtime === "deno") {
+        // Only the .wasm binary may be read, only 127.0.0.1 reached; no writes, no environment.
+        const wasmDir = join(ROOT, "node_modules/@sqlite.org/sqlite-wasm/dist");
+        command = deno;
+        args = [
+          "run",
+          "--no-prompt",
+          `--allow-read=${wasmDir}`,
+          "--allow-net=127.0.0.1",
+          "test/replica/_nofs_main.ts",
+          s3,
+        ];
+      } else {
+        // Node cannot run TypeScript here: bundle first, keeping packages as imports of node_modules.
+        const bundle = join(ROOT, ".tmp", `replica-node-${process.pid}.mjs`);
+        const built = await run(deno, [
+          "bundle",
+          "--packages",
+          "external",
+          "--external",
+          "@sqlite.org/sqlite-wasm",
+          "--platform",
+          "deno",
+          "-o",
+          bundle,
+          "test/replica/_node_main.ts",
+        ]);
+        assert.equal(built.code, 0, built.stderr);
+        command = "node";
+        args = ["--experimental-permission", `--allow-fs-read=${ROOT}*`, bundle, s3];
+      }
+      const result = await run(command, args);
+      if (runtime === "node") await rm(args[2]!, { force: true });
+      assert.equal(result.code, 0, result.stderr);
+      assert.deepEqual(JSON.parse(result.stdout), { sum: 6, sequence: 1, engine: "wasm", writeDenied: true });
     });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (d: Uint8Array) => (stdout += new TextDecoder().decode(d)));
-    child.stderr.on("data", (d: Uint8Array) => (stderr += new TextDecoder().decode(d)));
-    const code = await new Promise<number | null>((resolve) => child.on("close", resolve));
-    assert.equal(code, 0, stderr);
-    assert.deepEqual(JSON.parse(stdout), { sum: 6, sequence: 1, engine: "wasm", writeDenied: true });
-  });
+  }
 });
