@@ -1,0 +1,93 @@
+import { after, before, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { type Client, createClient } from "@libsql/client";
+import type { IntMode } from "@libsql/core/api";
+import { openReplica } from "../../src/replica/open.ts";
+import type { Replica } from "../../src/replica/replica.ts";
+import { syncDatabase } from "../../src/snapshot/sync.ts";
+import { LocalStore } from "../../src/store/local.ts";
+import { assertSameResult, INT_MODES, PARITY_CASES, PARITY_SCHEMA_SQL } from "./_parity.ts";
+import { makeTempDir, removeDir } from "../_helpers/temp.ts";
+
+// The same statements through a replica (both engines, every intMode) and through @libsql/client on the
+// original file: results and errors must be identical, batches and transactions included.
+for (const engine of ["wasm", "native"] as const) {
+  describe(`a ${engine} replica returns exactly what @libsql/client returns on the original file`, () => {
+    let dir: string;
+    const clients = new Map<IntMode, Client>();
+    const replicas = new Map<IntMode, Replica>();
+
+    before(async () => {
+      dir = await makeTempDir(`replica-parity-${engine}`);
+      const path = join(dir, "parity.db");
+      const writer = createClient({ url: `file:${path}` });
+      try {
+        await writer.executeMultiple(PARITY_SCHEMA_SQL);
+      } finally {
+        writer.close();
+      }
+      const store = new LocalStore(join(dir, "store"));
+      await syncDatabase(path, {
+        stores: [store],
+        hostname: "h",
+        name: "parity",
+        spoolDir: join(dir, "spool"),
+      });
+      for (const intMode of INT_MODES) {
+        clients.set(
+          intMode,
+          createClient({ url: `file:${encodeURIComponent(`file:${path}?mode=ro`)}`, intMode }),
+        );
+        replicas.set(intMode, await openReplica("parity", { store, engine, intMode, pollIntervalMs: 0 }));
+      }
+    });
+
+    after(async () => {
+      for (const client of clients.values()) client.close();
+      for (const replica of replicas.values()) replica.close();
+      await removeDir(dir);
+    });
+
+    for (const { name, stmt, intModes } of PARITY_CASES) {
+      for (const intMode of intModes ?? INT_MODES) {
+        it(`${name} (intMode "${intMode}")`, async () => {
+          await assertSameResult(
+            () => replicas.get(intMode)!.execute(stmt),
+            () => clients.get(intMode)!.execute(stmt),
+            name,
+          );
+        });
+      }
+    }
+
+    it("a batch and a read transaction return what @libsql/client's do", async () => {
+      const stmts = PARITY_CASES.filter((c) =>
+        c.throws === undefined && !(c.intModes && !c.intModes.includes("bigint"))
+      )
+        .map((c) => c.stmt);
+      assert.ok(stmts.length > 20);
+      const replica = replicas.get("bigint")!;
+      const client = clients.get("bigint")!;
+      const [mine, theirs] = [await replica.batch(stmts, "read"), await client.batch(stmts, "read")];
+      assert.equal(mine.length, theirs.length);
+      for (let i = 0; i < mine.length; i++) {
+        await assertSameResult(() => mine[i]!, () => theirs[i]!, `batch statement ${i}`);
+      }
+      const tx = await replica.transaction("read");
+      const theirTx = await client.transaction("read");
+      try {
+        for (const [i, stmt] of stmts.entries()) {
+          await assertSameResult(
+            () => tx.execute(stmt),
+            () => theirTx.execute(stmt),
+            `transaction statement ${i}`,
+          );
+        }
+      } finally {
+        tx.close();
+        theirTx.close();
+      }
+    });
+  });
+}
