@@ -85,6 +85,9 @@ export interface ReplicaEvents {
   error: { error: Error; atMs: number };
 }
 
+/** How long a check waits for the pointer or a manifest. */
+const SMALL_READ_TIMEOUT_MS = 10_000;
+
 type Listener<K extends keyof ReplicaEvents> = (event: ReplicaEvents[K]) => void;
 
 function readonlyError(): LibsqlError {
@@ -509,7 +512,10 @@ export class Replica implements Client {
     const signal = this.#stop.signal;
     try {
       const key = pointerKey(name);
-      const got = await store.get(key, { ifNoneMatch: this.#etag, signal });
+      // The pointer and the manifest are small: one that takes longer than this is a hung request, and the
+      // next poll should try again rather than wait out the store's idle timeout.
+      const small = AbortSignal.any([signal, AbortSignal.timeout(SMALL_READ_TIMEOUT_MS)]);
+      const got = await store.get(key, { ifNoneMatch: this.#etag, signal: small });
       if (got.status === "not_modified") {
         this.#notModified++;
         this.#succeeded(started);
@@ -537,7 +543,7 @@ export class Replica implements Client {
             `but snapshot ${newest} was already served; still serving ${newest}`,
         );
       }
-      const loaded = await loadPointed(store, name, pointer, { signal });
+      const loaded = await loadPointed(store, name, pointer, { signal: small });
       const snapshot = await this.#engine.prepare(loaded.manifest, signal);
       if (this.#closed) {
         snapshot.release();
@@ -557,6 +563,13 @@ export class Replica implements Client {
       return true;
     } catch (error) {
       if (this.#closed || signal.aborted) throw error;
+      if (error instanceof DOMException && error.name === "TimeoutError") {
+        error = new TesseraError(
+          "HTTP_REQUEST_FAILED",
+          `Cannot check replica "${name}": ${store.description} did not answer within ${SMALL_READ_TIMEOUT_MS} ms`,
+          { cause: error },
+        );
+      }
       const at = Date.now();
       this.#failures++;
       const code = error instanceof TesseraError ? error.code : (error as { code?: string })?.code ?? "ERROR";
