@@ -20,10 +20,9 @@ import type { InStatement, IntMode, ResultSet, Transaction } from "@libsql/core/
 import type { ChunkSource } from "../chunk/source.ts";
 import { idsEqual, idToHex, ZERO_ID } from "../chunk/ids.ts";
 import { TesseraError } from "../errors.ts";
-import { expandChunkList } from "../manifest/chunk_list.ts";
 import type { ChunkId, Manifest } from "../manifest/types.ts";
 import type { EngineConnection, EngineMemory, EngineSnapshot, ReplicaEngine } from "./engine.ts";
-import { newGeneration, servedHeader } from "./image.ts";
+import { manifestChunkIds, newGeneration, servedHeader } from "./image.ts";
 
 /** Options of {@linkcode NativeEngine.create}. */
 export interface NativeEngineOptions {
@@ -105,7 +104,7 @@ export class NativeEngine implements ReplicaEngine {
   async prepare(manifest: Manifest, signal: AbortSignal): Promise<EngineSnapshot> {
     if (this.#closed) throw new Error("the replica is closed");
     const what = `snapshot ${manifest.sequence} of database "${manifest.identity.name}"`;
-    const ids = await this.#expand(manifest, what, signal);
+    const ids = await this.#expand(manifest, signal);
     const file = this.#idleFile();
     // Claimed at once, so a second prepare running alongside picks another file.
     const claim = {} as NativeSnapshot;
@@ -220,32 +219,16 @@ export class NativeEngine implements ReplicaEngine {
     return file;
   }
 
-  async #expand(manifest: Manifest, what: string, signal: AbortSignal): Promise<ChunkId[]> {
+  async #expand(manifest: Manifest, signal: AbortSignal): Promise<ChunkId[]> {
     const previous = this.#indexChunks;
     const next = new Map<string, Uint8Array>();
-    const ids = await expandChunkList(manifest.chunks, async (id, k) => {
-      const hex = idToHex(id);
-      const bytes = previous.get(hex) ?? next.get(hex) ?? await this.#chunks.get(id, { signal });
-      if (bytes === undefined) {
-        throw new TesseraError(
-          "NOT_FOUND",
-          `Cannot open ${what}: index chunk ${hex} (index #${k}) is missing from ${this.#chunks.description}`,
-        );
-      }
-      next.set(hex, bytes);
-      return bytes;
-    });
+    const cache = {
+      get: (hex: string) => previous.get(hex) ?? next.get(hex),
+      set: (hex: string, b: Uint8Array) => next.set(hex, b),
+    };
+    const ids = await manifestChunkIds(manifest, this.#chunks, cache, signal);
+    // Only the newest manifest's index chunks are kept: the next one shares most of them.
     this.#indexChunks = next;
-    const total = Math.ceil(manifest.imageLength / manifest.chunkSize);
-    if (
-      ids.length !== Math.max(0, total - 1) ||
-      manifest.chunk0.length !== Math.min(manifest.chunkSize, manifest.imageLength)
-    ) {
-      throw new TesseraError(
-        "CORRUPT_MANIFEST",
-        `Cannot open ${what}: the manifest lists ${ids.length + 1} chunks for ${manifest.imageLength} bytes`,
-      );
-    }
     return ids;
   }
 
