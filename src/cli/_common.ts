@@ -142,19 +142,30 @@ export async function findManifest(
       throw new UsageError("--sequence takes a whole number ≥ 1");
     }
   }
-  let lastError: unknown;
+  // Every store is asked: the newest pointer wins (a store that missed syncs may lag), and a store that
+  // fails does not hide one that answers.
+  let best: { loaded: LoadedManifest; store: BlobStore } | undefined;
+  let notFound: unknown;
+  const failures: unknown[] = [];
   for (const store of context.readable) {
     try {
       const loaded = sequence === undefined
         ? await loadLatest(store, name)
         : await loadSequence(store, name, sequence);
-      return { loaded, store };
+      if (sequence !== undefined) return { loaded, store };
+      if (!best || loaded.manifest.sequence > best.loaded.manifest.sequence) best = { loaded, store };
     } catch (error) {
-      if (!(error instanceof TesseraError && error.code === "NOT_FOUND")) throw error;
-      lastError = error;
+      if (error instanceof TesseraError && error.code === "NOT_FOUND") notFound = error;
+      else failures.push(error);
     }
   }
-  throw lastError;
+  if (best) {
+    for (const error of failures) {
+      io.stderr(`tessera: warning: skipped a store: ${(error as Error)?.message ?? String(error)}\n`);
+    }
+    return best;
+  }
+  throw failures[0] ?? notFound;
 }
 
 /** True when something exists at `path`. */

@@ -1,7 +1,7 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { createClient } from "@libsql/client";
-import { readdir, readFile, writeFile } from "node:fs/promises";
+import { cp, readdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { run } from "../../src/cli/main.ts";
 import type { CliIo } from "../../src/cli/_io.ts";
@@ -57,6 +57,7 @@ describe("tessera sync, restore, manifest and ls", () => {
     name = first.out.trim();
     assert.match(name, /^[0-9a-f]{4}-cli-host%3A%2F.*app\.db$/);
     assert.match(first.err, /sequence 1: \d+ of \d+ chunks uploaded/);
+    await cp(join(store, "dbs", name, "pointer"), join(dir, "pointer-1")); // for the multi-store test
     const change = createClient({ url: `file:${db}` });
     // Row 300 lies past chunk 0, which the manifest holds inline: its chunk must be uploaded.
     await change.execute({ sql: "UPDATE items SET payload = zeroblob(1500) WHERE k = 300" });
@@ -102,6 +103,46 @@ describe("tessera sync, restore, manifest and ls", () => {
       (await tessera("restore", "--name", name, "--store", store, "--out", out, "--force")).code,
       0,
     );
+  });
+
+  it("restore with several stores takes the newest snapshot, and a failing store does not hide the others", async () => {
+    // A lagging copy of the store: it holds only snapshot 1.
+    const lagging = join(dir, "lagging");
+    await cp(store, lagging, { recursive: true });
+    await writeFile(join(lagging, "dbs", name, "pointer"), await readFile(join(dir, "pointer-1")));
+    const out = join(dir, "newest.db");
+    const result = await tessera(
+      "restore",
+      "--name",
+      name,
+      "--store",
+      lagging,
+      "--store",
+      store,
+      "--out",
+      out,
+      "--json",
+    );
+    assert.equal(result.code, 0, result.err);
+    assert.equal(JSON.parse(result.out).sequence, 2, "the newest of the two stores' snapshots");
+    // A store whose pointer is damaged: the restore warns, and takes the other store's snapshot.
+    await writeFile(join(lagging, "dbs", name, "pointer"), new Uint8Array(10));
+    const warned = await tessera(
+      "restore",
+      "--name",
+      name,
+      "--store",
+      lagging,
+      "--store",
+      store,
+      "--out",
+      out,
+      "--force",
+      "--json",
+    );
+    assert.equal(warned.code, 0, warned.err);
+    assert.equal(JSON.parse(warned.out).sequence, 2);
+    assert.match(warned.err, /warning: skipped a store: .*pointer/);
   });
 
   it("restore will not leave a stale -wal beside the restored database", async () => {
