@@ -7,7 +7,7 @@
  */
 
 import { createHash, randomBytes } from "node:crypto";
-import { type FileHandle, open, rename, unlink } from "node:fs/promises";
+import { type FileHandle, open, rename, stat, unlink } from "node:fs/promises";
 import { basename, dirname, join, resolve } from "node:path";
 import { toHex } from "../bytes.ts";
 import { TesseraError } from "../errors.ts";
@@ -101,6 +101,9 @@ export async function restoreImage(options: RestoreImageOptions): Promise<Restor
         `Cannot restore ${what}: the rebuilt image's SHA-256 is ${sha256}, but the manifest says ${expected}`,
       );
     }
+    // A replaced file keeps its permission bits (a database readable only by its service stays so).
+    const replaced = await stat(out).catch(() => undefined);
+    if (replaced?.isFile()) await handle.chmod(replaced.mode & 0o7777);
     await handle.sync();
     await handle.close();
     handle = undefined;

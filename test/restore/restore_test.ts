@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { mkdir, readdir, readFile, writeFile } from "node:fs/promises";
+import { chmod, mkdir, readdir, readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { encodeChunk } from "../../src/chunk/codec.ts";
@@ -355,9 +355,11 @@ describe("restoreImage()", () => {
     const { manifest } = await loadLatest(store, "e2e");
     const out = fresh("e2e.db");
     await writeFile(out, "an older restore");
+    await chmod(out, 0o640);
     const result = await restoreImage({ manifest, chunks: new StoreChunkSource(store), out });
     assert.equal(result.sha256, sha256(newest));
     assertBytes(await readFile(out), newest);
+    assert.equal((await stat(out)).mode & 0o777, 0o640, "the replaced file's permission bits are kept");
   });
 
   it("rejects a concurrency that is not a positive integer", async () => {
