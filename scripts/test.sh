@@ -28,7 +28,7 @@ step() {
 }
 step "$deno" fmt --check
 step "$deno" lint
-step "$deno" check src/ test/ bench/ scripts/
+step "$deno" check src/ test/ bench/ scripts/ examples/
 step "$deno" test -A --no-check --junit-path=.tmp/junit-deno.xml test/
 step "$bun" test --timeout 120000 --reporter=junit --reporter-outfile=.tmp/junit-bun.xml test/
 echo "== summary"

@@ -9,7 +9,9 @@ import { VERSION } from "../version.ts";
 import { type CliIo, EXIT, processIo, reportError, UsageError } from "./_io.ts";
 import { LS_HELP, lsCommand } from "./ls_command.ts";
 import { MANIFEST_HELP, manifestCommand } from "./manifest_command.ts";
+import { QUERY_HELP, queryCommand } from "./query_command.ts";
 import { RESTORE_HELP, restoreCommand } from "./restore_command.ts";
+import { SHELL_HELP, shellCommand } from "./shell_command.ts";
 import { STORE_HELP, storeCommand } from "./store_command.ts";
 import { SYNC_HELP, syncCommand } from "./sync_command.ts";
 
@@ -24,6 +26,8 @@ Commands:
   restore   Rebuild a database file from a snapshot, verified
   manifest  Show or save a snapshot's manifest
   ls        List databases in the stores, or one database's history
+  query     Run SQL on a read replica and print the rows (a table, or --json)
+  shell     A read-only SQL prompt on a read replica (reads a script from a pipe)
   store     Look at and move objects in a store (ls, get, head, put, rm)
   version   Print the version
   help      Show help for a command: tessera help store
@@ -45,6 +49,8 @@ const COMMANDS: Record<string, { help: string; run: (args: string[], io: CliIo) 
   restore: { help: RESTORE_HELP, run: restoreCommand },
   manifest: { help: MANIFEST_HELP, run: manifestCommand },
   ls: { help: LS_HELP, run: lsCommand },
+  query: { help: QUERY_HELP, run: queryCommand },
+  shell: { help: SHELL_HELP, run: shellCommand },
   store: { help: STORE_HELP, run: storeCommand },
 };
 

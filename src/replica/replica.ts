@@ -561,15 +561,15 @@ export class Replica implements Client {
         preparedMs: snapshot.preparedMs,
       });
       return true;
-    } catch (error) {
-      if (this.#closed || signal.aborted) throw error;
-      if (error instanceof DOMException && error.name === "TimeoutError") {
-        error = new TesseraError(
+    } catch (thrown) {
+      if (this.#closed || signal.aborted) throw thrown;
+      const error = thrown instanceof DOMException && thrown.name === "TimeoutError"
+        ? new TesseraError(
           "HTTP_REQUEST_FAILED",
           `Cannot check replica "${name}": ${store.description} did not answer within ${SMALL_READ_TIMEOUT_MS} ms`,
-          { cause: error },
-        );
-      }
+          { cause: thrown },
+        )
+        : thrown;
       const at = Date.now();
       this.#failures++;
       const code = error instanceof TesseraError ? error.code : (error as { code?: string })?.code ?? "ERROR";

@@ -1,0 +1,123 @@
+/**
+ * A long-running child process under the runtime running the tests (as {@linkcode runScript} starts one),
+ * talked to through its stdin and stdout: for `tessera shell` sessions and servers that print where they
+ * listen.
+ *
+ * @module
+ */
+
+import { type ChildProcess, spawn } from "node:child_process";
+import process from "node:process";
+import { isDeno, ROOT } from "./run.ts";
+
+/** Bounds each wait, so a broken child fails its test with its output instead of hanging the suite. */
+const HANG_GUARD_MS = 60_000;
+
+/** A running child. */
+export interface Interactive {
+  /** Writes `text` to the child's stdin. */
+  write(text: string): void;
+  /**
+   * Waits until stdout, past everything earlier calls consumed, matches `pattern`; returns the output up to
+   * the end of the match and consumes it.
+   */
+  next(pattern: RegExp): Promise<string>;
+  /** Everything written to stderr so far. */
+  stderr(): string;
+  /** Closes stdin and waits for the exit code. */
+  end(): Promise<number | null>;
+  /** Resolves with the exit code once the child exits. */
+  exited: Promise<number | null>;
+  /** Kills the child (SIGTERM) unless it exited, and waits for it. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts `script` (relative to the repository root) with `args`, under Deno (`deno run -A`) or Bun.
+ *
+ * @example
+ * ```ts
+ * import { startInteractive } from "./interactive.ts";
+ * const shell = startInteractive("src/cli/main.ts", ["shell", "app", "--store", "/tmp/backups"]);
+ * shell.write("SELECT 1;\n");
+ * console.log(await shell.next(/\(1 row\)\n/));
+ * await shell.end();
+ * ```
+ */
+export function startInteractive(
+  script: string,
+  args: string[],
+  options: { env?: Record<string, string> } = {},
+): Interactive {
+  const argv = isDeno ? ["run", "-A", script, ...args] : [script, ...args];
+  const child: ChildProcess = spawn(process.execPath, argv, {
+    cwd: ROOT,
+    env: { ...process.env, NO_COLOR: "1", ...options.env },
+    stdio: ["pipe", "pipe", "pipe"],
+  });
+  let out = "";
+  let err = "";
+  let mark = 0;
+  let wake = () => {};
+  child.stdout?.setEncoding("utf8");
+  child.stderr?.setEncoding("utf8");
+  child.stdout?.on("data", (text: string) => {
+    out += text;
+    wake();
+  });
+  child.stderr?.on("data", (text: string) => (err += text));
+  child.stdin?.on("error", () => {});
+  let done = false;
+  const exited = new Promise<number | null>((resolve) => {
+    child.on("close", (code) => {
+      done = true;
+      wake();
+      resolve(code);
+    });
+    child.on("error", () => {
+      done = true;
+      wake();
+      resolve(null);
+    });
+  });
+  const next = async (pattern: RegExp): Promise<string> => {
+    const started = Date.now();
+    for (;;) {
+      const rest = out.slice(mark);
+      const match = pattern.exec(rest);
+      if (match) {
+        const end = mark + match.index + match[0].length;
+        const got = out.slice(mark, end);
+        mark = end;
+        return got;
+      }
+      if (done || Date.now() - started > HANG_GUARD_MS) {
+        throw new Error(
+          `${script} ${done ? "exited" : "kept running"} without printing ${pattern}; its stdout after the ` +
+            `last match:\n${rest}\nits stderr:\n${err}`,
+        );
+      }
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, 1000);
+        wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+    }
+  };
+  return {
+    write: (text) => child.stdin?.write(text),
+    next,
+    stderr: () => err,
+    end: async () => {
+      child.stdin?.end();
+      return await exited;
+    },
+    exited,
+    stop: async () => {
+      if (!done) child.kill("SIGTERM");
+      await exited;
+    },
+  };
+}
