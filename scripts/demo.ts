@@ -1,7 +1,7 @@
 /**
  * The quick-start demo, end to end on a local-directory store (no S3 needed): make a SQLite database with
  * random rows, sync it, change one row, sync again (only the changed chunk goes up), restore it, and
- * compare hashes. Runs under Deno (`deno task demo`) and Bun (`bun scripts/demo.ts`).
+ * compare hashes, and read it through a replica that refreshes to the change. Runs under Deno (`deno task demo`) and Bun (`bun scripts/demo.ts`).
  *
  * @module
  */
@@ -15,6 +15,8 @@ import process from "node:process";
 import {
   loadLatest,
   LocalStore,
+  openReplica,
+  type Replica,
   restoreImage,
   StoreChunkSource,
   syncDatabase,
@@ -43,6 +45,7 @@ async function main(): Promise<void> {
   const store = new LocalStore(join(work, "backups"));
   const sync = () =>
     syncDatabase(dbPath, { stores: [store], hostname: "demo-host", spoolDir: join(work, "spool") });
+  let replica: Replica | undefined;
   try {
     const db = createClient({ url: `file:${dbPath}` });
     await db.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, title TEXT NOT NULL, score REAL)");
@@ -62,6 +65,11 @@ async function main(): Promise<void> {
     const unchanged = await sync();
     console.log(`second sync: ${unchanged.noop ? "unchanged, nothing uploaded" : "uploaded again?!"}`);
 
+    // A read replica: @libsql/client's interface over the snapshot in the store (SQLite in WebAssembly).
+    replica = await openReplica(first.name, { store, autoRefresh: false, pollIntervalMs: 0 });
+    const before = await replica.execute("SELECT title FROM notes WHERE id = 15000");
+    console.log(`replica at sequence ${replica.sequence}: row 15000 = "${before.rows[0]?.title}"`);
+
     await db.execute({
       sql: "UPDATE notes SET title = ? WHERE id = ?",
       args: ["changed by the demo", 15_000],
@@ -69,6 +77,12 @@ async function main(): Promise<void> {
     db.close();
     const changed = await sync();
     console.log(describe("after changing one row", changed));
+    await replica.refresh(1);
+    const after = await replica.execute("SELECT title FROM notes WHERE id = 15000");
+    console.log(`replica refreshed to sequence ${replica.sequence}: row 15000 = "${after.rows[0]?.title}"`);
+    if (replica.sequence !== changed.sequence || after.rows[0]?.title !== "changed by the demo") {
+      throw new Error("the replica did not move to the new snapshot");
+    }
 
     const restoredPath = join(work, "restored.db");
     const { manifest } = await loadLatest(store, changed.name);
@@ -87,6 +101,7 @@ async function main(): Promise<void> {
     if (!ok) throw new Error("the restored database differs from the source");
     console.log(`demo ok: byte-identical, integrity ok, ${ROWS} rows, row 15000 = "${row.rows[0]?.title}"`);
   } finally {
+    replica?.close();
     if (keep) console.log(`kept ${work}`);
     else await rm(work, { recursive: true, force: true });
   }
