@@ -19,6 +19,8 @@ describe("scripts/demo.ts", () => {
     const hashes = [...result.stdout.matchAll(/sha256 ([0-9a-f]{64})/g)].map((m) => m[1]);
     assert.equal(hashes.length, 2);
     assert.equal(hashes[0], hashes[1]);
+    assert.match(result.stdout, /replica at sequence 1: row 15000 = "note 15000 /);
+    assert.match(result.stdout, /replica refreshed to sequence 2: row 15000 = "changed by the demo"/);
     assert.match(result.stdout, /demo ok: byte-identical, integrity ok, 20000 rows/);
   });
 });
