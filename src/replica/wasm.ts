@@ -64,6 +64,49 @@ class WasmSnapshot implements EngineSnapshot {
   }
 }
 
+/** A pooled connection lent out until `release` (one small object per call: `execute` runs per query). */
+class Borrowed implements EngineConnection {
+  readonly #connection: WasmConnection;
+  #giveBack: ((connection: WasmConnection) => void) | undefined;
+
+  constructor(connection: WasmConnection, giveBack: (connection: WasmConnection) => void) {
+    this.#connection = connection;
+    this.#giveBack = giveBack;
+  }
+
+  async execute(stmt: InStatement, intMode: IntMode): Promise<ResultSet> {
+    return this.#connection.execute(stmt, intMode);
+  }
+
+  async executeMultiple(sql: string): Promise<void> {
+    this.#connection.executeMultiple(sql);
+  }
+
+  async begin(): Promise<void> {
+    this.#connection.executeMultiple("BEGIN DEFERRED");
+    // Reading the header takes the shared lock now: the transaction keeps the snapshot served at its start.
+    this.#connection.execute("PRAGMA schema_version", "number");
+  }
+
+  async commit(): Promise<void> {
+    this.#connection.executeMultiple("COMMIT");
+  }
+
+  async rollback(): Promise<void> {
+    this.#connection.executeMultiple("ROLLBACK");
+  }
+
+  get inTransaction(): boolean {
+    return this.#connection.inTransaction;
+  }
+
+  release(): void {
+    const giveBack = this.#giveBack;
+    this.#giveBack = undefined;
+    giveBack?.(this.#connection);
+  }
+}
+
 const MAX_IDLE_CONNECTIONS = 4;
 let nextPath = 1;
 
@@ -143,28 +186,7 @@ export class WasmEngine implements ReplicaEngine {
 
   async connect(): Promise<EngineConnection> {
     if (this.#closed) throw new Error("the replica is closed");
-    const connection = this.#idle.pop() ?? this.#openConnection();
-    let released = false;
-    return {
-      execute: async (stmt: InStatement, intMode: IntMode): Promise<ResultSet> =>
-        connection.execute(stmt, intMode),
-      executeMultiple: async (sql: string) => connection.executeMultiple(sql),
-      begin: async () => {
-        connection.executeMultiple("BEGIN DEFERRED");
-        // Reading the header takes the shared lock now: the transaction keeps the snapshot served at its start.
-        connection.execute("PRAGMA schema_version", "number");
-      },
-      commit: async () => connection.executeMultiple("COMMIT"),
-      rollback: async () => connection.executeMultiple("ROLLBACK"),
-      get inTransaction() {
-        return connection.inTransaction;
-      },
-      release: () => {
-        if (released) return;
-        released = true;
-        this.#giveBack(connection);
-      },
-    };
+    return new Borrowed(this.#idle.pop() ?? this.#openConnection(), (c) => this.#giveBack(c));
   }
 
   memory(): EngineMemory {
