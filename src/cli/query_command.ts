@@ -16,7 +16,7 @@ import {
   sourceInOptions,
 } from "./_replica_options.ts";
 import { formatTable, resultJson, sqlError } from "./_results.ts";
-import { splitStatements } from "./_statements.ts";
+import { splitStatements } from "../replica/statements.ts";
 
 /** `tessera query --help`. */
 export const QUERY_HELP = `Usage: tessera query SOURCE SQL [SQL...] [options]

@@ -18,7 +18,7 @@ import {
   sourceInOptions,
 } from "./_replica_options.ts";
 import { formatTable, resultJson, sqlError } from "./_results.ts";
-import { splitStatements } from "./_statements.ts";
+import { splitStatements } from "../replica/statements.ts";
 
 /** `tessera shell --help`. */
 export const SHELL_HELP = `Usage: tessera shell SOURCE [options]

@@ -16,13 +16,20 @@ import { mkdtemp, open, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { type Client, createClient } from "@libsql/client";
-import type { InStatement, IntMode, ResultSet, Transaction } from "@libsql/core/api";
+import {
+  type InStatement,
+  type IntMode,
+  LibsqlError,
+  type ResultSet,
+  type Transaction,
+} from "@libsql/core/api";
 import type { ChunkSource } from "../chunk/source.ts";
 import { idsEqual, idToHex, ZERO_ID } from "../chunk/ids.ts";
 import { TesseraError } from "../errors.ts";
 import type { ChunkId, Manifest } from "../manifest/types.ts";
 import type { EngineConnection, EngineMemory, EngineSnapshot, ReplicaEngine } from "./engine.ts";
 import { manifestChunkIds, newGeneration, servedHeader } from "./image.ts";
+import { attaches } from "./statements.ts";
 
 /** Options of {@linkcode NativeEngine.create}. */
 export interface NativeEngineOptions {
@@ -151,10 +158,14 @@ export class NativeEngine implements ReplicaEngine {
     let transaction: Transaction | undefined;
     let released = false;
     return {
-      execute: async (stmt: InStatement): Promise<ResultSet> =>
-        transaction ? await transaction.execute(stmt) : await client.execute(stmt),
-      executeMultiple: async (sql: string) =>
-        transaction ? await transaction.executeMultiple(sql) : await client.executeMultiple(sql),
+      execute: async (stmt: InStatement): Promise<ResultSet> => {
+        refuseAttach(typeof stmt === "string" ? stmt : stmt.sql);
+        return transaction ? await transaction.execute(stmt) : await client.execute(stmt);
+      },
+      executeMultiple: async (sql: string) => {
+        refuseAttach(sql);
+        return transaction ? await transaction.executeMultiple(sql) : await client.executeMultiple(sql);
+      },
       // A snapshot's file never changes while it is held, so any connection to it sees one snapshot.
       begin: async () => {
         transaction = await client.transaction("read");
@@ -310,6 +321,18 @@ export class NativeEngine implements ReplicaEngine {
     file.ids = ids;
     file.chunkSize = chunkSize;
     return fetched;
+  }
+}
+
+function refuseAttach(sql: string): void {
+  if (attaches(sql)) {
+    throw new LibsqlError(
+      "SQLITE_READONLY: attempt to write a readonly database (a native replica cannot ATTACH: @libsql/client " +
+        "would open the attached file writable)",
+      "SQLITE_READONLY",
+      "SQLITE_READONLY",
+      8,
+    );
   }
 }
 

@@ -180,6 +180,18 @@ for (const engine of ["wasm", "native"] as const) {
         (e: unknown) => e instanceof LibsqlError && e.code === "SQLITE_READONLY",
       );
       tx.close();
+      // ATTACH of a writable file: the wasm engine has no files to open; the native one opens it read-only.
+      const other = join(dir, String(n), "other.db");
+      const otherDb = createClient({ url: `file:${other}` });
+      await otherDb.execute("CREATE TABLE t (x)");
+      otherDb.close();
+      const otherBefore = await readFile(other);
+      await assert.rejects(
+        replica.executeMultiple(`ATTACH '${other}' AS other; INSERT INTO other.t VALUES (1);`),
+        (e: unknown) =>
+          e instanceof LibsqlError && e.code === (engine === "wasm" ? "SQLITE_CANTOPEN" : "SQLITE_READONLY"),
+      );
+      assert.deepEqual(await readFile(other), otherBefore, "the attached file is unchanged");
       assert.equal(await count(replica), 50, "the replica still reads after refused writes");
       assert.deepEqual(store.writes, []);
       assert.deepEqual(await listFiles(join(dir, String(n), "store")), before);
