@@ -146,7 +146,10 @@ export async function prepareImage(options: PrepareImageOptions): Promise<Snapsh
       if (idsEqual(id, ZERO_ID)) continue;
       const hex = idToHex(id);
       const held = pool.peek(hex);
-      if (held) {
+      if (
+        held &&
+        held.length === Math.min(manifest.chunkSize, manifest.imageLength - (i + 1) * manifest.chunkSize)
+      ) {
         out[i + 1] = pool.retain(hex, held);
         retained.push(hex);
       } else {

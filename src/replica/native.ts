@@ -152,7 +152,7 @@ export class NativeEngine implements ReplicaEngine {
 
   async connect(): Promise<EngineConnection> {
     const snapshot = this.#served;
-    if (this.#closed || !snapshot) throw new Error("the replica is closed");
+    if (this.#closed || !snapshot) throw new LibsqlError("The client is closed", "CLIENT_CLOSED");
     snapshot.retain();
     const client = snapshot.client;
     let transaction: Transaction | undefined;
@@ -203,9 +203,11 @@ export class NativeEngine implements ReplicaEngine {
     const served = this.#served;
     this.#served = undefined;
     served?.release();
-    for (const file of this.#files) file.snapshot?.client.close();
-    if (this.#ownsDirectory) {
-      rm(this.directory, { recursive: true, force: true }).catch(() => {});
+    try {
+      // A file claimed by a prepare in flight has no client yet.
+      for (const file of this.#files) file.snapshot?.client?.close();
+    } finally {
+      if (this.#ownsDirectory) rm(this.directory, { recursive: true, force: true }).catch(() => {});
     }
   }
 
@@ -215,7 +217,7 @@ export class NativeEngine implements ReplicaEngine {
   }
 
   #idleFile(): GenerationFile {
-    // The idle file holding the most recent content needs the fewest rewrites; any idle one is correct.
+    // An idle file whose content is known needs only the chunks that differ; any idle one is correct.
     const idle = this.#files.filter((f) => f.snapshot === undefined);
     const known = idle.find((f) => f.ids !== undefined);
     const chosen = known ?? idle[0];

@@ -222,6 +222,8 @@ export class Replica implements Client {
         await replica.#runCheck();
       }
       replica.#adopt();
+      // An abort that lands after the last fetch would otherwise leave a replica whose checks all fail.
+      options.signal?.throwIfAborted();
     } catch (error) {
       replica.close();
       throw options.signal?.aborted ? options.signal.reason : error;

@@ -6,7 +6,7 @@
  */
 
 import sqlite3InitModule from "@sqlite.org/sqlite-wasm";
-import type { InStatement, IntMode, ResultSet } from "@libsql/core/api";
+import { type InStatement, type IntMode, LibsqlError, type ResultSet } from "@libsql/core/api";
 import type { ChunkSource } from "../chunk/source.ts";
 import type { Manifest } from "../manifest/types.ts";
 import type { EngineConnection, EngineMemory, EngineSnapshot, ReplicaEngine } from "./engine.ts";
@@ -125,6 +125,9 @@ export class WasmEngine implements ReplicaEngine {
   #served: WasmSnapshot | undefined;
   readonly #idle: WasmConnection[] = [];
   readonly #open = new Set<WasmConnection>();
+  /** Bumped whenever another snapshot is served; a connection is reused only within the epoch it opened in. */
+  #epoch = 0;
+  readonly #epochs = new WeakMap<WasmConnection, number>();
   #closed = false;
 
   private constructor(sqlite3: Sqlite3, options: WasmEngineOptions) {
@@ -182,10 +185,18 @@ export class WasmEngine implements ReplicaEngine {
     const previous = this.#served;
     this.#served = snapshot;
     previous?.release();
+    // SQLite reloads its parsed schema only when the schema cookie changes, and a database replaced by
+    // another file can keep the cookie. Connections from before this snapshot are therefore not reused:
+    // idle ones close now, borrowed ones when given back; a new connection parses the schema it reads.
+    this.#epoch++;
+    for (const connection of this.#idle.splice(0)) {
+      this.#open.delete(connection);
+      connection.close();
+    }
   }
 
   async connect(): Promise<EngineConnection> {
-    if (this.#closed) throw new Error("the replica is closed");
+    if (this.#closed) throw new LibsqlError("The client is closed", "CLIENT_CLOSED");
     return new Borrowed(this.#idle.pop() ?? this.#openConnection(), (c) => this.#giveBack(c));
   }
 
@@ -226,6 +237,7 @@ export class WasmEngine implements ReplicaEngine {
       }
       const connection = new WasmConnection(this.sqlite3, db);
       this.#open.add(connection);
+      this.#epochs.set(connection, this.#epoch);
       return connection;
     } finally {
       wasm.pstack.restore(stack);
@@ -234,6 +246,11 @@ export class WasmEngine implements ReplicaEngine {
 
   #giveBack(connection: WasmConnection): void {
     if (this.#closed || !this.#open.has(connection)) return;
+    if (this.#epochs.get(connection) !== this.#epoch) {
+      this.#open.delete(connection);
+      connection.close();
+      return;
+    }
     try {
       if (connection.inTransaction) connection.executeMultiple("ROLLBACK");
     } catch {

@@ -442,6 +442,41 @@ for (const engine of ["wasm", "native"] as const) {
       assert.equal(await count(url), 25);
     });
 
+    it("a database replaced by another file with the same schema cookie is read with its own schema", async () => {
+      await fresh(10);
+      const sub = join(dir, String(n));
+      const a = join(sub, "a.db");
+      const b = join(sub, "b.db");
+      for (
+        const [path, sql] of [[a, "CREATE TABLE t (a); INSERT INTO t VALUES (1);"], [
+          b,
+          "CREATE TABLE u (b, c); INSERT INTO u VALUES (2, 3);",
+        ]]
+      ) {
+        const db = createClient({ url: `file:${path}` });
+        await db.executeMultiple(sql!);
+        assert.equal((await db.execute("PRAGMA schema_version")).rows[0]![0], 1);
+        db.close();
+      }
+      const publish = (path: string, spoolName: string) =>
+        syncDatabase(path, { stores: [store], hostname: "h", name: "swap", spoolDir: join(sub, spoolName) });
+      await publish(a!, "spool-a");
+      const replica = await openReplica("swap", { store, engine, pollIntervalMs: 0, autoRefresh: false });
+      open.push(replica);
+      assert.deepEqual((await replica.execute("SELECT a FROM t")).rows.map((r) => r[0]), [1]);
+      await publish(b!, "spool-b");
+      await replica.refresh(1);
+      assert.equal(replica.sequence, 2);
+      assert.deepEqual((await replica.execute("SELECT b, c FROM u")).rows.map((r) => [r[0], r[1]]), [[2, 3]]);
+      await assert.rejects(
+        replica.execute("SELECT a FROM t"),
+        (e: unknown) => e instanceof LibsqlError && /no such table: t/.test(e.message),
+      );
+      assert.deepEqual((await replica.execute("SELECT name FROM sqlite_schema")).rows.map((r) => r[0]), [
+        "u",
+      ]);
+    });
+
     it("after close, every call fails with CLIENT_CLOSED", async () => {
       await fresh(10);
       const replica = await openIt();
