@@ -8,7 +8,8 @@
 import { createHash } from "node:crypto";
 import { checkId, ID_LENGTH, idsEqual, idToHex, ZERO_ID } from "../chunk/ids.ts";
 import { TesseraError } from "../errors.ts";
-import type { ChunkId, ChunkList } from "./types.ts";
+import type { ChunkSource } from "../chunk/source.ts";
+import type { ChunkId, ChunkList, Manifest } from "./types.ts";
 
 /** Options for {@linkcode buildChunkList}. */
 export interface BuildChunkListOptions {
@@ -140,5 +141,66 @@ export async function expandChunkList(
     }
   };
   await Promise.all(Array.from({ length: Math.min(LOAD_CONCURRENCY, indexIds.length) }, worker));
+  return ids;
+}
+
+/** Index chunks by hex id: looked up before fetching, and told of every index chunk a manifest uses. */
+export interface IndexCache {
+  get(hex: string): Uint8Array | undefined;
+  set(hex: string, bytes: Uint8Array): void;
+}
+
+/** Options of {@linkcode manifestChunkIds}. */
+export interface ManifestChunkIdsOptions {
+  /** What the caller is doing, for messages: "restore app seq 3", "open snapshot 3 of database \"app\"". */
+  doing: string;
+  indexCache?: IndexCache | undefined;
+  signal?: AbortSignal | undefined;
+}
+
+/**
+ * The ids of a manifest's chunks 1 .. n-1, its index chunks read through `indexCache` first, then
+ * `indexChunks`; checked against the image length the manifest states.
+ *
+ * @example
+ * ```ts
+ * import { manifestChunkIds } from "./chunk_list.ts";
+ * import { MemoryChunkCache } from "../chunk/source.ts";
+ * const manifest = {
+ *   identity: { name: "app", hostname: "", sourcePath: "" }, sequence: 1, createdMs: 0, sourceMtimeMs: 0,
+ *   pageSize: 4096, imageLength: 4096, chunkSize: 4096, imageSha256: new Uint8Array(32),
+ *   chunk0: new Uint8Array(4096), chunks: { kind: "inline" as const, ids: [] },
+ * };
+ * console.log(await manifestChunkIds(manifest, new MemoryChunkCache({ capacityBytes: 0 }), { doing: "read app" })); // []
+ * ```
+ */
+export async function manifestChunkIds(
+  manifest: Manifest,
+  indexChunks: ChunkSource,
+  options: ManifestChunkIdsOptions,
+): Promise<ChunkId[]> {
+  const { doing, indexCache, signal } = options;
+  const ids = await expandChunkList(manifest.chunks, async (id, k) => {
+    const hex = idToHex(id);
+    const bytes = indexCache?.get(hex) ?? await indexChunks.get(id, { signal });
+    if (bytes === undefined) {
+      throw new TesseraError(
+        "NOT_FOUND",
+        `Cannot ${doing}: index chunk ${hex} (index #${k}) is missing from ${indexChunks.description}`,
+      );
+    }
+    indexCache?.set(hex, bytes);
+    return bytes;
+  });
+  const total = Math.ceil(manifest.imageLength / manifest.chunkSize);
+  if (
+    ids.length !== Math.max(0, total - 1) ||
+    manifest.chunk0.length !== Math.min(manifest.chunkSize, manifest.imageLength)
+  ) {
+    throw new TesseraError(
+      "CORRUPT_MANIFEST",
+      `Cannot ${doing}: the manifest lists ${ids.length + 1} chunks for ${manifest.imageLength} bytes`,
+    );
+  }
   return ids;
 }

@@ -14,7 +14,7 @@
 import type { ChunkSource } from "../chunk/source.ts";
 import { idsEqual, idToHex, ZERO_ID } from "../chunk/ids.ts";
 import { TesseraError } from "../errors.ts";
-import { expandChunkList } from "../manifest/chunk_list.ts";
+import { type IndexCache, manifestChunkIds } from "../manifest/chunk_list.ts";
 import type { ChunkId, Manifest } from "../manifest/types.ts";
 
 /** One snapshot, ready to serve: every byte is in memory and verified. */
@@ -105,12 +105,6 @@ export class ChunkPool {
   }
 }
 
-/** Index chunks by hex id: looked up before fetching, and told of every index chunk an image uses. */
-export interface IndexCache {
-  get(hex: string): Uint8Array | undefined;
-  set(hex: string, bytes: Uint8Array): void;
-}
-
 /** Options of {@linkcode prepareImage}. */
 export interface PrepareImageOptions {
   manifest: Manifest;
@@ -132,7 +126,11 @@ export async function prepareImage(options: PrepareImageOptions): Promise<Snapsh
   const { manifest, chunks, pool, signal } = options;
   const concurrency = options.concurrency ?? 8;
   const what = `snapshot ${manifest.sequence} of database "${manifest.identity.name}"`;
-  const ids = await manifestChunkIds(manifest, chunks, options.indexCache, signal);
+  const ids = await manifestChunkIds(manifest, chunks, {
+    doing: `open ${what}`,
+    indexCache: options.indexCache,
+    signal,
+  });
   const total = ids.length + (manifest.imageLength > 0 ? 1 : 0);
   const generation = newGeneration();
   const out: Array<Uint8Array | undefined> = new Array(total);
@@ -217,42 +215,6 @@ export async function prepareImage(options: PrepareImageOptions): Promise<Snapsh
     preparedMs: Date.now(),
     chunksFetched: fetched,
   };
-}
-
-/**
- * The ids of a manifest's chunks 1 .. n-1, reading its index chunks through `indexCache` first, checked
- * against the image length the manifest states.
- */
-export async function manifestChunkIds(
-  manifest: Manifest,
-  chunks: ChunkSource,
-  indexCache: IndexCache | undefined,
-  signal: AbortSignal | undefined,
-): Promise<ChunkId[]> {
-  const what = `snapshot ${manifest.sequence} of database "${manifest.identity.name}"`;
-  const ids = await expandChunkList(manifest.chunks, async (id, k) => {
-    const hex = idToHex(id);
-    const bytes = indexCache?.get(hex) ?? await chunks.get(id, { signal });
-    if (bytes === undefined) {
-      throw new TesseraError(
-        "NOT_FOUND",
-        `Cannot open ${what}: index chunk ${hex} (index #${k}) is missing from ${chunks.description}`,
-      );
-    }
-    indexCache?.set(hex, bytes);
-    return bytes;
-  });
-  const total = Math.ceil(manifest.imageLength / manifest.chunkSize);
-  if (
-    ids.length !== Math.max(0, total - 1) ||
-    manifest.chunk0.length !== Math.min(manifest.chunkSize, manifest.imageLength)
-  ) {
-    throw new TesseraError(
-      "CORRUPT_MANIFEST",
-      `Cannot open ${what}: the manifest lists ${ids.length + 1} chunks for ${manifest.imageLength} bytes`,
-    );
-  }
-  return ids;
 }
 
 /** Lets go of an image's chunks in the pool. */

@@ -28,7 +28,8 @@ import { idsEqual, idToHex, ZERO_ID } from "../chunk/ids.ts";
 import { TesseraError } from "../errors.ts";
 import type { ChunkId, Manifest } from "../manifest/types.ts";
 import type { EngineConnection, EngineMemory, EngineSnapshot, ReplicaEngine } from "./engine.ts";
-import { manifestChunkIds, newGeneration, servedHeader } from "./image.ts";
+import { newGeneration, servedHeader } from "./image.ts";
+import { manifestChunkIds } from "../manifest/chunk_list.ts";
 import { attaches } from "./statements.ts";
 
 /** Options of {@linkcode NativeEngine.create}. */
@@ -239,7 +240,8 @@ export class NativeEngine implements ReplicaEngine {
       get: (hex: string) => previous.get(hex) ?? next.get(hex),
       set: (hex: string, b: Uint8Array) => next.set(hex, b),
     };
-    const ids = await manifestChunkIds(manifest, this.#chunks, cache, signal);
+    const doing = `open snapshot ${manifest.sequence} of database "${manifest.identity.name}"`;
+    const ids = await manifestChunkIds(manifest, this.#chunks, { doing, indexCache: cache, signal });
     // Only the newest manifest's index chunks are kept: the next one shares most of them.
     this.#indexChunks = next;
     return ids;

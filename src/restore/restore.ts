@@ -13,7 +13,7 @@ import { toHex } from "../bytes.ts";
 import { TesseraError } from "../errors.ts";
 import { idsEqual, idToHex, ZERO_ID } from "../chunk/ids.ts";
 import type { ChunkSource } from "../chunk/source.ts";
-import { expandChunkList } from "../manifest/chunk_list.ts";
+import { manifestChunkIds } from "../manifest/chunk_list.ts";
 import type { ChunkId, Manifest } from "../manifest/types.ts";
 
 /** Options of {@linkcode restoreImage}. */
@@ -74,7 +74,10 @@ export async function restoreImage(options: RestoreImageOptions): Promise<Restor
   }
   signal?.throwIfAborted();
   const what = `${manifest.identity.name} seq ${manifest.sequence}`;
-  const ids = await listChunkIds(manifest, options.indexChunks ?? chunks, what, signal);
+  const ids = await manifestChunkIds(manifest, options.indexChunks ?? chunks, {
+    doing: `restore ${what}`,
+    signal,
+  });
   const total = ids.length + (manifest.imageLength > 0 ? 1 : 0);
 
   const out = resolve(options.out);
@@ -240,37 +243,6 @@ class ChunkCopier {
     }
     return bytes;
   }
-}
-
-// The ids of chunks 1 .. n-1, after checking they fit the image the manifest describes.
-async function listChunkIds(
-  manifest: Manifest,
-  indexChunks: ChunkSource,
-  what: string,
-  signal: AbortSignal | undefined,
-): Promise<ChunkId[]> {
-  const ids = await expandChunkList(manifest.chunks, async (id, k) => {
-    const bytes = await indexChunks.get(id, { signal });
-    if (bytes === undefined) {
-      const hex = idToHex(id);
-      throw new TesseraError(
-        "NOT_FOUND",
-        `Cannot restore ${what}: index chunk ${hex} (index #${k}) is missing from ${indexChunks.description}`,
-      );
-    }
-    return bytes;
-  });
-  const total = Math.ceil(manifest.imageLength / manifest.chunkSize);
-  if (
-    ids.length !== Math.max(0, total - 1) ||
-    manifest.chunk0.length !== Math.min(manifest.chunkSize, manifest.imageLength)
-  ) {
-    throw new TesseraError(
-      "CORRUPT_MANIFEST",
-      `Cannot restore ${what}: the manifest lists ${ids.length + 1} chunks for ${manifest.imageLength} bytes`,
-    );
-  }
-  return ids;
 }
 
 async function writeAll(handle: FileHandle, bytes: Uint8Array, position: number): Promise<void> {
