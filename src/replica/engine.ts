@@ -58,3 +58,15 @@ export interface ReplicaEngine {
   /** Closes every connection and lets go of every snapshot. */
   close(): void;
 }
+
+/**
+ * Moves an engine's served snapshot from `current` to `next`: `next` gains a holder, `current` loses one.
+ *
+ * @returns `next`, to store as the served snapshot.
+ */
+export function replaceServed<S extends EngineSnapshot>(current: S | undefined, next: S): S {
+  if (next === current) return next;
+  next.retain();
+  current?.release();
+  return next;
+}

@@ -27,7 +27,13 @@ import type { ChunkSource } from "../chunk/source.ts";
 import { idsEqual, idToHex, ZERO_ID } from "../chunk/ids.ts";
 import { TesseraError } from "../errors.ts";
 import type { ChunkId, Manifest } from "../manifest/types.ts";
-import type { EngineConnection, EngineMemory, EngineSnapshot, ReplicaEngine } from "./engine.ts";
+import {
+  type EngineConnection,
+  type EngineMemory,
+  type EngineSnapshot,
+  replaceServed,
+  type ReplicaEngine,
+} from "./engine.ts";
 import { newGeneration, servedHeader } from "./image.ts";
 import { manifestChunkIds } from "../manifest/chunk_list.ts";
 import { attaches } from "./statements.ts";
@@ -145,10 +151,7 @@ export class NativeEngine implements ReplicaEngine {
       throw new TypeError("Cannot serve a snapshot another engine prepared");
     }
     if (snapshot === this.#served) return;
-    snapshot.retain();
-    const previous = this.#served;
-    this.#served = snapshot;
-    previous?.release();
+    this.#served = replaceServed(this.#served, snapshot);
   }
 
   async connect(): Promise<EngineConnection> {

@@ -9,7 +9,13 @@ import sqlite3InitModule from "@sqlite.org/sqlite-wasm";
 import { type InStatement, type IntMode, LibsqlError, type ResultSet } from "@libsql/core/api";
 import type { ChunkSource } from "../chunk/source.ts";
 import type { Manifest } from "../manifest/types.ts";
-import type { EngineConnection, EngineMemory, EngineSnapshot, ReplicaEngine } from "./engine.ts";
+import {
+  type EngineConnection,
+  type EngineMemory,
+  type EngineSnapshot,
+  replaceServed,
+  type ReplicaEngine,
+} from "./engine.ts";
 import { ChunkPool, prepareImage, releaseImage, type SnapshotImage } from "./image.ts";
 import { sqliteError, WasmConnection } from "./sql.ts";
 import { type ReplicaVfs, replicaVfs, type Sqlite3 } from "./vfs.ts";
@@ -181,10 +187,7 @@ export class WasmEngine implements ReplicaEngine {
       throw new TypeError("Cannot serve a snapshot another engine prepared");
     }
     if (snapshot === this.#served) return;
-    snapshot.retain();
-    const previous = this.#served;
-    this.#served = snapshot;
-    previous?.release();
+    this.#served = replaceServed(this.#served, snapshot);
     // SQLite reloads its parsed schema only when the schema cookie changes, and a database replaced by
     // another file can keep the cookie. Connections from before this snapshot are therefore not reused:
     // idle ones close now, borrowed ones when given back; a new connection parses the schema it reads.

@@ -9,6 +9,7 @@
  * @module
  */
 
+import { type Client, createClient } from "@libsql/client";
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import type { InStatement, IntMode, ResultSet } from "@libsql/core/api";
@@ -436,4 +437,25 @@ export async function assertSameResult(
   }
   assert.deepStrictEqual(got, want, message);
   return want;
+}
+
+/**
+ * Creates the parity database at `path` and opens a read-only @libsql/client on it per intMode: the
+ * expected side of every parity comparison. Close the clients when done.
+ */
+export async function makeParityDatabase(path: string): Promise<Map<IntMode, Client>> {
+  const writer = createClient({ url: `file:${path}` });
+  try {
+    await writer.executeMultiple(PARITY_SCHEMA_SQL);
+  } finally {
+    writer.close();
+  }
+  const clients = new Map<IntMode, Client>();
+  for (const intMode of INT_MODES) {
+    clients.set(
+      intMode,
+      createClient({ url: `file:${encodeURIComponent(`file:${path}?mode=ro`)}`, intMode }),
+    );
+  }
+  return clients;
 }

@@ -1,13 +1,13 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { type Client, createClient } from "@libsql/client";
+import type { Client } from "@libsql/client";
 import type { IntMode } from "@libsql/core/api";
 import { openReplica } from "../../src/replica/open.ts";
 import type { Replica } from "../../src/replica/replica.ts";
 import { syncDatabase } from "../../src/snapshot/sync.ts";
 import { LocalStore } from "../../src/store/local.ts";
-import { assertSameResult, INT_MODES, PARITY_CASES, PARITY_SCHEMA_SQL } from "./_parity.ts";
+import { assertSameResult, INT_MODES, makeParityDatabase, PARITY_CASES } from "./_parity.ts";
 import { makeTempDir, removeDir } from "../_helpers/temp.ts";
 
 // The same statements through a replica (both engines, every intMode) and through @libsql/client on the
@@ -21,12 +21,7 @@ for (const engine of ["wasm", "native"] as const) {
     before(async () => {
       dir = await makeTempDir(`replica-parity-${engine}`);
       const path = join(dir, "parity.db");
-      const writer = createClient({ url: `file:${path}` });
-      try {
-        await writer.executeMultiple(PARITY_SCHEMA_SQL);
-      } finally {
-        writer.close();
-      }
+      for (const [intMode, client] of await makeParityDatabase(path)) clients.set(intMode, client);
       const store = new LocalStore(join(dir, "store"));
       await syncDatabase(path, {
         stores: [store],
@@ -35,10 +30,6 @@ for (const engine of ["wasm", "native"] as const) {
         spoolDir: join(dir, "spool"),
       });
       for (const intMode of INT_MODES) {
-        clients.set(
-          intMode,
-          createClient({ url: `file:${encodeURIComponent(`file:${path}?mode=ro`)}`, intMode }),
-        );
         replicas.set(intMode, await openReplica("parity", { store, engine, intMode, pollIntervalMs: 0 }));
       }
     });

@@ -339,7 +339,7 @@ describe("replicas of a database in a real S3 server (s3rver)", () => {
           "deno",
           "-o",
           bundle,
-          "test/replica/_node_main.ts",
+          "test/replica/_nofs_main.ts",
         ]);
         assert.equal(built.code, 0, built.stderr);
         command = "node";

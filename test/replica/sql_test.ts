@@ -8,7 +8,7 @@ import sqlite3InitModule from "@sqlite.org/sqlite-wasm";
 import fc from "fast-check";
 import { makeRow, rowMaker } from "../../src/replica/_values.ts";
 import { sqliteError, WasmConnection } from "../../src/replica/sql.ts";
-import { assertSameResult, describeValue, INT_MODES, PARITY_CASES, PARITY_SCHEMA_SQL } from "./_parity.ts";
+import { assertSameResult, describeValue, INT_MODES, makeParityDatabase, PARITY_CASES } from "./_parity.ts";
 import { makeTempDir, removeDir } from "../_helpers/temp.ts";
 
 const sqlite3 = await sqlite3InitModule();
@@ -85,18 +85,7 @@ describe("WasmConnection.execute() returns exactly what @libsql/client returns",
   before(async () => {
     dir = await makeTempDir("sql-parity");
     const path = join(dir, "parity.db");
-    const writer = createClient({ url: `file:${path}` });
-    try {
-      await writer.executeMultiple(PARITY_SCHEMA_SQL);
-    } finally {
-      writer.close();
-    }
-    for (const intMode of INT_MODES) {
-      clients.set(
-        intMode,
-        createClient({ url: `file:${encodeURIComponent(`file:${path}?mode=ro`)}`, intMode }),
-      );
-    }
+    for (const [intMode, client] of await makeParityDatabase(path)) clients.set(intMode, client);
     connection = openImage(await readFile(path));
   });
 
