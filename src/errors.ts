@@ -27,7 +27,8 @@ export type TesseraErrorCode =
   | "SOURCE_UNREADABLE"
   | "CONFLICT"
   | "CONFIG_INVALID"
-  | "STALE";
+  | "STALE"
+  | "LEASE_HELD";
 
 /** Options accepted by {@linkcode TesseraError}. */
 export interface TesseraErrorOptions {

@@ -47,6 +47,20 @@ export function pointerKey(name: string): string {
 }
 
 /**
+ * The key of database `name`'s replication lease: `dbs/<name>/lease`, held by the one replicator that
+ * publishes it. Throws `RangeError` for an invalid name.
+ *
+ * @example
+ * ```ts
+ * import { leaseKey } from "./keys.ts";
+ * console.log(leaseKey("app")); // "dbs/app/lease"
+ * ```
+ */
+export function leaseKey(name: string): string {
+  return `${databasePrefix(name)}lease`;
+}
+
+/**
  * The key of manifest `sequence` of database `name`: `dbs/<name>/manifests/<16 lower-case hex digits>`, so
  * key order is sequence order. Throws `RangeError` for an invalid name or a sequence outside 1 to 2^53 - 1.
  *

@@ -23,6 +23,15 @@ export interface SourceEvidence {
   wal: { salt1: number; salt2: number; frames: number } | null;
 }
 
+/** Whether two records of the source describe the same committed state, as far as cheap evidence tells. */
+export function sameEvidence(a: SourceEvidence, b: SourceEvidence): boolean {
+  return a.size === b.size && a.mtimeMs === b.mtimeMs && a.ino === b.ino &&
+    a.changeCounter === b.changeCounter &&
+    (a.wal === null) === (b.wal === null) &&
+    (a.wal === null ||
+      (a.wal.salt1 === b.wal?.salt1 && a.wal.salt2 === b.wal?.salt2 && a.wal.frames === b.wal?.frames));
+}
+
 /** One committed state of the database, readable until the callback returns. */
 export interface SourceSnapshot {
   /** The database file's absolute path. */
@@ -44,7 +53,7 @@ export interface SourceSnapshot {
 /** Options of {@linkcode withSourceSnapshot}. */
 export interface SnapshotOptions {
   /** How long to wait for a writer's lock, in milliseconds. @default {10000} */
-  busyTimeoutMs?: number;
+  busyTimeoutMs?: number | undefined;
 }
 
 /**

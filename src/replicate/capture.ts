@@ -1,0 +1,173 @@
+/**
+ * Capturing: copy one consistent image of a live database into the spool. Only local work happens while
+ * the source's read transaction is open (reading pages, hashing them, writing changed chunks to local disk),
+ * so a rollback-journal writer waits no longer than that copy, and a WAL writer not at all. Uploading
+ * happens later, from the spool.
+ *
+ * @module
+ */
+
+import { createHash } from "node:crypto";
+import { chunkIds, idToHex, isZeroChunk } from "../chunk/ids.ts";
+import { checkChunkSize } from "../snapshot/sync.ts";
+import { sameEvidence, type SourceSnapshot, withSourceSnapshot } from "../snapshot/source.ts";
+import { type CaptureRecord, encodeChunk0, type PendingImage, type Spool } from "./spool.ts";
+
+/** Options of {@linkcode captureImage}. */
+export interface CaptureOptions {
+  chunkSize: number;
+  /** The host name the manifest's identity records ("" for a chosen name). */
+  hostname: string;
+  /** The sequence the image gets, unless the spool's record is past it already. */
+  nextSequence: number;
+  /** Read every chunk and spool every one the spool lacks, whatever the record says. */
+  full?: boolean | undefined;
+  signal?: AbortSignal | undefined;
+  busyTimeoutMs?: number | undefined;
+}
+
+/** What a capture did. */
+export interface CaptureResult {
+  /** The image captured, or null when the source had not changed since the last capture. */
+  image: PendingImage | null;
+  /** Chunks read from the source, and chunk files written to the spool. */
+  read: number;
+  spooled: number;
+  /** Milliseconds the source's read transaction was open. */
+  heldMs: number;
+}
+
+const READ_BATCH_BYTES = 4 * 1024 * 1024;
+const ZERO_HEX = "0".repeat(64);
+
+/** Captures the database at `path` into `spool`, as the next pending image. */
+export async function captureImage(
+  path: string,
+  spool: Spool,
+  options: CaptureOptions,
+): Promise<CaptureResult> {
+  let heldSince = 0;
+  const result: CaptureResult = await withSourceSnapshot(path, async (snap) => {
+    heldSince = performance.now();
+    return await capture(snap, spool, options);
+  }, { busyTimeoutMs: options.busyTimeoutMs });
+  result.heldMs = performance.now() - heldSince;
+  return result;
+}
+
+async function capture(snap: SourceSnapshot, spool: Spool, options: CaptureOptions): Promise<CaptureResult> {
+  const chunkSize = checkChunkSize(options.chunkSize, snap.pageSize);
+  const previous = usable(spool.capture, chunkSize, snap.pageSize);
+  if (
+    previous && !options.full && sameEvidence(previous.evidence, snap.evidence) &&
+    previous.imageLength === snap.imageLength
+  ) {
+    return { image: null, read: 0, spooled: 0, heldMs: 0 };
+  }
+  const total = Math.max(1, Math.ceil(snap.imageLength / chunkSize));
+  const wanted = chooseChunks(snap, previous, total, chunkSize, options.full === true);
+  const ids: string[] = new Array(Math.max(0, total - 1));
+  if (wanted !== "all" && previous) {
+    for (let i = 1; i < total && i - 1 < previous.ids.length; i++) ids[i - 1] = previous.ids[i - 1] as string;
+  }
+  // Chunks the previous image held are spooled or in every store already (see spool.ts).
+  const known = options.full || !previous ? new Set<string>() : new Set(previous.ids);
+  const hash = wanted === "all" ? createHash("sha256") : undefined;
+  const order = wanted === "all"
+    ? Array.from({ length: total }, (_, i) => i)
+    : [...wanted].sort((a, b) => a - b);
+  const perBatch = Math.max(1, Math.floor(READ_BATCH_BYTES / chunkSize));
+  const perChunk = chunkSize / snap.pageSize;
+  const spooled = new Set<string>();
+  let chunk0 = new Uint8Array(0);
+  let read = 0;
+  let written = 0;
+  for (let b = 0; b < order.length; b += perBatch) {
+    options.signal?.throwIfAborted();
+    const batch = order.slice(b, b + perBatch);
+    const chunks = await Promise.all(batch.map((i) => {
+      const first = i * perChunk + 1;
+      return snap.readPages(first, Math.min(perChunk, snap.pageCount - first + 1));
+    }));
+    read += chunks.length;
+    for (const bytes of chunks) hash?.update(bytes);
+    const batchIds = await chunkIds(chunks.map((c, k) => (batch[k] === 0 ? new Uint8Array(0) : c)));
+    for (const [k, i] of batch.entries()) {
+      const bytes = chunks[k] as Uint8Array;
+      if (i === 0) {
+        chunk0 = bytes.slice();
+        continue;
+      }
+      const hex = isZeroChunk(bytes) ? ZERO_HEX : idToHex(batchIds[k] as Uint8Array);
+      ids[i - 1] = hex;
+      if (hex === ZERO_HEX || known.has(hex) || spooled.has(hex)) continue;
+      if (!spool.hasChunk(hex)) {
+        await spool.writeChunk(hex, bytes);
+        written++;
+      }
+      spooled.add(hex);
+    }
+  }
+  const sequence = Math.max(options.nextSequence, (spool.capture?.sequence ?? 0) + 1);
+  const image: PendingImage = {
+    version: 1,
+    sequence,
+    createdMs: Date.now(),
+    sourceMtimeMs: snap.evidence.mtimeMs,
+    sourcePath: snap.path,
+    hostname: options.hostname,
+    pageSize: snap.pageSize,
+    imageLength: snap.imageLength,
+    chunkSize,
+    ids,
+    chunk0: encodeChunk0(chunk0),
+    imageSha256: hash ? hash.digest("hex") : null,
+    publishedTo: [],
+  };
+  const record: CaptureRecord = {
+    version: 1,
+    sequence,
+    chunkSize,
+    pageSize: snap.pageSize,
+    imageLength: snap.imageLength,
+    evidence: snap.evidence,
+    ids,
+  };
+  // Chunks this image shares with the previous one stay referenced through it while it is pending.
+  for (const hex of ids) if (hex !== ZERO_HEX && spool.hasChunk(hex)) spooled.add(hex);
+  await spool.addPending(image, record, spooled);
+  return { image, read, spooled: written, heldMs: 0 };
+}
+
+function usable(
+  record: CaptureRecord | undefined,
+  chunkSize: number,
+  pageSize: number,
+): CaptureRecord | undefined {
+  if (!record || record.chunkSize !== chunkSize || record.pageSize !== pageSize) return undefined;
+  if (record.ids.length !== Math.max(0, Math.ceil(record.imageLength / chunkSize) - 1)) return undefined;
+  return record;
+}
+
+// The WAL may prove which pages changed since the last capture; chunk 0 is always read (it is inline).
+function chooseChunks(
+  snap: SourceSnapshot,
+  previous: CaptureRecord | undefined,
+  total: number,
+  chunkSize: number,
+  full: boolean,
+): Set<number> | "all" {
+  if (!previous || full) return "all";
+  const pages = snap.changedPagesSince(previous.evidence);
+  if (!pages) return "all";
+  const wanted = new Set<number>([0]);
+  const perChunk = chunkSize / snap.pageSize;
+  for (const page of pages) {
+    const chunk = Math.floor((page - 1) / perChunk);
+    if (chunk < total) wanted.add(chunk);
+  }
+  const before = previous.ids.length + 1;
+  for (let i = Math.max(1, before - 1); i < total; i++) wanted.add(i);
+  if (previous.imageLength !== snap.imageLength) wanted.add(total - 1);
+  return wanted;
+}

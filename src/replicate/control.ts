@@ -1,0 +1,210 @@
+/**
+ * How a running replicator and the `tessera status` / `tessera flush` commands meet: files in the
+ * database's spool directory.
+ * - `owner.json`: the process replicating this database from this spool (one at a time);
+ * - `status.json`: its status, rewritten as it changes and at least every second while it runs;
+ * - `control/flush-<id>`: a request to publish now; the replicator answers with `control/flush-<id>.done`.
+ *
+ * @module
+ */
+
+import { randomUUID } from "node:crypto";
+import { mkdir, open, readdir, readFile, rm, unlink } from "node:fs/promises";
+import { hostname as osHostname } from "node:os";
+import { join } from "node:path";
+import process from "node:process";
+import { TesseraError } from "../errors.ts";
+import { writeFileAtomic } from "../files.ts";
+
+/** One store's side of a replicator's status. */
+export interface TargetStatus {
+  store: string;
+  /** The sequence its pointer names, as last published or read. */
+  sequence: number;
+  /** Pending images this store has not received yet. */
+  behind: number;
+  lastSuccessMs: number | null;
+  /** Failures since the last success. */
+  consecutiveFailures: number;
+  failures: number;
+  lastError: string | null;
+  /** When the next try is due after a failure. */
+  retryAtMs: number | null;
+}
+
+/** What a replicator reports about one database. */
+export interface ReplicatorStatus {
+  name: string;
+  path: string;
+  pid: number;
+  hostname: string;
+  writer: string;
+  running: boolean;
+  startedMs: number;
+  updatedMs: number;
+  /** Images captured but not yet published to every store, and the spool's bytes. */
+  pending: number;
+  pendingBytes: number;
+  /** The newest image published to every store. */
+  lastSync: { sequence: number; ms: number } | null;
+  /** The last capture. */
+  lastCapture: { sequence: number; ms: number } | null;
+  /** Milliseconds since the oldest image not yet in every store was captured (0: none waiting). */
+  lagMs: number;
+  captures: number;
+  published: number;
+  /** Intermediate images dropped unpublished because the spool reached its bound. */
+  coalesced: number;
+  /** The longest time a capture held the source's read transaction, in milliseconds. */
+  longestHoldMs: number;
+  maxSpoolBytes: number;
+  targets: TargetStatus[];
+  /** A fatal error that stopped this database's replication (another writer, say). */
+  error: string | null;
+}
+
+/** The directory holding `control/` requests. */
+function controlDir(spoolDir: string): string {
+  return join(spoolDir, "control");
+}
+
+// Spools claimed by this process: a second replicator in the same process is refused as another would be.
+const claimed = new Set<string>();
+
+/** Claims `owner.json` for this process; throws `LEASE_HELD` when a live process on this host holds it. */
+export async function claimOwner(dir: string, path: string): Promise<() => Promise<void>> {
+  if (claimed.has(dir)) {
+    throw new TesseraError(
+      "LEASE_HELD",
+      `Cannot replicate "${path}": this process already replicates it from spool ${dir}`,
+    );
+  }
+  claimed.add(dir);
+  try {
+    return await claimOwnerFile(dir, path);
+  } catch (error) {
+    claimed.delete(dir);
+    throw error;
+  }
+}
+
+async function claimOwnerFile(dir: string, path: string): Promise<() => Promise<void>> {
+  const file = join(dir, "owner.json");
+  const me = { pid: process.pid, hostname: osHostname(), path, startedMs: Date.now() };
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      const handle = await open(file, "wx", 0o600);
+      await handle.writeFile(JSON.stringify(me));
+      await handle.close();
+      return async () => {
+        const now = await readOwner(dir);
+        if (now?.pid === me.pid) await unlink(file).catch(() => {});
+        claimed.delete(dir);
+      };
+    } catch (error) {
+      if ((error as { code?: string }).code !== "EEXIST") throw error;
+      const owner = await readOwner(dir);
+      if (owner && owner.pid !== process.pid && alive(owner.pid)) {
+        throw new TesseraError(
+          "LEASE_HELD",
+          `Cannot replicate "${path}": replicator pid ${owner.pid} already replicates it from spool ${dir}; ` +
+            "stop it first (tessera status shows it)",
+        );
+      }
+      await unlink(file).catch(() => {});
+    }
+  }
+  throw new TesseraError(
+    "LEASE_HELD",
+    `Cannot claim ${file}: another replicator claimed it at the same time`,
+  );
+}
+
+async function readOwner(dir: string): Promise<{ pid: number } | undefined> {
+  try {
+    return JSON.parse(await readFile(join(dir, "owner.json"), "utf8"));
+  } catch {
+    return undefined;
+  }
+}
+
+/** Writes a replicator's status. */
+export async function writeStatus(dir: string, status: ReplicatorStatus): Promise<void> {
+  await writeFileAtomic(join(dir, "status.json"), new TextEncoder().encode(JSON.stringify(status)));
+}
+
+/**
+ * Reads the status a replicator left in `dir`. `running` is true only while its process lives and it
+ * updated the file in the last 5 seconds.
+ */
+export async function readStatus(dir: string): Promise<ReplicatorStatus | undefined> {
+  let status: ReplicatorStatus;
+  try {
+    status = JSON.parse(await readFile(join(dir, "status.json"), "utf8"));
+  } catch {
+    return undefined;
+  }
+  const fresh = Date.now() - status.updatedMs < 5000;
+  status.running = status.running && fresh && (status.hostname !== osHostname() || alive(status.pid));
+  return status;
+}
+
+/** Flush requests waiting in `dir`, by id. */
+export async function pendingFlushRequests(dir: string): Promise<string[]> {
+  try {
+    return (await readdir(controlDir(dir))).filter((f) => /^flush-[0-9a-f-]+$/.test(f)).map((f) =>
+      f.slice(6)
+    );
+  } catch {
+    return [];
+  }
+}
+
+/** Answers flush request `id`. */
+export async function answerFlush(dir: string, id: string, answer: object): Promise<void> {
+  await writeFileAtomic(
+    join(controlDir(dir), `flush-${id}.done`),
+    new TextEncoder().encode(JSON.stringify(answer)),
+  );
+  await unlink(join(controlDir(dir), `flush-${id}`)).catch(() => {});
+}
+
+/**
+ * Asks the replicator using `dir` to publish now, and waits for its answer (up to `timeoutMs`).
+ * Resolves with the answer; throws `STALE` when no answer came in time.
+ */
+export async function requestFlush(dir: string, timeoutMs: number): Promise<Record<string, unknown>> {
+  const id = randomUUID();
+  await mkdir(controlDir(dir), { recursive: true, mode: 0o700 });
+  const request = join(controlDir(dir), `flush-${id}`);
+  const done = `${request}.done`;
+  await writeFileAtomic(request, new TextEncoder().encode(JSON.stringify({ requestedMs: Date.now() })));
+  const deadline = Date.now() + timeoutMs;
+  try {
+    while (Date.now() < deadline) {
+      try {
+        const answer = JSON.parse(await readFile(done, "utf8"));
+        await rm(done, { force: true });
+        return answer;
+      } catch {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+    }
+  } finally {
+    await rm(request, { force: true });
+  }
+  throw new TesseraError(
+    "STALE",
+    `No replicator answered the flush request in ${dir} within ${Math.round(timeoutMs / 1000)} s`,
+  );
+}
+
+/** Whether process `pid` exists on this host. */
+export function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as { code?: string }).code === "EPERM";
+  }
+}

@@ -1,0 +1,276 @@
+/**
+ * The replicator's spool: every consistent image it has captured but not yet published to every store,
+ * kept on local disk so that a store outage or a crash of the replicator loses nothing it had seen.
+ *
+ * Layout under `<spoolDir>/replicate/<name>/`:
+ * - `chunks/<hex id>`: the raw bytes of a chunk some pending image holds that may not be in every store;
+ * - `pending/<16 hex sequence>.json`: one captured image (its chunk ids, chunk 0, sizes, times) and the
+ *   stores it has reached;
+ * - `capture.json`: what the last capture saw (evidence, chunk ids, the last sequence it assigned), so the
+ *   next capture reads only what changed;
+ * - `identity.json`: this spool's writer id, stable across restarts;
+ * - `status.json`, `owner.json`, `control/`: see `control.ts`.
+ *
+ * Invariant: every chunk id of a pending image is either a file in `chunks/` or in every store (it was in
+ * the last image fully published before that image was captured). Chunk files are deleted only when no
+ * pending image names them.
+ *
+ * @module
+ */
+
+import { createHash, randomUUID } from "node:crypto";
+import { mkdir, readdir, readFile, rename, rm, stat, unlink, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { fromBase64, toBase64 } from "../bytes.ts";
+import { writeFileAtomic } from "../files.ts";
+import type { SourceEvidence } from "../snapshot/source.ts";
+
+/** One captured image waiting to be published. */
+export interface PendingImage {
+  version: 1;
+  sequence: number;
+  createdMs: number;
+  sourceMtimeMs: number;
+  sourcePath: string;
+  /** The host name in the manifest's identity ("" when the database has a chosen name). */
+  hostname: string;
+  pageSize: number;
+  imageLength: number;
+  chunkSize: number;
+  /** Hex ids of chunks 1 .. n-1 (the all-zero id for zero chunks). */
+  ids: string[];
+  /** Chunk 0, base64 (it goes inline into the manifest). */
+  chunk0: string;
+  /** Hex SHA-256 of the whole image when the capture read it whole, else null. */
+  imageSha256: string | null;
+  /** Descriptions of the stores this image has been published to. */
+  publishedTo: string[];
+}
+
+/** What the last capture saw. */
+export interface CaptureRecord {
+  version: 1;
+  /** The last sequence a capture assigned. */
+  sequence: number;
+  chunkSize: number;
+  pageSize: number;
+  imageLength: number;
+  evidence: SourceEvidence;
+  ids: string[];
+}
+
+const ZERO_HEX = "0".repeat(64);
+
+/** The spool of one database. Not safe for two processes: the replicator holds `owner.json` first. */
+export class Spool {
+  readonly dir: string;
+  readonly #chunkDir: string;
+  readonly #pendingDir: string;
+  readonly #pending = new Map<number, PendingImage>();
+  // How many pending images name each spooled chunk file.
+  readonly #refs = new Map<string, number>();
+  #chunkBytes = 0;
+  #capture: CaptureRecord | undefined;
+
+  private constructor(dir: string) {
+    this.dir = dir;
+    this.#chunkDir = join(dir, "chunks");
+    this.#pendingDir = join(dir, "pending");
+  }
+
+  /** The spool directory of database `name` under `spoolDir`. */
+  static dirFor(spoolDir: string, name: string): string {
+    return join(spoolDir, "replicate", name);
+  }
+
+  /** Opens (creating) the spool and reads what a previous run left in it. */
+  static async open(spoolDir: string, name: string): Promise<Spool> {
+    const spool = new Spool(Spool.dirFor(spoolDir, name));
+    await mkdir(spool.#chunkDir, { recursive: true, mode: 0o700 });
+    await mkdir(spool.#pendingDir, { recursive: true, mode: 0o700 });
+    await spool.#load();
+    return spool;
+  }
+
+  async #load(): Promise<void> {
+    for (const file of await readdir(this.#pendingDir)) {
+      if (!/^[0-9a-f]{16}\.json$/.test(file)) {
+        // A temporary file an interrupted write left behind.
+        if (file.endsWith(".tmp")) await unlink(join(this.#pendingDir, file)).catch(() => {});
+        continue;
+      }
+      try {
+        const image = JSON.parse(await readFile(join(this.#pendingDir, file), "utf8")) as PendingImage;
+        if (image.version === 1 && Number.isSafeInteger(image.sequence) && Array.isArray(image.ids)) {
+          this.#pending.set(image.sequence, image);
+        }
+      } catch {
+        // A damaged entry is dropped: its chunk files are collected below, and the next capture reads again.
+        await unlink(join(this.#pendingDir, file)).catch(() => {});
+      }
+    }
+    const files = new Set(await readdir(this.#chunkDir));
+    for (const image of this.#pending.values()) this.#addRefs(image, +1, files);
+    for (const file of files) {
+      const path = join(this.#chunkDir, file);
+      if (!this.#refs.has(file)) {
+        await unlink(path).catch(() => {});
+        continue;
+      }
+      this.#chunkBytes += (await stat(path)).size;
+    }
+    try {
+      const record = JSON.parse(await readFile(join(this.dir, "capture.json"), "utf8")) as CaptureRecord;
+      if (record.version === 1 && Number.isSafeInteger(record.sequence)) this.#capture = record;
+    } catch {
+      this.#capture = undefined;
+    }
+  }
+
+  /** This spool's writer id: stable across restarts, different on every other host or spool. */
+  async writerId(hostname: string): Promise<string> {
+    const path = join(this.dir, "identity.json");
+    try {
+      const saved = JSON.parse(await readFile(path, "utf8")) as { writer?: unknown };
+      if (typeof saved.writer === "string" && saved.writer.length > 0) return saved.writer;
+    } catch {
+      // None yet.
+    }
+    const writer = `replicate:${hostname.slice(0, 120)}:${randomUUID().slice(0, 8)}`;
+    await writeFileAtomic(path, new TextEncoder().encode(JSON.stringify({ writer })));
+    return writer;
+  }
+
+  /** What the last capture saw, if the spool remembers it. */
+  get capture(): CaptureRecord | undefined {
+    return this.#capture;
+  }
+
+  /** Pending images, oldest first. */
+  pending(): PendingImage[] {
+    return [...this.#pending.values()].sort((a, b) => a.sequence - b.sequence);
+  }
+
+  /** Bytes of spooled chunk files. */
+  get chunkBytes(): number {
+    return this.#chunkBytes;
+  }
+
+  /** Whether the chunk `hex` is spooled. */
+  hasChunk(hex: string): boolean {
+    return this.#refs.has(hex);
+  }
+
+  /** The spooled chunk `hex`, checked against its id; `undefined` when absent or damaged. */
+  async readChunk(hex: string): Promise<Uint8Array | undefined> {
+    let bytes: Uint8Array;
+    try {
+      bytes = new Uint8Array(await readFile(join(this.#chunkDir, hex)));
+    } catch {
+      return undefined;
+    }
+    const actual = createHash("sha256").update(bytes).digest("hex");
+    return actual === hex ? bytes : undefined;
+  }
+
+  /**
+   * Writes a chunk file for an image being captured, unless one is there. Only written, not yet counted:
+   * {@linkcode addPending} counts it.
+   */
+  async writeChunk(hex: string, bytes: Uint8Array): Promise<void> {
+    if (hex === ZERO_HEX || this.#refs.has(hex)) return;
+    const path = join(this.#chunkDir, hex);
+    // A crash can leave a file with the right name and short bytes: readChunk checks the id.
+    const temp = `${path}.${randomUUID().slice(0, 8)}.tmp`;
+    await writeFile(temp, bytes);
+    await rename(temp, path);
+  }
+
+  /** Records a captured image and the capture record that goes with it. */
+  async addPending(image: PendingImage, record: CaptureRecord, spooled: Set<string>): Promise<void> {
+    await writeFileAtomic(this.#pendingPath(image.sequence), new TextEncoder().encode(JSON.stringify(image)));
+    await writeFileAtomic(join(this.dir, "capture.json"), new TextEncoder().encode(JSON.stringify(record)));
+    this.#capture = record;
+    this.#pending.set(image.sequence, image);
+    for (const hex of spooled) {
+      if (!this.#refs.has(hex)) this.#chunkBytes += image.chunkSize;
+    }
+    this.#addRefs(image, +1, spooled);
+  }
+
+  /** Records a capture that found nothing new, or a record to start over from (`undefined`). */
+  async setCapture(record: CaptureRecord | undefined): Promise<void> {
+    const path = join(this.dir, "capture.json");
+    if (record === undefined) await rm(path, { force: true });
+    else await writeFileAtomic(path, new TextEncoder().encode(JSON.stringify(record)));
+    this.#capture = record;
+  }
+
+  /** Marks `sequence` as published to `store`; once every store in `stores` has it, it leaves the spool. */
+  async markPublished(sequence: number, store: string, stores: readonly string[]): Promise<void> {
+    const image = this.#pending.get(sequence);
+    if (!image) return;
+    if (!image.publishedTo.includes(store)) image.publishedTo.push(store);
+    if (stores.every((s) => image.publishedTo.includes(s))) {
+      await this.drop(sequence);
+      return;
+    }
+    await writeFileAtomic(this.#pendingPath(sequence), new TextEncoder().encode(JSON.stringify(image)));
+  }
+
+  /** Removes a pending image, and the chunk files no other pending image names. */
+  async drop(sequence: number): Promise<void> {
+    const image = this.#pending.get(sequence);
+    if (!image) return;
+    await unlink(this.#pendingPath(sequence)).catch(() => {});
+    this.#pending.delete(sequence);
+    for (const hex of this.#addRefs(image, -1)) {
+      await unlink(join(this.#chunkDir, hex)).catch(() => {});
+      this.#chunkBytes = Math.max(0, this.#chunkBytes - image.chunkSize);
+    }
+  }
+
+  /** Bytes the spool holds: chunk files plus the pending entries' inline chunk 0. */
+  get bytes(): number {
+    let total = this.#chunkBytes;
+    for (const image of this.#pending.values()) total += image.chunk0.length + image.ids.length * 65;
+    return total;
+  }
+
+  // Adds `delta` to the reference count of each spooled chunk `image` names; an id not counted yet is
+  // counted only when it is in `files` (chunk files just written, or found on disk). Returns the ids whose
+  // count reached zero.
+  #addRefs(image: PendingImage, delta: 1 | -1, files?: Set<string>): string[] {
+    const freed: string[] = [];
+    const seen = new Set<string>();
+    for (const hex of image.ids) {
+      if (hex === ZERO_HEX || seen.has(hex)) continue;
+      seen.add(hex);
+      const count = this.#refs.get(hex);
+      if (delta > 0) {
+        if (count !== undefined) this.#refs.set(hex, count + 1);
+        else if (files?.has(hex)) this.#refs.set(hex, 1);
+      } else if (count !== undefined) {
+        if (count <= 1) {
+          this.#refs.delete(hex);
+          freed.push(hex);
+        } else this.#refs.set(hex, count - 1);
+      }
+    }
+    return freed;
+  }
+
+  #pendingPath(sequence: number): string {
+    return join(this.#pendingDir, `${sequence.toString(16).padStart(16, "0")}.json`);
+  }
+}
+
+/** Chunk 0 of a pending image. */
+export function pendingChunk0(image: PendingImage): Uint8Array {
+  return fromBase64(image.chunk0);
+}
+
+/** Encodes chunk 0 for a pending image. */
+export function encodeChunk0(bytes: Uint8Array): string {
+  return toBase64(bytes);
+}
