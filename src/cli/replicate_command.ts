@@ -1,0 +1,404 @@
+/**
+ * `tessera replicate DB...`: keep databases published while applications write; `tessera status` and
+ * `tessera flush` talk to a running replicator through its spool directory.
+ *
+ * @module
+ */
+
+import { readdir } from "node:fs/promises";
+import { join, resolve } from "node:path";
+import process from "node:process";
+import { parseArgs } from "node:util";
+import { TesseraError } from "../errors.ts";
+import { deriveName } from "../manifest/naming.ts";
+import { readStatus, type ReplicatorStatus, requestFlush } from "../replicate/control.ts";
+import { Replicator, type ReplicatorEvent } from "../replicate/replicator.ts";
+import { restoreIfMissing } from "../replicate/restore_missing.ts";
+import { Spool } from "../replicate/spool.ts";
+import { defaultSpoolDir } from "../snapshot/sync.ts";
+import { commandContext, localHostname, STORE_OPTIONS, STORE_OPTIONS_HELP } from "./_common.ts";
+import { type CliIo, EXIT, UsageError } from "./_io.ts";
+
+/** `tessera replicate --help`. */
+export const REPLICATE_HELP = `Usage: tessera replicate DB [DB...] [options]
+
+Keep each SQLite database published to every writable store while applications write to it, in
+rollback-journal or WAL mode. Commits are noticed from filesystem events (and a check of the files'
+size and time every --poll-ms), and captured after a quiet moment: a consistent image is copied into
+the local spool (writers wait only while it is copied, and in WAL mode not at all), then published to
+each store on its own, in order, with retries. A store outage or a crash loses nothing captured: the
+spool keeps it and the next run publishes it. When the spool outgrows --max-spool-bytes, older
+unpublished images are dropped (the newest always stays) and this is reported.
+
+Stop with Ctrl-C or SIGTERM: pending images are published for up to --shutdown-timeout-ms, then it
+exits 0 (what could not be published stays in the spool); a second signal exits at once.
+
+Options:
+  --name NAME               store the database under NAME (one DB only)
+  --hostname HOST           the host name in derived names (default: this machine, or $TESSERA_HOSTNAME)
+  --spool DIR               the spool directory (default: config spool_dir, or $TMPDIR/tessera-spool-UID)
+  --chunk-size BYTES        chunk size for new snapshots (default 65536)
+  --debounce-ms N           quiet time after a commit before capturing (default 100)
+  --max-delay-ms N          longest wait while commits keep coming (default 1000)
+  --poll-ms N               how often the files are checked besides filesystem events (default 500)
+  --no-watch                use polling only
+  --max-spool-bytes N       spool bound before older unpublished images are dropped (default 268435456)
+  --shutdown-timeout-ms N   how long a signal's flush may take (default 10000)
+  --restore-if-missing      when DB does not exist, restore it from the newest snapshot first
+                            (stale -wal, -shm and -journal beside it are removed), then replicate
+  --take-over               take the database's lease even if another replicator seems to hold it
+${STORE_OPTIONS_HELP}
+  --json                    one JSON event per line on stdout ({"event":"started",...} first)
+
+Exit codes: 0 stopped by a signal, 1 failed (another replicator holds the lease, another writer moved
+the pointer, or a store refused), 2 bad usage, 3 database not found.
+`;
+
+/** `tessera status --help`. */
+export const STATUS_HELP = `Usage: tessera status [DB...] [--name NAME] [--spool DIR] [--json]
+
+Show what the replicators using the spool directory are doing: running or not, pending snapshots and
+bytes, the last snapshot published to every store and when, failures per store, and the lag (how long
+the oldest unpublished snapshot has waited). Without DB, every database in the spool.
+
+Options:
+  --name NAME       a database by its stored name
+  --hostname HOST   the host name in derived names (default: this machine)
+  --spool DIR       the spool directory (default: config spool_dir, or $TMPDIR/tessera-spool-UID)
+  -c, --config C    a config (for its spool_dir)
+  --json            one JSON object per database
+  -h, --help        show this help
+
+Exit codes: 0 shown, 1 a replicator reports an error, 2 bad usage, 3 no replicator status found.
+`;
+
+/** `tessera flush --help`. */
+export const FLUSH_HELP = `Usage: tessera flush DB [--name NAME] [--spool DIR] [--timeout-ms N] [--json]
+
+Ask the running replicator of DB to capture and publish now, and wait until every store has every
+pending snapshot (or the timeout passes).
+
+Options:
+  --name NAME       the database by its stored name instead of DB
+  --hostname HOST   the host name in derived names (default: this machine)
+  --spool DIR       the spool directory (default: config spool_dir, or $TMPDIR/tessera-spool-UID)
+  --timeout-ms N    how long to wait (default 60000)
+  -c, --config C    a config (for its spool_dir)
+  --json            print the answer as JSON
+  -h, --help        show this help
+
+Exit codes: 0 everything published, 1 something still pending or no replicator answered, 2 bad usage.
+`;
+
+function count(values: Record<string, unknown>, option: string, fallback: number, min = 0): number {
+  const raw = values[option];
+  if (raw === undefined) return fallback;
+  const n = Number(raw);
+  if (!Number.isSafeInteger(n) || n < min) throw new UsageError(`--${option} takes a whole number ≥ ${min}`);
+  return n;
+}
+
+/** Runs `tessera replicate`. */
+export async function replicateCommand(args: string[], io: CliIo): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: {
+      ...STORE_OPTIONS,
+      name: { type: "string" },
+      hostname: { type: "string" },
+      spool: { type: "string" },
+      "chunk-size": { type: "string" },
+      "debounce-ms": { type: "string" },
+      "max-delay-ms": { type: "string" },
+      "poll-ms": { type: "string" },
+      "no-watch": { type: "boolean", default: false },
+      "max-spool-bytes": { type: "string" },
+      "shutdown-timeout-ms": { type: "string" },
+      "restore-if-missing": { type: "boolean", default: false },
+      "take-over": { type: "boolean", default: false },
+    },
+  });
+  if (values.help) {
+    io.stdout(REPLICATE_HELP);
+    return EXIT.ok;
+  }
+  if (positionals.length === 0) throw new UsageError("replicate: give the database file(s) to replicate");
+  if (values.name && positionals.length > 1) {
+    throw new UsageError("replicate: --name names one database; give one DB");
+  }
+  const context = await commandContext(values, io);
+  if (context.stores.length === 0) {
+    throw new UsageError("replicate: no writable store: give --store or a config target");
+  }
+  const hostname = values.hostname ?? localHostname(io.env);
+  const spoolDir = resolve(values.spool ?? context.config.spoolDir ?? defaultSpoolDir());
+  const shutdownMs = count(values, "shutdown-timeout-ms", 10_000);
+  const json = values.json;
+  const say = (event: Record<string, unknown>, text: string) => {
+    if (json) io.stdout(JSON.stringify(event) + "\n");
+    else io.stderr(`tessera: ${text}\n`);
+  };
+
+  let fatal: ((error: string) => void) | undefined;
+  const failed = new Promise<string>((resolve) => (fatal = resolve));
+  const onEvent = (event: ReplicatorEvent) => {
+    say({ event: event.type, ...event, type: undefined }, describeEvent(event));
+    if (event.type === "fatal") fatal?.(event.error);
+  };
+  // Signals are handled from here on, also while starting. The event loop must stay up while the
+  // replicators' own timers are unref'd.
+  const keepAlive = setInterval(() => {}, 1 << 30);
+  let signals = 0;
+  let stop: ((signal: string) => void) | undefined;
+  const stopped = new Promise<string>((resolve) => (stop = resolve));
+  const onSignal = (signal: string) => {
+    signals++;
+    if (signals > 1) {
+      say(
+        { event: "exit", signal, flushed: false },
+        `${signal} again: exiting without publishing what is pending`,
+      );
+      process.exit(130);
+    }
+    stop?.(signal);
+  };
+  const onInt = () => onSignal("SIGINT");
+  const onTerm = () => onSignal("SIGTERM");
+  process.on("SIGINT", onInt);
+  process.on("SIGTERM", onTerm);
+  const replicators: Replicator[] = [];
+  const closeAll = async (flush: boolean) => {
+    const left = await Promise.all(replicators.map((r) => r.close({ flush, timeoutMs: shutdownMs })));
+    return left.reduce((sum, l) => sum + l.pending, 0);
+  };
+  try {
+    for (const db of positionals) {
+      const path = resolve(db);
+      const name = values.name ?? await deriveName(hostname, path);
+      if (values["restore-if-missing"]) {
+        const result = await restoreIfMissing(path, {
+          stores: context.readable,
+          name,
+          config: context.config,
+        });
+        for (const warning of result.warnings) io.stderr(`tessera: warning: ${warning}\n`);
+        if (result.restored) {
+          say(
+            {
+              event: "restored",
+              name,
+              path,
+              sequence: result.sequence,
+              bytes: result.bytes,
+              removed: result.removed,
+            },
+            `restored ${path} from snapshot ${result.sequence} of ${name} (${result.bytes} bytes)` +
+              (result.removed.length > 0 ? `; removed stale ${result.removed.join(", ")}` : ""),
+          );
+        } else if (result.reason === "no snapshot") {
+          say(
+            { event: "restore_skipped", name, path, reason: result.reason },
+            `no snapshot of ${name} to restore`,
+          );
+        }
+      }
+      replicators.push(
+        await Replicator.start(path, {
+          stores: context.stores,
+          hostname,
+          name: values.name,
+          spoolDir,
+          chunkSize: count(values, "chunk-size", context.config.chunkSize ?? 65536, 4096),
+          debounceMs: count(values, "debounce-ms", 100),
+          maxDelayMs: count(values, "max-delay-ms", 1000),
+          pollIntervalMs: count(values, "poll-ms", 500, 10),
+          watch: !values["no-watch"],
+          maxSpoolBytes: count(values, "max-spool-bytes", 256 * 1024 * 1024),
+          takeOver: values["take-over"],
+          onEvent,
+        }),
+      );
+    }
+  } catch (error) {
+    await closeAll(false);
+    clearInterval(keepAlive);
+    process.off("SIGINT", onInt);
+    process.off("SIGTERM", onTerm);
+    throw error;
+  }
+  for (const r of replicators) {
+    say(
+      {
+        event: "started",
+        name: r.name,
+        path: r.path,
+        pid: process.pid,
+        spool: Spool.dirFor(spoolDir, r.name),
+      },
+      `replicating ${r.path} as ${r.name} to ${context.stores.map((s) => s.description).join(", ")}`,
+    );
+  }
+
+  try {
+    const outcome = await Promise.race([
+      stopped.then((signal) => ({ signal })),
+      failed.then((error) => ({ error })),
+    ]);
+    if ("error" in outcome) {
+      await closeAll(false);
+      throw new TesseraError("CONFLICT", outcome.error);
+    }
+    say({ event: "stopping", signal: outcome.signal }, `${outcome.signal}: publishing what is pending`);
+    const pending = await closeAll(true);
+    say(
+      { event: "exit", signal: outcome.signal, flushed: pending === 0, pending },
+      pending === 0
+        ? "everything captured is published"
+        : `${pending} snapshot(s) could not be published in time; they stay in the spool for the next run`,
+    );
+    return EXIT.ok;
+  } finally {
+    clearInterval(keepAlive);
+    process.off("SIGINT", onInt);
+    process.off("SIGTERM", onTerm);
+  }
+}
+
+function describeEvent(e: ReplicatorEvent): string {
+  switch (e.type) {
+    case "captured":
+      return `captured ${e.name} sequence ${e.sequence}: ${e.read} chunks read, ${e.spooled} spooled, ` +
+        `source held ${e.heldMs} ms`;
+    case "published":
+      return `published ${e.name} sequence ${e.sequence} to ${e.store}: ${e.uploaded} chunks, ` +
+        `${(e.bytes / 1024).toFixed(1)} KiB`;
+    case "publish_failed":
+      return `cannot publish ${e.name} sequence ${e.sequence} to ${e.store}, retrying in ` +
+        `${(e.retryInMs / 1000).toFixed(1)} s: ${e.error}`;
+    case "coalesced":
+      return `spool of ${e.name} over ${e.maxSpoolBytes} bytes: dropped unpublished sequence(s) ` +
+        `${e.dropped.join(", ")}; the newest is kept`;
+    case "capture_failed":
+      return `cannot capture ${e.name}, trying again at the next change: ${e.error}`;
+    case "fatal":
+      return `stopped replicating ${e.name}: ${e.error}`;
+  }
+}
+
+async function spoolOf(values: { spool?: string | undefined; config?: string | undefined }, io: CliIo) {
+  if (values.spool) return resolve(values.spool);
+  if (values.config || io.env.TESSERA_CONFIG) {
+    const context = await commandContext({ config: values.config, store: ["."] }, io).catch(() => undefined);
+    if (context?.config.spoolDir) return context.config.spoolDir;
+  }
+  return defaultSpoolDir();
+}
+
+async function namesFor(
+  values: { name?: string | undefined; hostname?: string | undefined },
+  positionals: string[],
+  io: CliIo,
+): Promise<string[]> {
+  if (values.name) return [values.name];
+  const hostname = values.hostname ?? localHostname(io.env);
+  return await Promise.all(positionals.map((db) => deriveName(hostname, resolve(db))));
+}
+
+const NAME_OPTIONS = {
+  name: { type: "string" },
+  hostname: { type: "string" },
+  spool: { type: "string" },
+  config: { type: "string", short: "c" },
+  json: { type: "boolean", default: false },
+  help: { type: "boolean", short: "h", default: false },
+} as const;
+
+/** Runs `tessera status`. */
+export async function statusCommand(args: string[], io: CliIo): Promise<number> {
+  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: NAME_OPTIONS });
+  if (values.help) {
+    io.stdout(STATUS_HELP);
+    return EXIT.ok;
+  }
+  const spoolDir = await spoolOf(values, io);
+  let names = await namesFor(values, positionals, io);
+  if (names.length === 0) {
+    names = await readdir(join(spoolDir, "replicate")).catch(() => [] as string[]);
+  }
+  const found: ReplicatorStatus[] = [];
+  for (const name of names) {
+    const status = await readStatus(Spool.dirFor(spoolDir, name));
+    if (status) found.push(status);
+  }
+  if (found.length === 0) {
+    throw new TesseraError(
+      "NOT_FOUND",
+      `No replicator status in ${spoolDir}${names.length > 0 ? ` for ${names.join(", ")}` : ""}: ` +
+        "start one with tessera replicate, or give its --spool",
+    );
+  }
+  for (const s of found) {
+    if (values.json) io.stdout(JSON.stringify(s) + "\n");
+    else io.stdout(describeStatus(s));
+  }
+  return found.some((s) => s.error) ? EXIT.failure : EXIT.ok;
+}
+
+function describeStatus(s: ReplicatorStatus): string {
+  const at = (ms: number | null | undefined) => (ms ? new Date(ms).toISOString() : "never");
+  const lines = [
+    `${s.name}  ${s.running ? `running (pid ${s.pid})` : "not running"}  ${s.path}`,
+    `  pending      ${s.pending} snapshot(s), ${s.pendingBytes} bytes (bound ${s.maxSpoolBytes})`,
+    `  last sync    ${s.lastSync ? `sequence ${s.lastSync.sequence} at ${at(s.lastSync.ms)}` : "none yet"}`,
+    `  last capture ${
+      s.lastCapture ? `sequence ${s.lastCapture.sequence} at ${at(s.lastCapture.ms)}` : "none yet"
+    }`,
+    `  lag          ${s.lagMs} ms`,
+    `  totals       ${s.captures} captured, ${s.published} published, ${s.coalesced} coalesced, ` +
+    `longest source hold ${s.longestHoldMs} ms`,
+  ];
+  for (const t of s.targets) {
+    lines.push(
+      `  ${t.store}: sequence ${t.sequence}, ${t.behind} behind, last success ${at(t.lastSuccessMs)}, ` +
+        `${t.failures} failure(s)` + (t.lastError ? `; last error: ${t.lastError}` : ""),
+    );
+  }
+  if (s.error) lines.push(`  stopped: ${s.error}`);
+  return lines.join("\n") + "\n";
+}
+
+/** Runs `tessera flush`. */
+export async function flushCommand(args: string[], io: CliIo): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: { ...NAME_OPTIONS, "timeout-ms": { type: "string" } },
+  });
+  if (values.help) {
+    io.stdout(FLUSH_HELP);
+    return EXIT.ok;
+  }
+  const names = await namesFor(values, positionals, io);
+  if (names.length !== 1) throw new UsageError("flush: give one DB (or --name NAME)");
+  const spoolDir = await spoolOf(values, io);
+  const dir = Spool.dirFor(spoolDir, names[0] as string);
+  const status = await readStatus(dir);
+  if (!status?.running) {
+    throw new TesseraError(
+      "NOT_FOUND",
+      `No running replicator for ${
+        names[0]
+      } in ${spoolDir}: start one with tessera replicate, or give its --spool`,
+    );
+  }
+  const answer = await requestFlush(dir, count(values, "timeout-ms", 60_000, 1));
+  if (values.json) io.stdout(JSON.stringify({ name: names[0], ...answer }) + "\n");
+  else if (answer.ok) io.stdout(`${names[0]}: everything published (sequence ${answer.sequence})\n`);
+  else {io.stdout(
+      `${names[0]}: ${answer.pending ?? "?"} snapshot(s) still pending${
+        answer.error ? `: ${answer.error}` : ""
+      }\n`,
+    );}
+  return answer.ok ? EXIT.ok : EXIT.failure;
+}
