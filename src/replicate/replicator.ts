@@ -97,6 +97,8 @@ interface TargetState {
   kick: () => void;
   wake: Promise<void>;
   inFlight: number | null;
+  /** The lease is taken in this store (a store down at start takes it before its first publish). */
+  leased: boolean;
 }
 
 /**
@@ -193,6 +195,7 @@ export class Replicator {
         kick: () => {},
         wake: Promise.resolve(),
         inFlight: null,
+        leased: false,
       };
       this.#status.targets.push(state.status);
       return state;
@@ -246,6 +249,7 @@ export class Replicator {
         ttlMs,
         takeOver: this.#options.takeOver,
       });
+      t.leased = true;
       await t.target.init();
       t.status.sequence = t.target.sequence;
     }));
@@ -415,14 +419,24 @@ export class Replicator {
       }
       t.inFlight = image.sequence;
       try {
+        if (!t.leased) {
+          await acquireLease(t.target.store, this.name, this.#holder, {
+            ttlMs: this.#options.leaseTtlMs ?? DEFAULTS.leaseTtlMs,
+            takeOver: this.#options.takeOver,
+            signal,
+          });
+          t.leased = true;
+        }
         const result = await t.target.publish(image, this.#spool, signal);
         t.inFlight = null;
-        await this.#locked(() => this.#spool.markPublished(image.sequence, t.status.store, stores));
+        // The store's state first: once the image leaves the spool, status() and flush() must already
+        // report the sequence it published.
         t.status.sequence = t.target.sequence;
         t.status.lastSuccessMs = Date.now();
         t.status.consecutiveFailures = 0;
         t.status.lastError = null;
         t.status.retryAtMs = null;
+        await this.#locked(() => this.#spool.markPublished(image.sequence, t.status.store, stores));
         this.#status.published++;
         if (!result.already) {
           this.#emit({
@@ -619,6 +633,7 @@ export class Replicator {
   async #renewLeases(ttlMs: number): Promise<void> {
     if (this.#closed) return;
     for (const t of this.#targets) {
+      if (!t.leased) continue;
       try {
         await renewLease(t.target.store, this.name, this.#holder, { ttlMs, signal: this.#abort.signal });
       } catch (error) {
