@@ -10,6 +10,7 @@ import { join, resolve } from "node:path";
 import process from "node:process";
 import { parseArgs } from "node:util";
 import { TesseraError } from "../errors.ts";
+import { parseDuration } from "../history/duration.ts";
 import { deriveName } from "../manifest/naming.ts";
 import { readStatus, type ReplicatorStatus, requestFlush } from "../replicate/control.ts";
 import { Replicator, type ReplicatorEvent } from "../replicate/replicator.ts";
@@ -46,6 +47,10 @@ Options:
   --shutdown-timeout-ms N   how long a signal's flush may take (default 10000)
   --restore-if-missing      when DB does not exist, restore it from the newest snapshot first
                             (stale -wal, -shm and -journal beside it are removed), then replicate
+  --touch-every DURATION    write again, this often, the chunks of the newest snapshot that a store wrote
+                            more than --touch-older-than ago (for buckets whose lifecycle rules expire
+                            objects; e.g. 1d); default never
+  --touch-older-than DUR    default 1d (see tessera touch)
   --take-over               take the database's lease even if another replicator seems to hold it
 ${STORE_OPTIONS_HELP}
   --json                    one JSON event per line on stdout ({"event":"started",...} first)
@@ -117,6 +122,8 @@ export async function replicateCommand(args: string[], io: CliIo): Promise<numbe
       "shutdown-timeout-ms": { type: "string" },
       "restore-if-missing": { type: "boolean", default: false },
       "take-over": { type: "boolean", default: false },
+      "touch-every": { type: "string" },
+      "touch-older-than": { type: "string" },
     },
   });
   if (values.help) {
@@ -216,6 +223,10 @@ export async function replicateCommand(args: string[], io: CliIo): Promise<numbe
           watch: !values["no-watch"],
           maxSpoolBytes: count(values, "max-spool-bytes", 256 * 1024 * 1024),
           takeOver: values["take-over"],
+          touchIntervalMs: values["touch-every"] ? duration("touch-every", values["touch-every"]) : 0,
+          touchOlderThanMs: values["touch-older-than"]
+            ? duration("touch-older-than", values["touch-older-than"])
+            : undefined,
           onEvent,
         }),
       );
@@ -265,6 +276,14 @@ export async function replicateCommand(args: string[], io: CliIo): Promise<numbe
   }
 }
 
+function duration(option: string, text: string): number {
+  try {
+    return parseDuration(text);
+  } catch (error) {
+    throw new UsageError(`--${option}: ${error instanceof Error ? error.message : String(error)}`);
+  }
+}
+
 function describeEvent(e: ReplicatorEvent): string {
   switch (e.type) {
     case "captured":
@@ -281,6 +300,11 @@ function describeEvent(e: ReplicatorEvent): string {
         `${e.dropped.join(", ")}; the newest is kept`;
     case "capture_failed":
       return `cannot capture ${e.name}, trying again at the next change: ${e.error}`;
+    case "touched":
+      return `touched ${e.name} in ${e.store}: ${e.touched} of ${e.chunks} chunks written again ` +
+        `(${(e.bytes / 1024).toFixed(1)} KiB)`;
+    case "touch_failed":
+      return `cannot touch ${e.name}'s chunks in ${e.store}: ${e.error}`;
     case "fatal":
       return `stopped replicating ${e.name}: ${e.error}`;
   }

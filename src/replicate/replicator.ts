@@ -13,6 +13,7 @@ import { stat } from "node:fs/promises";
 import { basename, dirname, resolve } from "node:path";
 import process from "node:process";
 import { TesseraError } from "../errors.ts";
+import { touchChunks } from "../history/touch.ts";
 import { manifestKey } from "../manifest/keys.ts";
 import { checkChosenName, deriveName } from "../manifest/naming.ts";
 import { defaultSpoolDir } from "../snapshot/sync.ts";
@@ -61,6 +62,14 @@ export interface ReplicatorOptions {
   takeOver?: boolean | undefined;
   /** How long to wait for the source's write lock when capturing, in ms. @default {10000} */
   busyTimeoutMs?: number | undefined;
+  /**
+   * Every this many ms, write again the chunks of each store's newest snapshot that the store wrote more
+   * than `touchOlderThanMs` ago, so buckets whose lifecycle rules expire old objects keep live chunks.
+   * @default {0: never}
+   */
+  touchIntervalMs?: number | undefined;
+  /** @default {1 day} */
+  touchOlderThanMs?: number | undefined;
   /** Called with each thing worth logging. */
   onEvent?: ((event: ReplicatorEvent) => void) | undefined;
 }
@@ -79,6 +88,8 @@ export type ReplicatorEvent =
   }
   | { type: "coalesced"; name: string; dropped: number[]; spoolBytes: number; maxSpoolBytes: number }
   | { type: "capture_failed"; name: string; error: string }
+  | { type: "touched"; name: string; store: string; chunks: number; touched: number; bytes: number }
+  | { type: "touch_failed"; name: string; store: string; error: string }
   | { type: "fatal"; name: string; error: string };
 
 const DEFAULTS = {
@@ -267,6 +278,8 @@ export class Replicator {
     this.#timers.push(
       setInterval(() => this.#tick(), this.#options.pollIntervalMs ?? DEFAULTS.pollIntervalMs),
     );
+    const touchEvery = this.#options.touchIntervalMs ?? 0;
+    if (touchEvery > 0) this.#timers.push(setInterval(() => this.#touch(), touchEvery));
     for (const timer of this.#timers) (timer as { unref?: () => void }).unref?.();
     if (this.#options.watch ?? true) this.#startWatching();
     for (const t of this.#targets) this.#loops.push(this.#publishLoop(t));
@@ -628,6 +641,42 @@ export class Replicator {
       await answerFlush(this.#spool.dir, id, answer).catch(() => {});
     }
     this.#refreshStatus();
+  }
+
+  #touching = false;
+
+  async #touch(): Promise<void> {
+    if (this.#closed || this.#touching) return;
+    this.#touching = true;
+    try {
+      for (const t of this.#targets) {
+        const store = t.target.store;
+        try {
+          const report = await touchChunks(store, this.name, {
+            olderThanMs: this.#options.touchOlderThanMs,
+            signal: this.#abort.signal,
+          });
+          this.#emit({
+            type: "touched",
+            name: this.name,
+            store: store.description,
+            chunks: report.chunks,
+            touched: report.touched,
+            bytes: report.bytes,
+          });
+        } catch (error) {
+          if (this.#closed) return;
+          this.#emit({
+            type: "touch_failed",
+            name: this.name,
+            store: store.description,
+            error: message(error),
+          });
+        }
+      }
+    } finally {
+      this.#touching = false;
+    }
   }
 
   async #renewLeases(ttlMs: number): Promise<void> {

@@ -4,7 +4,7 @@
  */
 
 import assert from "node:assert/strict";
-import { readdir } from "node:fs/promises";
+import { readdir, stat, utimes } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { TesseraError } from "../../src/errors.ts";
@@ -362,6 +362,51 @@ describe("Replicator", () => {
         assert.match(replicator.error ?? "", /pointer moved from sequence 1 to 2.*another writer/);
         assert.ok(events.some((e) => e.type === "fatal"));
         assert.equal(await pointerSequence(store, "app"), 2, "the other writer's pointer is left alone");
+      } finally {
+        await replicator.close();
+      }
+    } finally {
+      await removeDir(work);
+    }
+  });
+
+  it("touches the newest snapshot's old chunks periodically when asked", async () => {
+    const work = await makeTempDir("repl-touch");
+    try {
+      const db = join(work, "app.db");
+      const storeDir = join(work, "store");
+      const store = new LocalStore(storeDir);
+      const w = await startWriter(db, { mode: "wal", count: 30, payload: 3000 });
+      await w.waitFor(30);
+      await w.stop();
+      await syncDatabase(db, { stores: [store], hostname: "h", name: "app", spoolDir: join(work, "s0") });
+      // Every chunk file is made two days old, as a bucket's lifecycle rule would see it.
+      const chunkFiles: string[] = [];
+      for (const shard of await readdir(join(storeDir, "chunks"))) {
+        for (const file of await readdir(join(storeDir, "chunks", shard))) {
+          chunkFiles.push(join(storeDir, "chunks", shard, file));
+        }
+      }
+      assert.ok(chunkFiles.length >= 2);
+      const old = new Date(Date.now() - 2 * 86_400_000);
+      for (const file of chunkFiles) await utimes(file, old, old);
+      const events: ReplicatorEvent[] = [];
+      const replicator = await Replicator.start(db, {
+        stores: [store],
+        hostname: "h",
+        name: "app",
+        spoolDir: join(work, "s1"),
+        touchIntervalMs: 50,
+        touchOlderThanMs: 86_400_000,
+        onEvent: (e) => events.push(e),
+      });
+      try {
+        await waitUntil(() => events.some((e) => e.type === "touched"), 20_000, "a touch");
+        const touched = events.find((e) => e.type === "touched");
+        assert.ok(touched?.type === "touched" && touched.touched === chunkFiles.length);
+        for (const file of chunkFiles) {
+          assert.ok((await stat(file)).mtimeMs > Date.now() - 60_000, `${file} was written again`);
+        }
       } finally {
         await replicator.close();
       }
