@@ -493,7 +493,10 @@ export class Replicator {
           retryInMs: wait,
         });
         this.#refreshStatus();
-        await Promise.race([t.wake, new Promise((resolve) => setTimeout(resolve, wait))]);
+        // A kick (new image, flush, close) cuts the wait short; the timer must not outlive it.
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        await Promise.race([t.wake, new Promise((resolve) => (timer = setTimeout(resolve, wait)))]);
+        clearTimeout(timer);
       }
     }
   }
