@@ -58,13 +58,61 @@ export {
   StoreChunkSource,
 } from "./chunk/source.ts";
 export { defaultSpoolDir, syncDatabase, type SyncOptions, type SyncReport } from "./snapshot/sync.ts";
+export { Replicator, type ReplicatorEvent, type ReplicatorOptions } from "./replicate/replicator.ts";
+export { readStatus, type ReplicatorStatus, requestFlush, type TargetStatus } from "./replicate/control.ts";
+export {
+  restoreIfMissing,
+  type RestoreIfMissingOptions,
+  type RestoreIfMissingResult,
+} from "./replicate/restore_missing.ts";
+export {
+  createReplicatingClient,
+  type FlushResult,
+  ReplicatingClient,
+  type ReplicatingClientOptions,
+} from "./replicate/client.ts";
+export {
+  databaseNames,
+  type DirectorySnapshotOptions,
+  type DirectorySnapshotReport,
+  snapshotToDirectory,
+  type VerifyOptions,
+  type VerifyReport,
+  verifySnapshot,
+} from "./snapshot/directory.ts";
 export {
   listHistory,
+  listSnapshots,
+  loadAt,
   loadLatest,
   loadManifestFile,
   loadPointed,
   loadSequence,
 } from "./restore/manifest_source.ts";
+export {
+  CHUNK_REUSE_WINDOW_MS,
+  ChunkUploader,
+  DEFAULT_GC_GRACE_MS,
+  GC_DELETE_WINDOW_MS,
+  MIN_GC_GRACE_MS,
+  reusable,
+  REVERIFY_AFTER_MS,
+} from "./history/reuse.ts";
+export { formatDuration, parseDuration } from "./history/duration.ts";
+export {
+  chooseRetained,
+  type KeepReason,
+  listDatabases,
+  pruneDatabase,
+  type PruneOptions,
+  type PruneReport,
+  type RetentionDecision,
+  type RetentionEntry,
+  type RetentionPolicy,
+} from "./history/prune.ts";
+export { collectGarbage, type CollectGarbageOptions, type GarbageReport } from "./history/gc.ts";
+export { DEFAULT_TOUCH_AGE_MS, touchChunks, type TouchOptions, type TouchReport } from "./history/touch.ts";
+export { referencedChunks } from "./history/references.ts";
 export { restoreImage, type RestoreImageOptions, type RestoreResult } from "./restore/restore.ts";
 export { loadConfig, normalizeConfig } from "./config/load.ts";
 export { chunkSourceFor, describeTarget, openTarget } from "./config/stores.ts";

@@ -15,11 +15,13 @@ import { TesseraError } from "../errors.ts";
 import { decodeManifest } from "../manifest/codec.ts";
 import { deriveName, parseSource } from "../manifest/naming.ts";
 import {
+  loadAt,
   type LoadedManifest,
   loadLatest,
   loadManifestFile,
   loadSequence,
 } from "../restore/manifest_source.ts";
+import { parseDuration } from "../history/duration.ts";
 import type { BlobStore } from "../store/types.ts";
 import { type CliIo, UsageError } from "./_io.ts";
 
@@ -101,15 +103,32 @@ export function chunkSourceFor(context: CommandContext, store: BlobStore): Chunk
   return chunkSourceForConfig(context.config, store, context.readable);
 }
 
-/** The options that choose a snapshot: a database (as {@linkcode databaseName} takes), a sequence, or a
- * manifest file or key. */
+/** The options that choose a snapshot: a database (as {@linkcode databaseName} takes), a sequence, a
+ * time (`at`), or a manifest file or key. */
 export interface SnapshotChoice {
   name?: string | undefined;
   hostname?: string | undefined;
   "source-path"?: string | undefined;
   source?: string | undefined;
   sequence?: string | undefined;
+  at?: string | undefined;
   manifest?: string | undefined;
+}
+
+/**
+ * The time `--at` names, in ms since 1970: an ISO 8601 time (`2024-05-01T12:00:00Z`; without a zone, local
+ * time), anything `Date.parse` reads, or a duration ago (`90m`, `2h`, `7d`).
+ */
+export function parseAt(text: string, nowMs: number = Date.now()): number {
+  if (/^\d+(?:\.\d+)?[smhdw]$/.test(text.trim())) return nowMs - parseDuration(text);
+  const ms = Date.parse(text);
+  if (Number.isNaN(ms)) {
+    throw new UsageError(
+      `--at ${JSON.stringify(text)} is not a time: give an ISO 8601 time such as 2024-05-01T12:00:00Z, ` +
+        "or a duration ago such as 2h or 7d",
+    );
+  }
+  return ms;
 }
 
 /** Finds the manifest the options choose, trying the readable stores in order, and the store it came from. */
@@ -118,6 +137,9 @@ export async function findManifest(
   context: CommandContext,
   io: CliIo,
 ): Promise<{ loaded: LoadedManifest; store: BlobStore }> {
+  if (values.at !== undefined && (values.sequence !== undefined || values.manifest)) {
+    throw new UsageError("--at chooses a snapshot by time: give it without --sequence or --manifest");
+  }
   const first = context.readable[0] as BlobStore;
   if (values.manifest) {
     if (await exists(values.manifest)) {
@@ -134,6 +156,7 @@ export async function findManifest(
       `Cannot find manifest "${values.manifest}": no such file, nor key in any store`,
     );
   }
+  const atMs = values.at === undefined ? undefined : parseAt(values.at);
   const name = await databaseName(values, io);
   let sequence: number | undefined;
   if (values.sequence !== undefined) {
@@ -149,7 +172,9 @@ export async function findManifest(
   const failures: unknown[] = [];
   for (const store of context.readable) {
     try {
-      const loaded = sequence === undefined
+      const loaded = atMs !== undefined
+        ? await loadAt(store, name, atMs)
+        : sequence === undefined
         ? await loadLatest(store, name)
         : await loadSequence(store, name, sequence);
       if (sequence !== undefined) return { loaded, store };

@@ -6,7 +6,10 @@
 
 import { parseArgs } from "node:util";
 import { DATABASES_PREFIX } from "../manifest/keys.ts";
-import { listHistory, loadLatest } from "../restore/manifest_source.ts";
+import { decodePointer } from "../manifest/codec.ts";
+import { pointerKey } from "../manifest/keys.ts";
+import { listSnapshots, loadLatest } from "../restore/manifest_source.ts";
+import type { BlobStore } from "../store/types.ts";
 import {
   commandContext,
   DATABASE_OPTIONS,
@@ -21,7 +24,9 @@ export const LS_HELP =
   `Usage: tessera ls [--history (--name NAME | --source-path PATH [--hostname HOST] | --source URL)]
 
 List the databases in each store with their newest sequence, size and time; with --history, list
-every snapshot kept for one database (restore one with "tessera restore --sequence N").
+every snapshot kept for one database, oldest first: its sequence, when it was taken, the image's
+length, and "*" on the one the pointer names (restore one with "tessera restore --sequence N" or
+"--at TIME"; "tessera prune" thins the history).
 
 Options:
   --history            list one database's snapshots
@@ -48,11 +53,30 @@ export async function lsCommand(args: string[], io: CliIo): Promise<number> {
   for (const store of context.readable) {
     if (one) {
       const name = await databaseName(values, io);
-      for (const entry of await listHistory(store, name)) {
-        const at = entry.lastModified?.toISOString() ?? "";
+      const current = await pointerSequence(store, name);
+      if (!values.json) io.stdout(`${store.description} ${name}\n`);
+      for (const entry of await listSnapshots(store, name)) {
+        const created = new Date(entry.createdMs).toISOString();
+        const isCurrent = entry.sequence === current;
         if (values.json) {
-          io.stdout(JSON.stringify({ store: store.description, name, ...entry, lastModified: at }) + "\n");
-        } else io.stdout(`${String(entry.sequence).padStart(8)}  ${at}  ${entry.key}\n`);
+          const lastModified = entry.lastModified?.toISOString() ?? "";
+          io.stdout(
+            JSON.stringify({
+              store: store.description,
+              name,
+              ...entry,
+              lastModified,
+              created,
+              current: isCurrent,
+            }) +
+              "\n",
+          );
+        } else {
+          io.stdout(
+            `${isCurrent ? "*" : " "} ${String(entry.sequence).padStart(8)}  ${created}  ` +
+              `${String(entry.imageLength).padStart(12)} bytes  ${entry.key}\n`,
+          );
+        }
       }
       continue;
     }
@@ -77,4 +101,15 @@ export async function lsCommand(args: string[], io: CliIo): Promise<number> {
     }
   }
   return EXIT.ok;
+}
+
+// The sequence the pointer names, or undefined without one; a damaged pointer does not hide the history.
+async function pointerSequence(store: BlobStore, name: string): Promise<number | undefined> {
+  const got = await store.get(pointerKey(name));
+  if (got.status !== "ok") return undefined;
+  try {
+    return (await decodePointer(got.body, { what: pointerKey(name) })).sequence;
+  } catch {
+    return undefined;
+  }
 }

@@ -7,13 +7,25 @@
 import process from "node:process";
 import { VERSION } from "../version.ts";
 import { type CliIo, EXIT, processIo, reportError, UsageError } from "./_io.ts";
+import { GC_HELP, gcCommand } from "./gc_command.ts";
 import { LS_HELP, lsCommand } from "./ls_command.ts";
 import { MANIFEST_HELP, manifestCommand } from "./manifest_command.ts";
+import { PRUNE_HELP, pruneCommand } from "./prune_command.ts";
 import { QUERY_HELP, queryCommand } from "./query_command.ts";
+import {
+  FLUSH_HELP,
+  flushCommand,
+  REPLICATE_HELP,
+  replicateCommand,
+  STATUS_HELP,
+  statusCommand,
+} from "./replicate_command.ts";
 import { RESTORE_HELP, restoreCommand } from "./restore_command.ts";
 import { SHELL_HELP, shellCommand } from "./shell_command.ts";
+import { SNAPSHOT_HELP, snapshotCommand } from "./snapshot_command.ts";
 import { STORE_HELP, storeCommand } from "./store_command.ts";
 import { SYNC_HELP, syncCommand } from "./sync_command.ts";
+import { TOUCH_HELP, touchCommand } from "./touch_command.ts";
 
 /** `tessera --help`. */
 export const MAIN_HELP = `tessera ${VERSION}: replicate SQLite databases to S3-compatible storage as
@@ -23,9 +35,16 @@ Usage: tessera <command> [options]
 
 Commands:
   sync      Publish a snapshot of SQLite databases to the stores
+  replicate Keep SQLite databases published while they are written (until stopped)
+  status    Show what running replicators are doing
+  flush     Ask a running replicator to publish now
   restore   Rebuild a database file from a snapshot, verified
+  snapshot  Write a self-contained snapshot of a database into a directory (a shared filesystem)
   manifest  Show or save a snapshot's manifest
   ls        List databases in the stores, or one database's history
+  prune     Delete old snapshots by a retention policy (--keep-last, --keep-daily, ...)
+  gc        Delete chunks no kept snapshot references, after a grace period
+  touch     Write again old chunks live snapshots use (for buckets that expire objects)
   query     Run SQL on a read replica and print the rows (a table, or --json)
   shell     A read-only SQL prompt on a read replica (reads a script from a pipe)
   store     Look at and move objects in a store (ls, get, head, put, rm)
@@ -46,9 +65,16 @@ Exit codes: 0 done, 1 failed, 2 bad usage, 3 not found.
 
 const COMMANDS: Record<string, { help: string; run: (args: string[], io: CliIo) => Promise<number> }> = {
   sync: { help: SYNC_HELP, run: syncCommand },
+  replicate: { help: REPLICATE_HELP, run: replicateCommand },
+  status: { help: STATUS_HELP, run: statusCommand },
+  flush: { help: FLUSH_HELP, run: flushCommand },
   restore: { help: RESTORE_HELP, run: restoreCommand },
+  snapshot: { help: SNAPSHOT_HELP, run: snapshotCommand },
   manifest: { help: MANIFEST_HELP, run: manifestCommand },
   ls: { help: LS_HELP, run: lsCommand },
+  prune: { help: PRUNE_HELP, run: pruneCommand },
+  gc: { help: GC_HELP, run: gcCommand },
+  touch: { help: TOUCH_HELP, run: touchCommand },
   query: { help: QUERY_HELP, run: queryCommand },
   shell: { help: SHELL_HELP, run: shellCommand },
   store: { help: STORE_HELP, run: storeCommand },

@@ -4,8 +4,8 @@
  * @module
  */
 
-import { rename, unlink } from "node:fs/promises";
-import { resolve } from "node:path";
+import { mkdir, rename, unlink } from "node:fs/promises";
+import { dirname, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { restoreImage } from "../restore/restore.ts";
 import {
@@ -19,15 +19,19 @@ import {
 } from "./_common.ts";
 import { type CliIo, EXIT, UsageError } from "./_io.ts";
 import { progressPrinter } from "./_progress.ts";
+import { directoryContext } from "./snapshot_command.ts";
 
 /** `tessera restore --help`. */
 export const RESTORE_HELP =
   `Usage: tessera restore (--source-path PATH [--hostname HOST] | --name NAME | --source URL
                         | --manifest FILE|KEY) --out FILE [options]
+       tessera restore DIR [--name NAME] --out NEWROOT/FILE [options]
 
 Rebuild a database from its newest snapshot (or --sequence N), fetching chunks in parallel through
 the local cache, checking every chunk against its id and the whole image against the manifest, into
-a temporary file that is renamed to FILE only once everything checks out.
+a temporary file that is renamed to FILE only once everything checks out. FILE's parent directories
+are created. DIR is a snapshot directory (tessera snapshot DB DIR): the store read, alone; its one
+database is chosen unless it holds several.
 
 Options:
   --source-path PATH   the database's path on the host it was synced from
@@ -36,6 +40,8 @@ Options:
   --source URL         tessera://host/abs/path, tessera:///abs/path, or a name
   --manifest FILE|KEY  restore the snapshot in this manifest file, or at this key in the store
   --sequence N         restore snapshot N of the database's history instead of the newest
+  --at TIME            restore the newest snapshot taken at or before TIME: ISO 8601
+                       (2024-05-01T12:00:00Z; without a zone, local time) or a duration ago (2h, 7d)
   -o, --out FILE       the file to write
   --force              replace FILE if it exists, with any -wal, -shm or -journal beside it (SQLite
                        would apply a leftover log to the restored file, so restore refuses without it)
@@ -47,13 +53,15 @@ Exit codes: 0 restored, 1 failed (nothing written), 2 bad usage, 3 no such datab
 
 /** Runs `tessera restore`. */
 export async function restoreCommand(args: string[], io: CliIo): Promise<number> {
-  const { values } = parseArgs({
+  const { values, positionals } = parseArgs({
     args,
+    allowPositionals: true,
     options: {
       ...STORE_OPTIONS,
       ...DATABASE_OPTIONS,
       manifest: { type: "string" },
       sequence: { type: "string" },
+      at: { type: "string" },
       out: { type: "string", short: "o" },
       force: { type: "boolean", default: false },
       concurrency: { type: "string" },
@@ -81,10 +89,11 @@ export async function restoreCommand(args: string[], io: CliIo): Promise<number>
   if (!Number.isInteger(concurrency) || concurrency < 1) {
     throw new UsageError("restore: --concurrency takes a whole number ≥ 1");
   }
-  const context = await commandContext(values, io);
+  const context = await directoryContext(positionals, values) ?? await commandContext(values, io);
   const { loaded, store } = await findManifest(values, context, io);
   const progress = progressPrinter(io, `restore ${loaded.manifest.identity.name}`);
   const chunkSize = loaded.manifest.chunkSize;
+  await mkdir(dirname(out), { recursive: true });
   const aside = await moveAside(sidecars);
   let result;
   try {

@@ -8,6 +8,7 @@
  */
 
 import { createHash } from "node:crypto";
+import { encodeChunk } from "../chunk/codec.ts";
 import { chunkIds, idToHex, isZeroChunk } from "../chunk/ids.ts";
 import { checkChunkSize } from "../snapshot/sync.ts";
 import { sameEvidence, type SourceSnapshot, withSourceSnapshot } from "../snapshot/source.ts";
@@ -47,22 +48,50 @@ export async function captureImage(
   options: CaptureOptions,
 ): Promise<CaptureResult> {
   let heldSince = 0;
-  const result: CaptureResult = await withSourceSnapshot(path, async (snap) => {
-    heldSince = performance.now();
-    return await capture(snap, spool, options);
-  }, { busyTimeoutMs: options.busyTimeoutMs });
-  result.heldMs = performance.now() - heldSince;
-  return result;
+  let heldMs = 0;
+  const fresh = new Map<string, Uint8Array>();
+  try {
+    const copied = await withSourceSnapshot(path, async (snap) => {
+      heldSince = performance.now();
+      return await copy(snap, spool, options, fresh);
+    }, { busyTimeoutMs: options.busyTimeoutMs });
+    heldMs = performance.now() - heldSince;
+    if (!copied) return { image: null, read: 0, spooled: 0, heldMs };
+    // The source is released: compress and spool what was kept in memory, then record the image.
+    for (const [hex, bytes] of fresh) await spool.writeChunk(hex, encodeChunk(bytes));
+    await spool.addPending(copied.image, copied.record);
+    return { image: copied.image, read: copied.read, spooled: copied.spooled, heldMs };
+  } catch (error) {
+    await spool.sweep().catch(() => {});
+    throw error;
+  }
 }
 
-async function capture(snap: SourceSnapshot, spool: Spool, options: CaptureOptions): Promise<CaptureResult> {
+// Chunks kept in memory while the source's transaction is open; past this they are written to the spool
+// at once (a first capture of a large database).
+const FRESH_MEMORY_BYTES = 64 * 1024 * 1024;
+
+interface Copied {
+  image: PendingImage;
+  record: CaptureRecord;
+  read: number;
+  spooled: number;
+}
+
+// Reads what changed since the last capture while the source's read transaction is open.
+async function copy(
+  snap: SourceSnapshot,
+  spool: Spool,
+  options: CaptureOptions,
+  fresh: Map<string, Uint8Array>,
+): Promise<Copied | null> {
   const chunkSize = checkChunkSize(options.chunkSize, snap.pageSize);
   const previous = usable(spool.capture, chunkSize, snap.pageSize);
   if (
     previous && !options.full && sameEvidence(previous.evidence, snap.evidence) &&
     previous.imageLength === snap.imageLength
   ) {
-    return { image: null, read: 0, spooled: 0, heldMs: 0 };
+    return null;
   }
   const total = Math.max(1, Math.ceil(snap.imageLength / chunkSize));
   const wanted = chooseChunks(snap, previous, total, chunkSize, options.full === true);
@@ -79,6 +108,7 @@ async function capture(snap: SourceSnapshot, spool: Spool, options: CaptureOptio
   const perBatch = Math.max(1, Math.floor(READ_BATCH_BYTES / chunkSize));
   const perChunk = chunkSize / snap.pageSize;
   const spooled = new Set<string>();
+  let freshBytes = 0;
   let chunk0 = new Uint8Array(0);
   let read = 0;
   let written = 0;
@@ -102,7 +132,10 @@ async function capture(snap: SourceSnapshot, spool: Spool, options: CaptureOptio
       ids[i - 1] = hex;
       if (hex === ZERO_HEX || known.has(hex) || spooled.has(hex)) continue;
       if (!spool.hasChunk(hex)) {
-        await spool.writeChunk(hex, bytes);
+        if (freshBytes + bytes.length <= FRESH_MEMORY_BYTES) {
+          fresh.set(hex, bytes);
+          freshBytes += bytes.length;
+        } else await spool.writeChunk(hex, encodeChunk(bytes));
         written++;
       }
       spooled.add(hex);
@@ -133,10 +166,7 @@ async function capture(snap: SourceSnapshot, spool: Spool, options: CaptureOptio
     evidence: snap.evidence,
     ids,
   };
-  // Chunks this image shares with the previous one stay referenced through it while it is pending.
-  for (const hex of ids) if (hex !== ZERO_HEX && spool.hasChunk(hex)) spooled.add(hex);
-  await spool.addPending(image, record, spooled);
-  return { image, read, spooled: written, heldMs: 0 };
+  return { image, record, read, spooled: written };
 }
 
 function usable(

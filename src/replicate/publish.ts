@@ -126,8 +126,8 @@ export class PublishTarget {
         const key = chunkKey(hexToId(hex));
         const spooled = spool.hasChunk(hex);
         const sent = await uploader.ensure(this.store, key, async () => {
-          const raw = spooled ? await spool.readChunk(hex) : undefined;
-          if (raw !== undefined) return encodeChunk(raw);
+          const object = spooled ? await spool.readChunk(hex) : undefined;
+          if (object !== undefined) return object;
           // Not spooled: the store should hold it from an earlier image (an old copy is written again).
           const got = await this.store.get(key, { signal });
           if (got.status !== "ok") {

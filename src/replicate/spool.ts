@@ -3,7 +3,8 @@
  * kept on local disk so that a store outage or a crash of the replicator loses nothing it had seen.
  *
  * Layout under `<spoolDir>/replicate/<name>/`:
- * - `chunks/<hex id>`: the raw bytes of a chunk some pending image holds that may not be in every store;
+ * - `chunks/<hex id>`: a chunk some pending image holds that may not be in every store, stored as the chunk
+ *   object it is uploaded as (`docs/FORMAT.md`: header, zstd);
  * - `pending/<16 hex sequence>.json`: one captured image (its chunk ids, chunk 0, sizes, times) and the
  *   stores it has reached;
  * - `capture.json`: what the last capture saw (evidence, chunk ids, the last sequence it assigned), so the
@@ -18,10 +19,12 @@
  * @module
  */
 
-import { createHash, randomUUID } from "node:crypto";
+import { randomUUID } from "node:crypto";
 import { mkdir, readdir, readFile, rename, rm, stat, unlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fromBase64, toBase64 } from "../bytes.ts";
+import { decodeChunk } from "../chunk/codec.ts";
+import { hexToId } from "../chunk/ids.ts";
 import { writeFileAtomic } from "../files.ts";
 import type { SourceEvidence } from "../snapshot/source.ts";
 
@@ -69,6 +72,8 @@ export class Spool {
   readonly #pending = new Map<number, PendingImage>();
   // How many pending images name each spooled chunk file.
   readonly #refs = new Map<string, number>();
+  // The chunk files, with their sizes.
+  readonly #files = new Map<string, number>();
   #chunkBytes = 0;
   #capture: CaptureRecord | undefined;
 
@@ -109,16 +114,19 @@ export class Spool {
         await unlink(join(this.#pendingDir, file)).catch(() => {});
       }
     }
-    const files = new Set(await readdir(this.#chunkDir));
-    for (const image of this.#pending.values()) this.#addRefs(image, +1, files);
-    for (const file of files) {
+    const names = await readdir(this.#chunkDir);
+    for (const file of names) {
       const path = join(this.#chunkDir, file);
-      if (!this.#refs.has(file)) {
+      if (!/^[0-9a-f]{64}$/.test(file)) {
         await unlink(path).catch(() => {});
         continue;
       }
-      this.#chunkBytes += (await stat(path)).size;
+      const size = (await stat(path)).size;
+      this.#files.set(file, size);
+      this.#chunkBytes += size;
     }
+    for (const image of this.#pending.values()) this.#addRefs(image, +1);
+    await this.sweep();
     try {
       const record = JSON.parse(await readFile(join(this.dir, "capture.json"), "utf8")) as CaptureRecord;
       if (record.version === 1 && Number.isSafeInteger(record.sequence)) this.#capture = record;
@@ -158,44 +166,61 @@ export class Spool {
 
   /** Whether the chunk `hex` is spooled. */
   hasChunk(hex: string): boolean {
-    return this.#refs.has(hex);
-  }
-
-  /** The spooled chunk `hex`, checked against its id; `undefined` when absent or damaged. */
-  async readChunk(hex: string): Promise<Uint8Array | undefined> {
-    let bytes: Uint8Array;
-    try {
-      bytes = new Uint8Array(await readFile(join(this.#chunkDir, hex)));
-    } catch {
-      return undefined;
-    }
-    const actual = createHash("sha256").update(bytes).digest("hex");
-    return actual === hex ? bytes : undefined;
+    return this.#files.has(hex);
   }
 
   /**
-   * Writes a chunk file for an image being captured, unless one is there. Only written, not yet counted:
-   * {@linkcode addPending} counts it.
+   * The spooled chunk object `hex`, checked (decoded, and its bytes hashed to `hex`); `undefined` when
+   * absent or damaged.
    */
-  async writeChunk(hex: string, bytes: Uint8Array): Promise<void> {
-    if (hex === ZERO_HEX || this.#refs.has(hex)) return;
-    const path = join(this.#chunkDir, hex);
-    // A crash can leave a file with the right name and short bytes: readChunk checks the id.
-    const temp = `${path}.${randomUUID().slice(0, 8)}.tmp`;
-    await writeFile(temp, bytes);
-    await rename(temp, path);
+  async readChunk(hex: string): Promise<Uint8Array | undefined> {
+    try {
+      const object = new Uint8Array(await readFile(join(this.#chunkDir, hex)));
+      await decodeChunk(hexToId(hex), object);
+      return object;
+    } catch {
+      return undefined;
+    }
   }
 
-  /** Records a captured image and the capture record that goes with it. */
-  async addPending(image: PendingImage, record: CaptureRecord, spooled: Set<string>): Promise<void> {
+  /**
+   * Writes the chunk object of `hex` for an image being captured, unless it is spooled already. A file no
+   * pending image names is removed by {@linkcode sweep}.
+   */
+  async writeChunk(hex: string, object: Uint8Array): Promise<void> {
+    if (hex === ZERO_HEX || this.#files.has(hex)) return;
+    const path = join(this.#chunkDir, hex);
+    // A crash can leave a file with the right name and short bytes: readChunk checks it.
+    const temp = `${path}.${randomUUID().slice(0, 8)}.tmp`;
+    await writeFile(temp, object);
+    await rename(temp, path);
+    this.#files.set(hex, object.length);
+    this.#chunkBytes += object.length;
+  }
+
+  /** Removes chunk files no pending image names (left by a capture that failed before it was recorded). */
+  async sweep(): Promise<void> {
+    for (const hex of [...this.#files.keys()]) {
+      if (!this.#refs.has(hex)) await this.#removeFile(hex);
+    }
+  }
+
+  async #removeFile(hex: string): Promise<void> {
+    await unlink(join(this.#chunkDir, hex)).catch(() => {});
+    this.#chunkBytes = Math.max(0, this.#chunkBytes - (this.#files.get(hex) ?? 0));
+    this.#files.delete(hex);
+  }
+
+  /**
+   * Records a captured image and the capture record that goes with it. Its chunks that are spooled stay
+   * spooled while it is pending.
+   */
+  async addPending(image: PendingImage, record: CaptureRecord): Promise<void> {
     await writeFileAtomic(this.#pendingPath(image.sequence), new TextEncoder().encode(JSON.stringify(image)));
     await writeFileAtomic(join(this.dir, "capture.json"), new TextEncoder().encode(JSON.stringify(record)));
     this.#capture = record;
     this.#pending.set(image.sequence, image);
-    for (const hex of spooled) {
-      if (!this.#refs.has(hex)) this.#chunkBytes += image.chunkSize;
-    }
-    this.#addRefs(image, +1, spooled);
+    this.#addRefs(image, +1);
   }
 
   /** Records a capture that found nothing new, or a record to start over from (`undefined`). */
@@ -224,10 +249,7 @@ export class Spool {
     if (!image) return;
     await unlink(this.#pendingPath(sequence)).catch(() => {});
     this.#pending.delete(sequence);
-    for (const hex of this.#addRefs(image, -1)) {
-      await unlink(join(this.#chunkDir, hex)).catch(() => {});
-      this.#chunkBytes = Math.max(0, this.#chunkBytes - image.chunkSize);
-    }
+    for (const hex of this.#addRefs(image, -1)) await this.#removeFile(hex);
   }
 
   /** Bytes the spool holds: chunk files plus the pending entries' inline chunk 0. */
@@ -237,19 +259,16 @@ export class Spool {
     return total;
   }
 
-  // Adds `delta` to the reference count of each spooled chunk `image` names; an id not counted yet is
-  // counted only when it is in `files` (chunk files just written, or found on disk). Returns the ids whose
-  // count reached zero.
-  #addRefs(image: PendingImage, delta: 1 | -1, files?: Set<string>): string[] {
+  // Adds `delta` to the reference count of each spooled chunk `image` names; returns the ids whose count
+  // reached zero.
+  #addRefs(image: PendingImage, delta: 1 | -1): string[] {
     const freed: string[] = [];
-    const seen = new Set<string>();
-    for (const hex of image.ids) {
-      if (hex === ZERO_HEX || seen.has(hex)) continue;
-      seen.add(hex);
+    for (const hex of new Set(image.ids)) {
+      if (hex === ZERO_HEX) continue;
       const count = this.#refs.get(hex);
       if (delta > 0) {
         if (count !== undefined) this.#refs.set(hex, count + 1);
-        else if (files?.has(hex)) this.#refs.set(hex, 1);
+        else if (this.#files.has(hex)) this.#refs.set(hex, 1);
       } else if (count !== undefined) {
         if (count <= 1) {
           this.#refs.delete(hex);

@@ -194,6 +194,93 @@ export async function listHistory(
   return entries.sort((a, b) => a.sequence - b.sequence);
 }
 
+/** One kept snapshot with what its manifest says of it. */
+export interface SnapshotEntry extends HistoryEntry {
+  /** When the writer took the snapshot (the manifest's `createdMs`). */
+  createdMs: number;
+  imageLength: number;
+}
+
+/** How many manifests {@linkcode listSnapshots} reads at once. */
+const READ_CONCURRENCY = 8;
+
+/**
+ * Lists the snapshots of database `name`, oldest first, reading each manifest for its creation time and
+ * image length. A manifest deleted while the list is read (a prune running) is left out.
+ *
+ * @example Listing snapshots with their times
+ * ```ts
+ * import { listSnapshots } from "./manifest_source.ts";
+ * import { MemoryStore } from "../store/memory.ts";
+ *
+ * console.log(await listSnapshots(new MemoryStore(), "app")); // []
+ * ```
+ */
+export async function listSnapshots(
+  store: BlobStore,
+  name: string,
+  options: LoadOptions = {},
+): Promise<SnapshotEntry[]> {
+  const history = await listHistory(store, name, options);
+  const found: (SnapshotEntry | undefined)[] = new Array(history.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < history.length) {
+      const k = next++;
+      const entry = history[k] as HistoryEntry;
+      try {
+        const { manifest } = await loadSequence(store, name, entry.sequence, options);
+        found[k] = { ...entry, createdMs: manifest.createdMs, imageLength: manifest.imageLength };
+      } catch (error) {
+        if (!(error instanceof TesseraError && error.code === "NOT_FOUND")) throw error;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(READ_CONCURRENCY, history.length) }, worker));
+  return found.filter((e): e is SnapshotEntry => e !== undefined);
+}
+
+/**
+ * Loads the newest snapshot of database `name` taken at or before `atMs` (ms since 1970): the highest
+ * sequence whose manifest's `createdMs` is at most `atMs`. Throws `TesseraError` `NOT_FOUND` naming the
+ * database and its earliest snapshot time when there is none.
+ *
+ * @example Restoring the state of an hour ago
+ * ```ts
+ * import { loadAt } from "./manifest_source.ts";
+ * import { MemoryStore } from "../store/memory.ts";
+ *
+ * await loadAt(new MemoryStore(), "app", Date.now() - 3_600_000).catch((error) => console.log(error.code)); // NOT_FOUND
+ * ```
+ */
+export async function loadAt(
+  store: BlobStore,
+  name: string,
+  atMs: number,
+  options: LoadOptions = {},
+): Promise<LoadedManifest> {
+  const snapshots = await listSnapshots(store, name, options);
+  const before = snapshots.filter((s) => s.createdMs <= atMs);
+  const chosen = before[before.length - 1];
+  if (chosen === undefined) {
+    const at = new Date(atMs).toISOString();
+    if (snapshots.length === 0) {
+      throw new TesseraError(
+        "NOT_FOUND",
+        `No snapshot of database "${name}" in ${store.description}: run \`tessera sync\` first, or check ` +
+          `--hostname/--source-path/--name`,
+      );
+    }
+    const earliest = Math.min(...snapshots.map((s) => s.createdMs));
+    throw new TesseraError(
+      "NOT_FOUND",
+      `No snapshot of database "${name}" in ${store.description} was taken at or before ${at}: the ` +
+        `earliest kept is from ${new Date(earliest).toISOString()}`,
+    );
+  }
+  return await loadSequence(store, name, chosen.sequence, options);
+}
+
 async function fetchManifest(
   store: BlobStore,
   key: string,

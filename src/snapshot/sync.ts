@@ -11,15 +11,16 @@ import { tmpdir, userInfo } from "node:os";
 import { join, resolve } from "node:path";
 import { toHex } from "../bytes.ts";
 import { encodeChunk } from "../chunk/codec.ts";
-import { chunkIds, hexToId, idToHex, isZeroChunk, ZERO_ID } from "../chunk/ids.ts";
+import { chunkId, chunkIds, hexToId, idToHex, isZeroChunk, ZERO_ID } from "../chunk/ids.ts";
 import { TesseraError } from "../errors.ts";
+import { ChunkUploader } from "../history/reuse.ts";
 import { buildChunkList } from "../manifest/chunk_list.ts";
 import { decodePointer, encodeManifest, encodePointer } from "../manifest/codec.ts";
 import { chunkKey, manifestKey, pointerKey } from "../manifest/keys.ts";
 import { checkChosenName, deriveName } from "../manifest/naming.ts";
 import type { Manifest, Pointer } from "../manifest/types.ts";
 import type { BlobStore } from "../store/types.ts";
-import { type SourceEvidence, type SourceSnapshot, withSourceSnapshot } from "./source.ts";
+import { sameEvidence, type SourceSnapshot, withSourceSnapshot } from "./source.ts";
 import { loadSyncState, saveSyncState, type SyncState } from "./state.ts";
 
 /** Options of {@linkcode syncDatabase}. */
@@ -132,14 +133,6 @@ async function readPointer(
   return await decodePointer(got.body, { what: `${store.description} ${pointerKey(name)}` });
 }
 
-function sameEvidence(a: SourceEvidence, b: SourceEvidence): boolean {
-  return a.size === b.size && a.mtimeMs === b.mtimeMs && a.ino === b.ino &&
-    a.changeCounter === b.changeCounter &&
-    (a.wal === null) === (b.wal === null) &&
-    (a.wal === null ||
-      (a.wal.salt1 === b.wal?.salt1 && a.wal.salt2 === b.wal?.salt2 && a.wal.frames === b.wal?.frames));
-}
-
 class SyncRun {
   readonly #snap: SourceSnapshot;
   readonly #options: SyncOptions;
@@ -151,6 +144,8 @@ class SyncRun {
   readonly #present = new Set<string>();
   readonly #counts = { read: 0, uploaded: 0 };
   readonly #bytes = { read: 0, data: 0, manifest: 0 };
+  // Decides, per store, whether an existing chunk may be relied on while `tessera gc` runs (history/reuse.ts).
+  readonly #uploader = new ChunkUploader();
 
   constructor(
     snap: SourceSnapshot,
@@ -208,7 +203,7 @@ class SyncRun {
       const chunks = await Promise.all(batch.map((i) => this.#readChunk(i)));
       for (const bytes of chunks) hash?.update(bytes);
       const batchIds = await chunkIds(chunks.map((c, k) => (batch[k] === 0 ? new Uint8Array(0) : c)));
-      const uploads: [Uint8Array, Uint8Array][] = [];
+      const uploads: [Uint8Array, Uint8Array, number][] = [];
       for (const [k, i] of batch.entries()) {
         const bytes = chunks[k] as Uint8Array;
         if (i === 0) {
@@ -217,7 +212,7 @@ class SyncRun {
         }
         const id = isZeroChunk(bytes) ? ZERO_ID : batchIds[k] as Uint8Array;
         ids[i - 1] = id;
-        if (!isZeroId(id)) uploads.push([id, bytes]);
+        if (!isZeroId(id)) uploads.push([id, bytes, i]);
       }
       await this.#uploadChunks(uploads, "data");
       this.#options.onProgress?.(
@@ -228,6 +223,8 @@ class SyncRun {
     const { list, indexChunks } = buildChunkList(ids);
     const indexIds = await chunkIds(indexChunks);
     await this.#uploadChunks(indexChunks.map((bytes, k) => [indexIds[k] as Uint8Array, bytes]), "manifest");
+    // Chunks written over an old copy are checked again, once no collector can still delete them.
+    this.#bytes.data += await this.#uploader.settle({ signal: this.#options.signal });
     const sequence = await this.#nextSequence();
     const imageSha256 = hash ? new Uint8Array(hash.digest()) : new Uint8Array(32);
     const manifest: Manifest = {
@@ -314,7 +311,25 @@ class SyncRun {
     return bytes;
   }
 
-  async #uploadChunks(chunks: [Uint8Array, Uint8Array][], kind: "data" | "manifest"): Promise<void> {
+  // Re-reads data chunk `index` from the snapshot, for a settle() that must write it again.
+  async #reread(index: number, id: Uint8Array): Promise<Uint8Array> {
+    const perChunk = this.#chunkSize / this.#snap.pageSize;
+    const first = index * perChunk + 1;
+    const bytes = await this.#snap.readPages(first, Math.min(perChunk, this.#snap.pageCount - first + 1));
+    if (idToHex(await chunkId(bytes)) !== idToHex(id)) {
+      throw new TesseraError(
+        "SOURCE_UNREADABLE",
+        `Cannot write chunk ${index} of "${this.#snap.path}" again: it reads differently within one snapshot`,
+      );
+    }
+    return bytes;
+  }
+
+  // Each item is [id, bytes, data chunk index]; index chunks carry no index and keep their (small) bytes.
+  async #uploadChunks(
+    chunks: [Uint8Array, Uint8Array, number?][],
+    kind: "data" | "manifest",
+  ): Promise<void> {
     const { signal } = this.#options;
     const todo = chunks.filter(([id]) => {
       const hex = idToHex(id);
@@ -325,17 +340,22 @@ class SyncRun {
     let next = 0;
     const worker = async () => {
       while (next < todo.length) {
-        const [id, bytes] = todo[next++] as [Uint8Array, Uint8Array];
+        const [id, bytes, index] = todo[next++] as [Uint8Array, Uint8Array, number?];
+        // Encoded once for every store; settle() may need it again later, when a data chunk's bytes are
+        // re-read rather than kept.
+        let object: Uint8Array | undefined;
+        let held: Uint8Array | undefined = bytes;
+        const encoded = async () => (object ??= encodeChunk(held ?? await this.#reread(index as number, id)));
         let uploadedAny = false;
         for (const store of this.#options.stores) {
-          const key = chunkKey(id);
-          if ((await store.head(key, { signal })).status === "ok") continue;
-          const object = encodeChunk(bytes);
-          await store.put(key, object, { signal });
+          const written = await this.#uploader.ensure(store, chunkKey(id), encoded, { signal });
+          if (written === 0) continue;
           uploadedAny = true;
-          if (kind === "data") this.#bytes.data += object.length;
-          else this.#bytes.manifest += object.length;
+          if (kind === "data") this.#bytes.data += written;
+          else this.#bytes.manifest += written;
         }
+        object = undefined;
+        if (index !== undefined) held = undefined;
         if (kind === "data" && uploadedAny) this.#counts.uploaded++;
       }
     };
@@ -388,7 +408,7 @@ class SyncRun {
   }
 }
 
-function checkChunkSize(chunkSize: number, pageSize: number): number {
+export function checkChunkSize(chunkSize: number, pageSize: number): number {
   if (
     !Number.isInteger(chunkSize) || chunkSize < 4096 || chunkSize > 1 << 20 ||
     (chunkSize & (chunkSize - 1)) !== 0
@@ -408,7 +428,7 @@ function isZeroId(id: Uint8Array): boolean {
 // Manifests are immutable: where the store can refuse to replace one, a second writer that picked the same
 // sequence fails here instead of swapping the manifest under the first writer's pointer. A refusal for our
 // own bytes (a retried PUT that had in fact landed) is no conflict.
-async function putManifestOnce(
+export async function putManifestOnce(
   store: BlobStore,
   key: string,
   bytes: Uint8Array,

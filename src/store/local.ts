@@ -119,16 +119,19 @@ export class LocalStore implements BlobStore {
     try {
       await mkdir(tempDir, { recursive: true });
       const handle = await open(temp, "wx");
+      let stats: BigStats;
       try {
         await handle.writeFile(body);
         if (this.#durable) await handle.sync();
+        // The etag comes from the file before it lands (a rename keeps its inode and mtime): a concurrent
+        // delete (tessera gc) may remove it the moment it is in place.
+        stats = await handle.stat({ bigint: true });
       } finally {
         await handle.close();
       }
       signal?.throwIfAborted();
       await this.#publish(temp, path, key, options.ifNoneMatch === "*");
       if (this.#durable) await syncDir(join(path, ".."));
-      const stats = await stat(path, { bigint: true });
       return { etag: toInfo(key, stats).etag };
     } catch (error) {
       await unlink(temp).catch(() => {});
@@ -217,7 +220,13 @@ export class LocalStore implements BlobStore {
     // A concurrent delete may remove the parent folder between mkdir and rename: try again then.
     for (let attempt = 0;; attempt++) {
       try {
-        await mkdir(join(path, ".."), { recursive: true });
+        await mkdir(join(path, ".."), { recursive: true }).catch(async (error) => {
+          // Deno's recursive mkdir says EEXIST when another put creates the folder at the same moment (a
+          // delete had just removed it): the folder is there, which is all a put needs.
+          if ((error as { code?: string }).code !== "EEXIST" || !(await isDirectory(join(path, "..")))) {
+            throw error;
+          }
+        });
         if (createOnly) {
           await link(temp, path);
           await unlink(temp);
@@ -278,8 +287,23 @@ function isMissing(error: unknown): boolean {
   return code === "ENOENT" || code === "ENOTDIR";
 }
 
+async function isDirectory(path: string): Promise<boolean> {
+  try {
+    return (await stat(path)).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
 async function syncDir(path: string): Promise<void> {
-  const handle = await open(path, "r");
+  let handle: FileHandle;
+  try {
+    handle = await open(path, "r");
+  } catch (error) {
+    // A concurrent delete removed the folder with its last object: nothing is left to make durable.
+    if (isMissing(error)) return;
+    throw error;
+  }
   try {
     await handle.sync();
   } catch {

@@ -1,0 +1,163 @@
+/**
+ * Which chunk objects the manifests in a store reference: every non-zero data chunk id a manifest lists,
+ * and the ids of the index chunks its list is split into. What `tessera gc` must keep and `tessera touch`
+ * renews.
+ *
+ * @module
+ */
+
+import { idToHex, ZERO_ID } from "../chunk/ids.ts";
+import { StoreChunkSource } from "../chunk/source.ts";
+import { TesseraError } from "../errors.ts";
+import { chunkListIndexIds, type IndexCache, manifestChunkIds } from "../manifest/chunk_list.ts";
+import { decodeManifest } from "../manifest/codec.ts";
+import { DATABASES_PREFIX, parseManifestKey } from "../manifest/keys.ts";
+import type { Manifest } from "../manifest/types.ts";
+import type { BlobStore } from "../store/types.ts";
+
+const ZERO_HEX = idToHex(ZERO_ID);
+
+/** How many manifests are read at once. */
+const READ_CONCURRENCY = 8;
+
+/** How many times the manifests are listed again when some vanished while they were read. */
+const MAX_LISTINGS = 20;
+
+/** Options of the functions of this module. */
+export interface ReferenceOptions {
+  signal?: AbortSignal | undefined;
+  /** Index chunks already read, by hex id; consecutive manifests share most of them. */
+  indexCache?: IndexCache | undefined;
+}
+
+/**
+ * Adds to `into` the hex ids of the chunk objects `manifest` references: its data chunks (the all-zero id
+ * is never stored and is left out) and its index chunks, which are read from `store` to list the data
+ * chunks. Throws `TesseraError` `NOT_FOUND` when an index chunk is missing.
+ *
+ * @example
+ * ```ts
+ * import { addManifestReferences } from "./references.ts";
+ * import { MemoryStore } from "../store/memory.ts";
+ * const manifest = {
+ *   identity: { name: "app", hostname: "", sourcePath: "" }, sequence: 1, createdMs: 0, sourceMtimeMs: 0,
+ *   pageSize: 4096, imageLength: 4096, chunkSize: 4096, imageSha256: new Uint8Array(32),
+ *   chunk0: new Uint8Array(4096), chunks: { kind: "inline" as const, ids: [] },
+ * };
+ * const ids = new Set<string>();
+ * await addManifestReferences(new MemoryStore(), manifest, ids, { doing: "read app" });
+ * console.log(ids.size); // 0: chunk 0 lives in the manifest
+ * ```
+ */
+export async function addManifestReferences(
+  store: BlobStore,
+  manifest: Manifest,
+  into: Set<string>,
+  options: ReferenceOptions & { doing: string },
+): Promise<void> {
+  const data = await manifestChunkIds(manifest, new StoreChunkSource(store), {
+    doing: options.doing,
+    indexCache: options.indexCache,
+    signal: options.signal,
+  });
+  for (const id of [...data, ...chunkListIndexIds(manifest.chunks)]) {
+    const hex = idToHex(id);
+    if (hex !== ZERO_HEX) into.add(hex);
+  }
+}
+
+/** What {@linkcode referencedChunks} found. */
+export interface References {
+  /** Hex ids of every chunk object some manifest references. */
+  ids: Set<string>;
+  /** Manifests read. */
+  manifests: number;
+  /** Databases they belong to. */
+  databases: number;
+}
+
+/**
+ * The chunks every manifest of every database in `store` references. A manifest deleted while it is read
+ * (a prune running) makes the listing start again: prune deletes only manifests older than a pointer, so
+ * the newer manifest that pointer names, which may rely on the same chunks, is then listed too. Throws
+ * `TesseraError` when a manifest or an index chunk cannot be read: without it, no chunk can be called
+ * unreferenced.
+ *
+ * @example
+ * ```ts
+ * import { referencedChunks } from "./references.ts";
+ * import { MemoryStore } from "../store/memory.ts";
+ * console.log((await referencedChunks(new MemoryStore())).ids.size); // 0
+ * ```
+ */
+export async function referencedChunks(
+  store: BlobStore,
+  options: ReferenceOptions = {},
+): Promise<References> {
+  const { signal } = options;
+  const indexCache = options.indexCache ?? boundedIndexCache();
+  const ids = new Set<string>();
+  const read = new Set<string>();
+  const databases = new Set<string>();
+  for (let listing = 0; listing < MAX_LISTINGS; listing++) {
+    const keys: string[] = [];
+    for await (const item of store.list(DATABASES_PREFIX, { signal })) {
+      if (item.type !== "object" || read.has(item.key)) continue;
+      const parsed = parseManifestKey(item.key);
+      if (parsed === undefined) continue;
+      keys.push(item.key);
+      databases.add(parsed.name);
+    }
+    let vanished = false;
+    let next = 0;
+    const worker = async () => {
+      while (next < keys.length) {
+        const key = keys[next++] as string;
+        const got = await store.get(key, { signal });
+        if (got.status !== "ok") {
+          vanished = true;
+          continue;
+        }
+        const doing = `collect references of ${key} in ${store.description}`;
+        let manifest: Manifest;
+        try {
+          manifest = await decodeManifest(got.body, { what: `${store.description} ${key}` });
+        } catch (error) {
+          throw new TesseraError(
+            (error as TesseraError).code ?? "CORRUPT_MANIFEST",
+            `Cannot ${doing}: ${(error as Error).message}; no chunk can be called unreferenced while a ` +
+              "manifest cannot be read: restore it from another copy, or delete it if it is not needed",
+            { cause: error },
+          );
+        }
+        await addManifestReferences(store, manifest, ids, { doing, indexCache, signal });
+        read.add(key);
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(READ_CONCURRENCY, keys.length) }, worker));
+    if (!vanished) return { ids, manifests: read.size, databases: databases.size };
+  }
+  throw new TesseraError(
+    "CONFLICT",
+    `Cannot list the manifests in ${store.description}: they kept changing over ${MAX_LISTINGS} listings`,
+  );
+}
+
+/** An index cache that holds at most `capacityBytes` (default 64 MiB), forgetting the oldest first. */
+export function boundedIndexCache(capacityBytes: number = 64 * 1024 * 1024): IndexCache {
+  const held = new Map<string, Uint8Array>();
+  let bytes = 0;
+  return {
+    get: (hex) => held.get(hex),
+    set: (hex, value) => {
+      if (held.has(hex) || value.length > capacityBytes) return;
+      held.set(hex, value);
+      bytes += value.length;
+      for (const [oldest, old] of held) {
+        if (bytes <= capacityBytes) break;
+        held.delete(oldest);
+        bytes -= old.length;
+      }
+    },
+  };
+}
