@@ -76,7 +76,9 @@ export async function acquireLease(
 ): Promise<LeaseBody> {
   const current = await readLease(store, name, options.signal);
   const mine = current !== undefined && current.writer === me.writer && current.pid === me.pid;
-  if (current && !mine && !options.takeOver && leaseLive(current, me)) throw heldError(store, name, current);
+  if (current && !mine && !options.takeOver && leaseLive(current, me)) {
+    throw heldError(store, name, current, ONE_REPLICATOR);
+  }
   const now = Date.now();
   const body: LeaseBody = {
     version: 1,
@@ -90,7 +92,9 @@ export async function acquireLease(
     // Two replicators that read "free" at once both write; the later write wins and the other sees it here.
     await new Promise((resolve) => setTimeout(resolve, options.confirmDelayMs ?? 250));
     const after = await readLease(store, name, options.signal);
-    if (after && (after.writer !== me.writer || after.pid !== me.pid)) throw heldError(store, name, after);
+    if (after && (after.writer !== me.writer || after.pid !== me.pid)) {
+      throw heldError(store, name, after, ONE_REPLICATOR);
+    }
   }
   return body;
 }
@@ -104,7 +108,7 @@ export async function renewLease(
 ): Promise<void> {
   const current = await readLease(store, name, options.signal);
   if (current && (current.writer !== me.writer || current.pid !== me.pid)) {
-    throw heldError(store, name, current);
+    throw heldError(store, name, current, ONE_REPLICATOR);
   }
   const now = Date.now();
   const body: LeaseBody = {
@@ -123,13 +127,44 @@ export async function releaseLease(store: BlobStore, name: string, me: LeaseHold
   if (current && current.writer === me.writer && current.pid === me.pid) await store.delete(leaseKey(name));
 }
 
-function heldError(store: BlobStore, name: string, lease: LeaseBody): TesseraError {
+/**
+ * Throws `LEASE_HELD` when a live replicator other than `me` holds the lease of `name` in `store`: what a
+ * one-off writer (`tessera sync`) checks before publishing, so it does not move a pointer under a running
+ * replicator.
+ */
+export async function refuseIfLeased(
+  store: BlobStore,
+  name: string,
+  me: LeaseHolder,
+  signal?: AbortSignal,
+): Promise<void> {
+  const current = await readLease(store, name, signal);
+  if (current && current.writer !== me.writer && leaseLive(current, me)) {
+    throw heldError(
+      store,
+      name,
+      current,
+      "Publish through it instead (tessera flush), or stop it first",
+      "sync",
+    );
+  }
+}
+
+const ONE_REPLICATOR = "Run one replicator per database: stop that one, or wait until its lease lapses " +
+  "after it stops, or pass --take-over if it is gone for good";
+
+function heldError(
+  store: BlobStore,
+  name: string,
+  lease: LeaseBody,
+  advice: string,
+  doing = "replicate",
+): TesseraError {
   const renewed = new Date(lease.renewedMs).toISOString();
   return new TesseraError(
     "LEASE_HELD",
-    `Cannot replicate database "${name}" to ${store.description}: replicator ${lease.writer} (pid ${lease.pid} ` +
-      `on host ${lease.hostname}, reading ${lease.path}) holds its lease, last renewed ${renewed}. Run one ` +
-      `replicator per database: stop that one, or wait ${Math.ceil(lease.ttlMs / 1000)} s after it stops, ` +
-      "or pass --take-over if it is gone for good",
+    `Cannot ${doing} database "${name}" to ${store.description}: replicator ${lease.writer} (pid ${lease.pid} ` +
+      `on host ${lease.hostname}, reading ${lease.path}) holds its lease, last renewed ${renewed} for ` +
+      `${Math.ceil(lease.ttlMs / 1000)} s. ${advice}`,
   );
 }

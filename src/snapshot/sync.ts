@@ -9,6 +9,7 @@
 import { createHash } from "node:crypto";
 import { tmpdir, userInfo } from "node:os";
 import { join, resolve } from "node:path";
+import process from "node:process";
 import { toHex } from "../bytes.ts";
 import { encodeChunk } from "../chunk/codec.ts";
 import { chunkId, chunkIds, hexToId, idToHex, isZeroChunk, ZERO_ID } from "../chunk/ids.ts";
@@ -19,6 +20,7 @@ import { decodePointer, encodeManifest, encodePointer } from "../manifest/codec.
 import { chunkKey, manifestKey, pointerKey } from "../manifest/keys.ts";
 import { checkChosenName, deriveName } from "../manifest/naming.ts";
 import type { Manifest, Pointer } from "../manifest/types.ts";
+import { refuseIfLeased } from "../replicate/lease.ts";
 import type { BlobStore } from "../store/types.ts";
 import { sameEvidence, type SourceSnapshot, withSourceSnapshot } from "./source.ts";
 import { loadSyncState, saveSyncState, type SyncState } from "./state.ts";
@@ -107,6 +109,9 @@ export async function syncDatabase(path: string, options: SyncOptions): Promise<
   const spoolDir = options.spoolDir ?? defaultSpoolDir();
   const descriptions = stores.map((s) => s.description);
   const state = await loadSyncState(spoolDir, name, descriptions);
+  // A running replicator owns the database's pointer: a one-off sync would interleave with it.
+  const me = { writer: options.writer ?? "", hostname: options.hostname, pid: process.pid, path: file };
+  await Promise.all(stores.map((store) => refuseIfLeased(store, name, me, options.signal)));
   const report = await withSourceSnapshot(file, async (snapshot) => {
     const pointers = await Promise.all(stores.map((store) => readPointer(store, name, options.signal)));
     return await new SyncRun(snapshot, options, name, state, pointers).run();

@@ -8,7 +8,7 @@ import { readdir, stat, utimes } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { TesseraError } from "../../src/errors.ts";
-import { pointerKey } from "../../src/manifest/keys.ts";
+import { leaseKey, pointerKey } from "../../src/manifest/keys.ts";
 import { decodePointer } from "../../src/manifest/codec.ts";
 import { listHistory } from "../../src/restore/manifest_source.ts";
 import { Replicator, type ReplicatorEvent } from "../../src/replicate/replicator.ts";
@@ -348,13 +348,25 @@ describe("Replicator", () => {
       });
       try {
         await replicator.flush();
-        await syncDatabase(db, {
-          stores: [store],
-          hostname: "h",
-          name: "app",
-          spoolDir: join(work, "s2"),
-          full: true,
+        // A one-off sync refuses while the replicator holds the lease, and publishes nothing.
+        const sync = () =>
+          syncDatabase(db, {
+            stores: [store],
+            hostname: "h",
+            name: "app",
+            spoolDir: join(work, "s2"),
+            full: true,
+          });
+        await assert.rejects(sync(), (error: unknown) => {
+          assert.ok(error instanceof TesseraError);
+          assert.equal(error.code, "LEASE_HELD");
+          assert.match(error.message, /Cannot sync database "app".*holds its lease.*tessera flush/);
+          return true;
         });
+        assert.equal(await pointerSequence(store, "app"), 1);
+        // A writer that ignores the lease (one whose lease read raced, say) is caught by the pointer check.
+        await store.delete(leaseKey("app"));
+        await sync();
         const w2 = await startWriter(db, { mode: "wal", count: 1 });
         await w2.waitFor(2);
         await w2.stop();
