@@ -5,9 +5,9 @@
  */
 
 import { parseArgs } from "node:util";
-import { DATABASES_PREFIX } from "../manifest/keys.ts";
+import { TesseraError } from "../errors.ts";
 import { decodePointer } from "../manifest/codec.ts";
-import { pointerKey } from "../manifest/keys.ts";
+import { DATABASES_PREFIX, pointerKey } from "../manifest/keys.ts";
 import { listSnapshots, loadLatest } from "../restore/manifest_source.ts";
 import type { BlobStore } from "../store/types.ts";
 import {
@@ -84,7 +84,16 @@ export async function lsCommand(args: string[], io: CliIo): Promise<number> {
     for await (const item of store.list(DATABASES_PREFIX, { delimiter: "/" })) {
       if (item.type !== "prefix") continue;
       const name = item.prefix.slice(DATABASES_PREFIX.length, -1);
-      const { manifest } = await loadLatest(store, name);
+      let manifest;
+      try {
+        ({ manifest } = await loadLatest(store, name));
+      } catch (error) {
+        // A replicator that took the database's lease has not published its first snapshot yet.
+        if (!(error instanceof TesseraError && error.code === "NOT_FOUND")) throw error;
+        if (values.json) io.stdout(JSON.stringify({ store: store.description, name, sequence: null }) + "\n");
+        else io.stdout(`  ${name}  no snapshot yet\n`);
+        continue;
+      }
       const row = {
         store: store.description,
         name,

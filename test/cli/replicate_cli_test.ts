@@ -11,7 +11,7 @@ import { join } from "node:path";
 import process from "node:process";
 import { describe, it } from "node:test";
 import { decodePointer } from "../../src/manifest/codec.ts";
-import { pointerKey } from "../../src/manifest/keys.ts";
+import { leaseKey, pointerKey } from "../../src/manifest/keys.ts";
 import { LocalStore } from "../../src/store/local.ts";
 import { isDeno, ROOT, runScript } from "../_helpers/run.ts";
 import { checkWriterDb } from "../_helpers/sqlite_check.ts";
@@ -240,5 +240,20 @@ describe("tessera replicate", () => {
     const status = await runScript(CLI, ["status", "--spool", "/nonexistent-tessera-spool"]);
     assert.equal(status.code, 3);
     assert.match(status.stderr, /No replicator status/);
+  });
+
+  it("ls lists a database whose replicator has not published yet", async () => {
+    const work = await makeTempDir("cli-ls-leased");
+    try {
+      const store = new LocalStore(join(work, "store"));
+      await store.put(leaseKey("fresh"), new TextEncoder().encode("{}"));
+      const ls = await runScript(CLI, ["ls", "--store", join(work, "store"), "--json"]);
+      assert.equal(ls.code, 0, ls.stderr);
+      assert.deepEqual(JSON.parse(ls.stdout), { store: store.description, name: "fresh", sequence: null });
+      const text = await runScript(CLI, ["ls", "--store", join(work, "store")]);
+      assert.match(text.stdout, /fresh {2}no snapshot yet/);
+    } finally {
+      await removeDir(work);
+    }
   });
 });
