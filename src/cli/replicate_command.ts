@@ -166,7 +166,7 @@ export async function replicateCommand(args: string[], io: CliIo): Promise<numbe
         { event: "exit", signal, flushed: false },
         `${signal} again: exiting without publishing what is pending`,
       );
-      process.exit(130);
+      process.exit(signal === "SIGINT" ? 130 : 143);
     }
     stop?.(signal);
   };

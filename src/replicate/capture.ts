@@ -23,6 +23,8 @@ export interface CaptureOptions {
   nextSequence: number;
   /** Read every chunk and spool every one the spool lacks, whatever the record says. */
   full?: boolean | undefined;
+  /** Make an image even when the source has not changed since the last capture. */
+  force?: boolean | undefined;
   signal?: AbortSignal | undefined;
   busyTimeoutMs?: number | undefined;
 }
@@ -88,7 +90,7 @@ async function copy(
   const chunkSize = checkChunkSize(options.chunkSize, snap.pageSize);
   const previous = usable(spool.capture, chunkSize, snap.pageSize);
   if (
-    previous && !options.full && sameEvidence(previous.evidence, snap.evidence) &&
+    previous && !options.full && !options.force && sameEvidence(previous.evidence, snap.evidence) &&
     previous.imageLength === snap.imageLength
   ) {
     return null;

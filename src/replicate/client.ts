@@ -125,7 +125,7 @@ export async function createReplicatingClient(options: ReplicatingClientOptions)
     throw error;
   }
   // The first capture, which start() began, ends before the application can write.
-  await replicator.flush({ timeoutMs: 0 }).catch(() => {});
+  await replicator.captureNow().catch(() => {});
   return new ReplicatingClient(client, replicator, {
     captures,
     debounceMs: options.debounceMs,
@@ -409,8 +409,8 @@ export class ReplicatingClient implements Client {
     this.#changedAt = 0;
     if (this.#timer !== undefined) clearTimeout(this.#timer);
     this.#timer = undefined;
-    // A zero-timeout flush is the replicator's "capture now, then publish in the background".
-    const run = this.replicator.flush({ timeoutMs: 0 }).then(() => {}, () => {});
+    // Capture now; publishing goes on in the background.
+    const run = this.replicator.captureNow().then(() => {}, () => {});
     this.#capturing = run;
     await run;
     this.#capturing = undefined;

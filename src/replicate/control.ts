@@ -9,7 +9,7 @@
  */
 
 import { randomUUID } from "node:crypto";
-import { mkdir, open, readdir, readFile, rm, unlink } from "node:fs/promises";
+import { mkdir, open, readdir, readFile, rm, stat, unlink } from "node:fs/promises";
 import { hostname as osHostname } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
@@ -157,6 +157,21 @@ export async function pendingFlushRequests(dir: string): Promise<string[]> {
     );
   } catch {
     return [];
+  }
+}
+
+/** Removes answers nobody collected (the asker gave up) once they are `olderThanMs` old. */
+export async function sweepAnswers(dir: string, olderThanMs: number): Promise<void> {
+  let files: string[];
+  try {
+    files = (await readdir(controlDir(dir))).filter((f) => f.endsWith(".done"));
+  } catch {
+    return;
+  }
+  for (const file of files) {
+    const path = join(controlDir(dir), file);
+    const info = await stat(path).catch(() => undefined);
+    if (info && Date.now() - info.mtimeMs > olderThanMs) await unlink(path).catch(() => {});
   }
 }
 

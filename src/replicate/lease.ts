@@ -75,7 +75,9 @@ export async function acquireLease(
   },
 ): Promise<LeaseBody> {
   const current = await readLease(store, name, options.signal);
-  const mine = current !== undefined && current.writer === me.writer && current.pid === me.pid;
+  // The writer id belongs to one spool, which one process at a time holds (owner.json): a lease with our
+  // writer id is ours, whatever pid a crashed earlier run had.
+  const mine = current !== undefined && current.writer === me.writer;
   if (current && !mine && !options.takeOver && leaseLive(current, me)) {
     throw heldError(store, name, current, ONE_REPLICATOR);
   }
@@ -92,7 +94,7 @@ export async function acquireLease(
     // Two replicators that read "free" at once both write; the later write wins and the other sees it here.
     await new Promise((resolve) => setTimeout(resolve, options.confirmDelayMs ?? 250));
     const after = await readLease(store, name, options.signal);
-    if (after && (after.writer !== me.writer || after.pid !== me.pid)) {
+    if (after && after.writer !== me.writer) {
       throw heldError(store, name, after, ONE_REPLICATOR);
     }
   }
@@ -107,7 +109,7 @@ export async function renewLease(
   options: { ttlMs: number; signal?: AbortSignal | undefined },
 ): Promise<void> {
   const current = await readLease(store, name, options.signal);
-  if (current && (current.writer !== me.writer || current.pid !== me.pid)) {
+  if (current && current.writer !== me.writer) {
     throw heldError(store, name, current, ONE_REPLICATOR);
   }
   const now = Date.now();
@@ -124,7 +126,7 @@ export async function renewLease(
 /** Deletes the lease if it is still `me`'s. */
 export async function releaseLease(store: BlobStore, name: string, me: LeaseHolder): Promise<void> {
   const current = await readLease(store, name);
-  if (current && current.writer === me.writer && current.pid === me.pid) await store.delete(leaseKey(name));
+  if (current && current.writer === me.writer) await store.delete(leaseKey(name));
 }
 
 /**

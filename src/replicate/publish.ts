@@ -35,6 +35,23 @@ export class SpoolIncompleteError extends TesseraError {
   }
 }
 
+/**
+ * The store's pointer, which predates this run, is at or past the image's sequence: a predecessor (an
+ * earlier spool of this database, say one a reboot cleared) published further there. The replicator moves
+ * its sequences past it and publishes a new image.
+ */
+export class PointerAheadError extends TesseraError {
+  readonly sequence: number;
+  constructor(store: string, name: string, image: number, pointer: Pointer) {
+    super(
+      "CONFLICT",
+      `Cannot publish sequence ${image} of "${name}" to ${store}: its pointer, older than this run, is at ` +
+        `sequence ${pointer.sequence} (writer "${pointer.writer}"); continuing after it`,
+    );
+    this.sequence = pointer.sequence;
+  }
+}
+
 /** What one publish sent. */
 export interface PublishResult {
   uploaded: number;
@@ -54,10 +71,15 @@ export class PublishTarget {
   #expected: Pointer | undefined;
   #ready = false;
 
-  constructor(store: BlobStore, name: string, writer: string) {
+  readonly #startedMs: number;
+  // The pointer as it was when this run first read it (undefined: none, or not read yet).
+  #initial: Pointer | undefined;
+
+  constructor(store: BlobStore, name: string, writer: string, startedMs: number = Date.now()) {
     this.store = store;
     this.#name = name;
     this.#writer = writer;
+    this.#startedMs = startedMs;
   }
 
   /** The sequence the store's pointer names, as last seen (0: none or not read yet). */
@@ -69,9 +91,22 @@ export class PublishTarget {
     return this.#ready;
   }
 
-  /** Reads the store's pointer and the chunks its manifest names. */
-  async init(signal?: AbortSignal): Promise<void> {
+  /**
+   * Reads the store's pointer and the chunks its manifest names. With `late` (the store was unreachable
+   * when the run started), a pointer another writer published after the start is refused with `CONFLICT`:
+   * that writer ran while this one could not see the store.
+   */
+  async init(signal?: AbortSignal, late = false): Promise<void> {
     const pointer = await this.#readPointer(signal);
+    if (late && pointer && pointer.writer !== this.#writer && pointer.createdMs > this.#startedMs) {
+      throw new TesseraError(
+        "CONFLICT",
+        `Cannot publish database "${this.#name}" to ${this.store.description}: while the store was unreachable, ` +
+          `writer "${pointer.writer}" published sequence ${pointer.sequence} there. Run one replicator (and no ` +
+          "tessera sync) per database",
+      );
+    }
+    if (!this.#ready) this.#initial = pointer;
     this.#present = new Set();
     if (pointer) {
       const { manifest } = await loadPointed(this.store, this.#name, pointer, { signal });
@@ -91,14 +126,18 @@ export class PublishTarget {
 
   /** Publishes `image` from `spool`; the store's pointer must still be what this target last saw. */
   async publish(image: PendingImage, spool: Spool, signal?: AbortSignal): Promise<PublishResult> {
-    if (!this.#ready) await this.init(signal);
-    const pointer = await this.#readPointer(signal);
+    if (!this.#ready) await this.init(signal, true);
+    let pointer = await this.#readPointer(signal);
     if (!samePointer(pointer, this.#expected)) {
-      if (pointer && pointer.writer === this.#writer && pointer.sequence >= image.sequence) {
-        // This replicator published it (or a later one) and stopped before recording that: adopt it.
+      if (pointer && pointer.writer === this.#writer) {
+        // This replicator's own pointer: a publish whose answer was lost, or one a crash kept from being
+        // recorded. Adopt it; the image is done if the pointer is at or past it.
         await this.init(signal);
-        return { uploaded: 0, bytes: 0, already: true };
+        if (pointer.sequence >= image.sequence) return { uploaded: 0, bytes: 0, already: true };
+        pointer = this.#expected;
       }
+    }
+    if (!samePointer(pointer, this.#expected)) {
       throw new TesseraError(
         "CONFLICT",
         `Cannot publish database "${this.#name}" to ${this.store.description}: its pointer moved from sequence ` +
@@ -109,6 +148,9 @@ export class PublishTarget {
     }
     if (pointer && pointer.sequence >= image.sequence) {
       if (pointer.writer === this.#writer) return { uploaded: 0, bytes: 0, already: true };
+      if (samePointer(pointer, this.#initial)) {
+        throw new PointerAheadError(this.store.description, this.#name, image.sequence, pointer);
+      }
       throw new TesseraError(
         "CONFLICT",
         `Cannot publish sequence ${image.sequence} of "${this.#name}" to ${this.store.description}: its pointer ` +

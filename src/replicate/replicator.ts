@@ -24,11 +24,12 @@ import {
   claimOwner,
   pendingFlushRequests,
   type ReplicatorStatus,
+  sweepAnswers,
   type TargetStatus,
   writeStatus,
 } from "./control.ts";
 import { acquireLease, type LeaseHolder, releaseLease, renewLease } from "./lease.ts";
-import { PublishTarget, SpoolIncompleteError } from "./publish.ts";
+import { PointerAheadError, PublishTarget, SpoolIncompleteError } from "./publish.ts";
 import { Spool } from "./spool.ts";
 
 /** Options of {@linkcode Replicator.start}. */
@@ -144,6 +145,16 @@ export class Replicator {
   #capturing: Promise<void> | undefined;
   #captureAgain = false;
   #fullCapture = false;
+  // A capture that makes an image even when the source has not changed (a store needs one).
+  #forceCapture = false;
+  // A store needs a new image that no capture has made yet (flush waits for it).
+  #owedImage = false;
+  // Captures started, and the last one finished with its error (null: it succeeded).
+  #capturesStarted = 0;
+  #lastFinished: { id: number; error: string | null } = { id: 0, error: null };
+  #captureWaiters: (() => void)[] = [];
+  #renewing: Promise<void> | undefined;
+  #servingFlush = new Set<string>();
   #lock: Promise<unknown> = Promise.resolve();
   #closed = false;
   #loops: Promise<void>[] = [];
@@ -192,7 +203,7 @@ export class Replicator {
     };
     this.#targets = options.stores.map((store) => {
       const state: TargetState = {
-        target: new PublishTarget(store, name, holder.writer),
+        target: new PublishTarget(store, name, holder.writer, now),
         status: {
           store: store.description,
           sequence: 0,
@@ -274,7 +285,11 @@ export class Replicator {
       }
     }
     this.#nextSequence = await this.#firstSequence();
-    this.#timers.push(setInterval(() => this.#renewLeases(ttlMs), Math.max(1000, Math.floor(ttlMs / 3))));
+    this.#timers.push(setInterval(() => {
+      if (!this.#renewing) {
+        this.#renewing = this.#renewLeases(ttlMs).finally(() => (this.#renewing = undefined));
+      }
+    }, Math.max(1000, Math.floor(ttlMs / 3))));
     this.#timers.push(
       setInterval(() => this.#tick(), this.#options.pollIntervalMs ?? DEFAULTS.pollIntervalMs),
     );
@@ -284,7 +299,18 @@ export class Replicator {
     if (this.#options.watch ?? true) this.#startWatching();
     for (const t of this.#targets) this.#loops.push(this.#publishLoop(t));
     this.#refreshStatus();
-    this.#requestCapture(false);
+    this.#requestCapture(false, this.#storeNeedsImage());
+  }
+
+  // A reachable store's pointer is behind the last capture and no pending image is due for it: it was
+  // added, or emptied, while the database was idle. It needs a new image, whatever the source says.
+  #storeNeedsImage(): boolean {
+    const captured = this.#spool.capture?.sequence ?? 0;
+    const pending = this.#spool.pending();
+    return this.#targets.some((t) =>
+      t.target.ready && t.target.sequence < captured &&
+      !pending.some((p) => !p.publishedTo.includes(t.status.store))
+    );
   }
 
   // One past every pointer, every pending image and the spool's last capture; past any manifest a crashed
@@ -333,8 +359,12 @@ export class Replicator {
     }, Math.max(0, due - Date.now()));
   }
 
-  #requestCapture(full: boolean): void {
+  #requestCapture(full: boolean, force = false): void {
     if (full) this.#fullCapture = true;
+    if (force) {
+      this.#forceCapture = true;
+      this.#owedImage = true;
+    }
     this.#changedAt = 0;
     if (this.#capturing) {
       this.#captureAgain = true;
@@ -354,7 +384,11 @@ export class Replicator {
 
   async #captureOnce(): Promise<void> {
     const full = this.#fullCapture;
+    const force = this.#forceCapture;
     this.#fullCapture = false;
+    this.#forceCapture = false;
+    const id = ++this.#capturesStarted;
+    let failure: string | null = null;
     const statKey = await this.#statKey();
     try {
       const result = await this.#locked(() =>
@@ -363,11 +397,13 @@ export class Replicator {
           hostname: this.#options.name ? "" : this.#options.hostname,
           nextSequence: this.#nextSequence,
           full,
+          force,
           busyTimeoutMs: this.#options.busyTimeoutMs,
         })
       );
       this.#lastStat = statKey;
       if (result.image) {
+        this.#owedImage = false;
         this.#nextSequence = result.image.sequence + 1;
         this.#status.captures++;
         this.#status.lastCapture = { sequence: result.image.sequence, ms: result.image.createdMs };
@@ -385,9 +421,49 @@ export class Replicator {
       }
     } catch (error) {
       if (full) this.#fullCapture = true;
-      this.#emit({ type: "capture_failed", name: this.name, error: message(error) });
+      if (force) this.#forceCapture = true;
+      failure = message(error);
+      this.#emit({ type: "capture_failed", name: this.name, error: failure });
     }
+    this.#lastFinished = { id, error: failure };
+    for (const waiter of this.#captureWaiters.splice(0)) waiter();
     this.#refreshStatus();
+  }
+
+  /**
+   * Captures now: resolves once a capture that started after this call has finished (however long the
+   * source's lock takes), and rejects with `SOURCE_UNREADABLE` when that capture failed.
+   */
+  async captureNow(): Promise<void> {
+    await this.#captureAfter(this.#capturesStarted + 1, Infinity);
+  }
+
+  // Requests a capture and waits (until `deadline`) for capture `want` or a later one to finish; false when
+  // the deadline came first.
+  async #captureAfter(want: number, deadline: number): Promise<boolean> {
+    if (this.#captureTimer !== undefined) clearTimeout(this.#captureTimer);
+    this.#captureTimer = undefined;
+    this.#requestCapture(false);
+    while (this.#lastFinished.id < want) {
+      if (this.#closed && !this.#capturing) return false;
+      const left = deadline - Date.now();
+      if (left <= 0) return false;
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(done, Math.min(left, 1000));
+        function done() {
+          clearTimeout(timer);
+          resolve();
+        }
+        this.#captureWaiters.push(done);
+      });
+    }
+    if (this.#lastFinished.error !== null) {
+      throw new TesseraError(
+        "SOURCE_UNREADABLE",
+        `Cannot flush "${this.name}": capturing ${this.path} failed: ${this.#lastFinished.error}`,
+      );
+    }
+    return true;
   }
 
   // Drops the oldest pending images (never the newest, never one being published) while the spool is
@@ -425,6 +501,7 @@ export class Replicator {
       t.wake = new Promise((resolve) => (t.kick = resolve));
       const image = this.#spool.pending().find((p) => !p.publishedTo.includes(t.status.store));
       if (!image) {
+        if (t.target.ready && this.#storeNeedsImage() && !this.#capturing) this.#requestCapture(false, true);
         this.#refreshStatus();
         this.#notifyIdle();
         await t.wake;
@@ -450,8 +527,8 @@ export class Replicator {
         t.status.lastError = null;
         t.status.retryAtMs = null;
         await this.#locked(() => this.#spool.markPublished(image.sequence, t.status.store, stores));
-        this.#status.published++;
         if (!result.already) {
+          this.#status.published++;
           this.#emit({
             type: "published",
             name: this.name,
@@ -465,6 +542,20 @@ export class Replicator {
       } catch (error) {
         t.inFlight = null;
         if (this.#closed && signal.aborted) return;
+        if (error instanceof PointerAheadError) {
+          // Sequences move past the store's older pointer; the images below it are skipped for this store
+          // and a new image (whatever the source says) carries the current state there.
+          const past = error.sequence;
+          this.#nextSequence = Math.max(this.#nextSequence, past + 1);
+          await this.#locked(async () => {
+            for (const p of this.#spool.pending()) {
+              if (p.sequence <= past) await this.#spool.markPublished(p.sequence, t.status.store, stores);
+            }
+          });
+          t.status.sequence = past;
+          this.#requestCapture(false, true);
+          continue;
+        }
         if (error instanceof SpoolIncompleteError) {
           // The spool lacks a chunk this store lacks too: capture everything again, and publish that.
           await this.#locked(async () => {
@@ -523,29 +614,45 @@ export class Replicator {
 
   /**
    * Captures now and waits until every pending image reached every store, or `timeoutMs` passed. Resolves
-   * with what is still pending (0 when everything is published); waiting stores are retried at once.
+   * with what is still pending (0 when everything is published; a capture that could not finish in time
+   * counts as one); waiting stores are retried at once. Rejects with `SOURCE_UNREADABLE` when the capture
+   * failed, and with `CONFLICT` when replication stopped.
    */
   async flush(options: { timeoutMs?: number } = {}): Promise<{ pending: number; sequence: number | null }> {
     const deadline = Date.now() + (options.timeoutMs ?? 30_000);
-    if (!this.#closed) {
-      if (this.#captureTimer !== undefined) clearTimeout(this.#captureTimer);
-      this.#captureTimer = undefined;
-      this.#requestCapture(false);
-      while (this.#capturing) await this.#capturing;
-    }
+    let captured = true;
+    if (!this.#closed) captured = await this.#captureAfter(this.#capturesStarted + 1, deadline);
     for (const t of this.#targets) t.kick();
-    while (this.#spool.pending().length > 0 && Date.now() < deadline && !this.#status.error) {
+    while (this.#behind() > 0 && Date.now() < deadline && !this.#status.error) {
       await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, Math.min(200, Math.max(1, deadline - Date.now())));
-        this.#idle.push(() => {
+        const timer = setTimeout(done, Math.min(200, Math.max(1, deadline - Date.now())));
+        const idle = this.#idle;
+        function done() {
           clearTimeout(timer);
+          const at = idle.indexOf(done);
+          if (at >= 0) idle.splice(at, 1);
           resolve();
-        });
+        }
+        idle.push(done);
       });
+      this.#refreshStatus();
     }
     this.#refreshStatus();
     if (this.#status.error) throw new TesseraError("CONFLICT", this.#status.error);
-    return { pending: this.#spool.pending().length, sequence: this.#status.lastSync?.sequence ?? null };
+    return {
+      pending: this.#behind() + (captured ? 0 : 1),
+      sequence: this.#status.lastSync?.sequence ?? null,
+    };
+  }
+
+  // Images still to publish: pending ones, or one for a store whose pointer is behind the last capture
+  // with nothing pending for it (a store added or emptied while the database was idle).
+  #behind(): number {
+    const pending = this.#spool.pending().length;
+    if (pending > 0) return pending;
+    if (this.#owedImage) return 1;
+    const captured = this.#spool.capture?.sequence ?? 0;
+    return this.#targets.some((t) => t.target.ready && t.target.sequence < captured) ? 1 : 0;
   }
 
   #notifyIdle(): void {
@@ -581,6 +688,8 @@ export class Replicator {
     for (const t of this.#targets) t.kick();
     await this.#capturing?.catch(() => {});
     await Promise.allSettled(this.#loops);
+    // A renewal in flight must not write the lease back after it is released.
+    await this.#renewing?.catch(() => {});
     await Promise.allSettled(this.#targets.map((t) => releaseLease(t.target.store, this.name, this.#holder)));
     this.#shutDown = true;
     await this.#statusWrite;
@@ -635,13 +744,21 @@ export class Replicator {
   async #tickOnce(): Promise<void> {
     const key = await this.#statKey();
     if (key !== this.#lastStat && !this.#capturing && this.#captureTimer === undefined) this.notify();
-    for (const id of await pendingFlushRequests(this.#spool.dir)) {
+    const requests = await pendingFlushRequests(this.#spool.dir);
+    if (requests.length === 0 && this.#servingFlush.size === 0 && Math.random() < 0.01) {
+      await sweepAnswers(this.#spool.dir, 120_000);
+    }
+    for (const id of requests) {
+      if (this.#servingFlush.has(id)) continue;
+      // Served in the background, so polling and status.json go on while it waits.
+      this.#servingFlush.add(id);
       const started = Date.now();
-      const answer = await this.flush().then(
+      void this.flush().then(
         (r) => ({ ok: r.pending === 0, ...r, ms: Date.now() - started }),
         (error) => ({ ok: false, error: message(error) }),
-      );
-      await answerFlush(this.#spool.dir, id, answer).catch(() => {});
+      ).then((answer) => answerFlush(this.#spool.dir, id, answer)).catch(() => {}).finally(() => {
+        this.#servingFlush.delete(id);
+      });
     }
     this.#refreshStatus();
   }

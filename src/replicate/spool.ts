@@ -98,6 +98,11 @@ export class Spool {
   }
 
   async #load(): Promise<void> {
+    // Temporary files of writes a crash interrupted.
+    for (const file of await readdir(this.dir)) {
+      if (file.startsWith(".") && file.endsWith(".tmp")) await unlink(join(this.dir, file)).catch(() => {});
+    }
+    let damaged = false;
     for (const file of await readdir(this.#pendingDir)) {
       if (!/^[0-9a-f]{16}\.json$/.test(file)) {
         // A temporary file an interrupted write left behind.
@@ -110,8 +115,11 @@ export class Spool {
           this.#pending.set(image.sequence, image);
         }
       } catch {
-        // A damaged entry is dropped: its chunk files are collected below, and the next capture reads again.
+        // A damaged entry is dropped and its chunk files are collected below. The capture record is
+        // forgotten too, so the next capture makes a new image of the current state instead of finding
+        // "nothing changed".
         await unlink(join(this.#pendingDir, file)).catch(() => {});
+        damaged = true;
       }
     }
     const names = await readdir(this.#chunkDir);
@@ -132,6 +140,14 @@ export class Spool {
       if (record.version === 1 && Number.isSafeInteger(record.sequence)) this.#capture = record;
     } catch {
       this.#capture = undefined;
+    }
+    if (damaged && this.#capture) {
+      // Keep the sequence it reached: only the evidence is forgotten.
+      this.#capture = {
+        ...this.#capture,
+        evidence: { size: -1, mtimeMs: -1, ino: -1, changeCounter: -1, wal: null },
+      };
+      await this.setCapture(this.#capture);
     }
   }
 

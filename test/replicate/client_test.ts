@@ -278,12 +278,12 @@ describe("createReplicatingClient()", () => {
         await client.flush();
         const before = client.status();
         const sequence = await pointerSequence(store, client.name);
-        // The client captures through a zero-timeout flush of its replicator; count those.
+        // The client captures through its replicator's captureNow(); count those.
         let captures = 0;
-        const flush = client.replicator.flush.bind(client.replicator);
-        client.replicator.flush = (options) => {
+        const captureNow = client.replicator.captureNow.bind(client.replicator);
+        client.replicator.captureNow = () => {
           captures++;
-          return flush(options);
+          return captureNow();
         };
         const read = await client.transaction("read");
         assert.deepEqual((await read.execute("SELECT x FROM t")).rows.map((r) => r[0]), [1]);
