@@ -11,7 +11,12 @@ import { createHash } from "node:crypto";
 import { encodeChunk } from "../chunk/codec.ts";
 import { chunkIds, idToHex, isZeroChunk } from "../chunk/ids.ts";
 import { checkChunkSize } from "../snapshot/sync.ts";
-import { sameEvidence, type SourceSnapshot, withSourceSnapshot } from "../snapshot/source.ts";
+import {
+  sameEvidence,
+  type SourceReader,
+  type SourceSnapshot,
+  withSourceSnapshot,
+} from "../snapshot/source.ts";
 import { type CaptureRecord, encodeChunk0, type PendingImage, type Spool } from "./spool.ts";
 
 /** Options of {@linkcode captureImage}. */
@@ -27,6 +32,8 @@ export interface CaptureOptions {
   force?: boolean | undefined;
   signal?: AbortSignal | undefined;
   busyTimeoutMs?: number | undefined;
+  /** A connection kept for capture after capture (see SourceReader); else one is opened for this one. */
+  reader?: SourceReader | undefined;
 }
 
 /** What a capture did. */
@@ -53,10 +60,13 @@ export async function captureImage(
   let heldMs = 0;
   const fresh = new Map<string, Uint8Array>();
   try {
-    const copied = await withSourceSnapshot(path, async (snap) => {
+    const take = async (snap: SourceSnapshot) => {
       heldSince = performance.now();
       return await copy(snap, spool, options, fresh);
-    }, { busyTimeoutMs: options.busyTimeoutMs });
+    };
+    const copied = options.reader
+      ? await options.reader.snapshot(take)
+      : await withSourceSnapshot(path, take, { busyTimeoutMs: options.busyTimeoutMs });
     heldMs = performance.now() - heldSince;
     if (!copied) return { image: null, read: 0, spooled: 0, heldMs };
     // The source is released: compress and spool what was kept in memory, then record the image.

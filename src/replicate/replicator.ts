@@ -16,6 +16,7 @@ import { TesseraError } from "../errors.ts";
 import { touchChunks } from "../history/touch.ts";
 import { manifestKey } from "../manifest/keys.ts";
 import { checkChosenName, deriveName } from "../manifest/naming.ts";
+import { SourceReader } from "../snapshot/source.ts";
 import { defaultSpoolDir } from "../snapshot/sync.ts";
 import type { BlobStore } from "../store/types.ts";
 import { captureImage } from "./capture.ts";
@@ -138,6 +139,8 @@ export class Replicator {
   readonly #status: ReplicatorStatus;
   readonly #timers: ReturnType<typeof setInterval>[] = [];
   #watcher: FSWatcher | undefined;
+  // One read-only connection for every capture (see SourceReader).
+  readonly #reader: SourceReader;
   #lastStat = "";
   #changedAt = 0;
   #lastChangeAt = 0;
@@ -178,6 +181,7 @@ export class Replicator {
     this.#spool = spool;
     this.#holder = holder;
     this.#releaseOwner = releaseOwner;
+    this.#reader = new SourceReader(path, { busyTimeoutMs: options.busyTimeoutMs });
     const now = Date.now();
     this.#status = {
       name,
@@ -398,7 +402,7 @@ export class Replicator {
           nextSequence: this.#nextSequence,
           full,
           force,
-          busyTimeoutMs: this.#options.busyTimeoutMs,
+          reader: this.#reader,
         })
       );
       this.#lastStat = statKey;
@@ -527,8 +531,11 @@ export class Replicator {
         t.status.lastError = null;
         t.status.retryAtMs = null;
         await this.#locked(() => this.#spool.markPublished(image.sequence, t.status.store, stores));
+        if (!result.already) this.#status.published++;
+        // status.json says it before the event does: whoever reacts to the event reads the new status.
+        this.#refreshStatus();
+        await this.#statusWrite;
         if (!result.already) {
-          this.#status.published++;
           this.#emit({
             type: "published",
             name: this.name,
@@ -538,7 +545,6 @@ export class Replicator {
             bytes: result.bytes,
           });
         }
-        this.#refreshStatus();
       } catch (error) {
         t.inFlight = null;
         if (this.#closed && signal.aborted) return;
@@ -687,6 +693,7 @@ export class Replicator {
     this.#watcher?.close();
     for (const t of this.#targets) t.kick();
     await this.#capturing?.catch(() => {});
+    this.#reader.close();
     await Promise.allSettled(this.#loops);
     // A renewal in flight must not write the lease back after it is released.
     await this.#renewing?.catch(() => {});

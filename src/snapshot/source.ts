@@ -7,7 +7,7 @@
  * @module
  */
 
-import { createClient, type Transaction } from "@libsql/client";
+import { type Client, createClient, type Transaction } from "@libsql/client";
 import { stat } from "node:fs/promises";
 import { resolve } from "node:path";
 import { isAbortError, TesseraError } from "../errors.ts";
@@ -66,50 +66,91 @@ export async function withSourceSnapshot<T>(
   fn: (snapshot: SourceSnapshot) => Promise<T>,
   options: SnapshotOptions = {},
 ): Promise<T> {
-  const file = resolve(path);
-  const before = await statSource(file);
-  const walBefore = await readWal(`${file}-wal`);
-  // @libsql/client rejects "?mode=ro" on a file URL; a percent-encoded SQLite URI reaches SQLite intact.
-  const client = createClient({ url: `file:${encodeURIComponent(`file:${file}?mode=ro`)}` });
+  const reader = new SourceReader(path, options);
   try {
-    await client.execute(`PRAGMA busy_timeout = ${Math.max(0, Math.floor(options.busyTimeoutMs ?? 10_000))}`);
-    const tx = await client.transaction("read");
-    try {
-      const mode = String((await tx.execute("PRAGMA journal_mode")).rows[0]?.[0] ?? "");
-      const pageSize = Number((await tx.execute("PRAGMA page_size")).rows[0]?.[0]);
-      const pageCount = Number((await tx.execute("PRAGMA page_count")).rows[0]?.[0]);
-      const walAfter = mode === "wal" ? await readWal(`${file}-wal`) : undefined;
-      const header = pageCount > 0 ? await readPageRange(tx, 1, 1, pageSize, file) : new Uint8Array(0);
-      const changeCounter = header.length >= 28
-        ? new DataView(header.buffer, header.byteOffset).getUint32(24)
-        : 0;
-      const evidence: SourceEvidence = {
-        ...before,
-        changeCounter,
-        wal: walBefore ? { salt1: walBefore.salt1, salt2: walBefore.salt2, frames: walBefore.frames } : null,
-      };
-      const snapshot: SourceSnapshot = {
-        path: file,
-        pageSize,
-        pageCount,
-        imageLength: pageSize * pageCount,
-        walMode: mode === "wal",
-        evidence,
-        changedPagesSince: (previous) => changedPages(previous, before, walAfter),
-        readPages: (first, count) => readPageRange(tx, first, count, pageSize, file),
-      };
-      return await fn(snapshot);
-    } finally {
-      await tx.rollback().catch(() => {});
-    }
-  } catch (error) {
-    if (error instanceof TesseraError || isAbortError(error)) throw error;
-    const reason = error instanceof Error ? error.message : String(error);
-    throw new TesseraError("SOURCE_UNREADABLE", `Cannot read database "${file}": ${reason}`, {
-      cause: error,
-    });
+    return await reader.snapshot(fn);
   } finally {
-    client.close();
+    reader.close();
+  }
+}
+
+/**
+ * One read-only connection to a database, for taking snapshot after snapshot (a replicator's captures).
+ * A closed @libsql/client connection keeps its file descriptors until garbage collection, so a new
+ * connection per snapshot would pile them up in a long-running process. The connection is opened again
+ * when the file at `path` is another file (a different inode) or after a failure.
+ */
+export class SourceReader {
+  readonly path: string;
+  readonly #busyTimeoutMs: number;
+  #client: Client | undefined;
+  #ino = -1;
+
+  constructor(path: string, options: SnapshotOptions = {}) {
+    this.path = resolve(path);
+    this.#busyTimeoutMs = Math.max(0, Math.floor(options.busyTimeoutMs ?? 10_000));
+  }
+
+  /** Starts a read transaction and calls `fn` with the snapshot it pins, as {@linkcode withSourceSnapshot}. */
+  async snapshot<T>(fn: (snapshot: SourceSnapshot) => Promise<T>): Promise<T> {
+    const file = this.path;
+    const before = await statSource(file);
+    const walBefore = await readWal(`${file}-wal`);
+    try {
+      if (!this.#client || this.#ino !== before.ino) {
+        this.close();
+        // @libsql/client rejects "?mode=ro" on a file URL; a percent-encoded SQLite URI reaches SQLite intact.
+        this.#client = createClient({ url: `file:${encodeURIComponent(`file:${file}?mode=ro`)}` });
+        this.#ino = before.ino;
+        await this.#client.execute(`PRAGMA busy_timeout = ${this.#busyTimeoutMs}`);
+      }
+      const tx = await this.#client.transaction("read");
+      try {
+        const mode = String((await tx.execute("PRAGMA journal_mode")).rows[0]?.[0] ?? "");
+        const pageSize = Number((await tx.execute("PRAGMA page_size")).rows[0]?.[0]);
+        const pageCount = Number((await tx.execute("PRAGMA page_count")).rows[0]?.[0]);
+        const walAfter = mode === "wal" ? await readWal(`${file}-wal`) : undefined;
+        const header = pageCount > 0 ? await readPageRange(tx, 1, 1, pageSize, file) : new Uint8Array(0);
+        const changeCounter = header.length >= 28
+          ? new DataView(header.buffer, header.byteOffset).getUint32(24)
+          : 0;
+        const evidence: SourceEvidence = {
+          ...before,
+          changeCounter,
+          wal: walBefore
+            ? { salt1: walBefore.salt1, salt2: walBefore.salt2, frames: walBefore.frames }
+            : null,
+        };
+        const snapshot: SourceSnapshot = {
+          path: file,
+          pageSize,
+          pageCount,
+          imageLength: pageSize * pageCount,
+          walMode: mode === "wal",
+          evidence,
+          changedPagesSince: (previous) => changedPages(previous, before, walAfter),
+          readPages: (first, count) => readPageRange(tx, first, count, pageSize, file),
+        };
+        return await fn(snapshot);
+      } finally {
+        await tx.rollback().catch(() => {});
+      }
+    } catch (error) {
+      // A connection that failed is not trusted for the next snapshot.
+      if (!(error instanceof TesseraError) || error.code === "SOURCE_UNREADABLE") this.close();
+      if (error instanceof TesseraError || isAbortError(error)) throw error;
+      const reason = error instanceof Error ? error.message : String(error);
+      throw new TesseraError("SOURCE_UNREADABLE", `Cannot read database "${file}": ${reason}`, {
+        cause: error,
+      });
+    }
+  }
+
+  /** Closes the connection; a later snapshot opens a new one. */
+  close(): void {
+    this.#client?.close();
+    this.#client = undefined;
+    this.#ino = -1;
   }
 }
 

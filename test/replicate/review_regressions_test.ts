@@ -5,6 +5,7 @@
 
 import assert from "node:assert/strict";
 import { createClient } from "@libsql/client";
+import { readdirSync, readlinkSync } from "node:fs";
 import { readdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { describe, it } from "node:test";
@@ -309,6 +310,46 @@ describe("replicator regressions", () => {
         assert.deepEqual(await rows(store, replicator.name, pointer?.sequence ?? 0, work), ["a", "b"]);
       } finally {
         holder.close();
+        await replicator.close();
+        db.close();
+      }
+    } finally {
+      await removeDir(work);
+    }
+  });
+
+  it("keeps one connection to the source across captures, not one per capture", async () => {
+    const work = await makeTempDir("reg-fds");
+    try {
+      const path = join(work, "app.db");
+      const db = await makeDb(path);
+      const store = new LocalStore(join(work, "store"));
+      const replicator = await Replicator.start(path, {
+        stores: [store],
+        hostname: "h",
+        spoolDir: join(work, "spool"),
+        ...FAST,
+        pollIntervalMs: 60_000,
+      });
+      // Descriptors this process holds on the database's files (Linux).
+      const open = () =>
+        readdirSync("/proc/self/fd").filter((fd) => {
+          try {
+            return readlinkSync(`/proc/self/fd/${fd}`).startsWith(path);
+          } catch {
+            return false;
+          }
+        }).length;
+      try {
+        await replicator.flush();
+        const before = open();
+        for (let i = 0; i < 30; i++) {
+          await db.execute({ sql: "INSERT INTO t(v) VALUES (?)", args: [`r${i}`] });
+          await replicator.flush();
+        }
+        assert.ok(replicator.status().captures >= 30);
+        assert.ok(open() <= before, `descriptors on the database grew from ${before} to ${open()}`);
+      } finally {
         await replicator.close();
         db.close();
       }
