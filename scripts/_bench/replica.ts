@@ -12,12 +12,11 @@
  */
 
 import { createClient } from "@libsql/client";
-import { existsSync } from "node:fs";
 import { availableParallelism, cpus, release, totalmem } from "node:os";
 import process from "node:process";
 import { parseArgs } from "node:util";
 import { loadSqlite3 } from "../../src/replica/wasm.ts";
-import { makeTempDir, removeDir } from "../../test/_helpers/temp.ts";
+import { makeTempDir } from "../../test/_helpers/temp.ts";
 import { awsVersion } from "./alternatives.ts";
 import { ReplicaFixture } from "./replica_fixture.ts";
 import { measureLag, renderLag } from "./replica_lag.ts";
@@ -26,6 +25,7 @@ import { measureOpen, renderOpen } from "./replica_open.ts";
 import { measureAutoRefresh, measureQueries } from "./replica_query.ts";
 import { renderAutoRefresh, renderQueries } from "./replica_query_report.ts";
 import { ms } from "./replica_report.ts";
+import { print, removeWorkDir, runtimeName } from "./run.ts";
 
 const SECTIONS = ["point", "autorefresh", "open", "lag", "memory"] as const;
 type Section = typeof SECTIONS[number];
@@ -91,7 +91,7 @@ async function main(): Promise<void> {
     print([`total wall time ${((performance.now() - started) / 1000).toFixed(1)} s`]);
   } finally {
     await fixture?.stop();
-    await removeWorkDir(work);
+    await removeWorkDir(work, "bench:replica");
   }
 }
 
@@ -116,28 +116,6 @@ async function header(fixture: ReplicaFixture): Promise<string[]> {
     `- store: s3rver on 127.0.0.1 (same host and CPUs) through S3Store; ${await awsVersion(fixture.server)}`,
     `- sections: ${[...sections].join(", ")}`,
   ];
-}
-
-function runtimeName(): string {
-  const versions = process.versions as Record<string, string | undefined>;
-  if (versions.deno) return `deno ${versions.deno} (V8 ${versions.v8}, TypeScript ${versions.typescript})`;
-  if (versions.bun) return `bun ${versions.bun} (JavaScriptCore)`;
-  return `node ${process.version}`;
-}
-
-function print(lines: string[]): void {
-  console.log([...lines, ""].join("\n"));
-}
-
-// A closed @libsql/client connection lingers until garbage collection and may delete its journal under a
-// recursive rm (see scripts/bench.ts): check, and remove again.
-async function removeWorkDir(path: string): Promise<void> {
-  for (let attempt = 1; attempt <= 3; attempt++) {
-    await removeDir(path).catch(() => {});
-    if (!existsSync(path)) return;
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
-  console.error(`bench:replica: cannot remove the benchmark's directory "${path}": remove it by hand`);
 }
 
 await main();

@@ -21,7 +21,6 @@
 
 import { createClient } from "@libsql/client";
 import { type ChildProcess, spawn } from "node:child_process";
-import { existsSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import { availableParallelism, cpus, release, totalmem } from "node:os";
 import { join } from "node:path";
@@ -36,9 +35,10 @@ import { LocalStore } from "../../src/store/local.ts";
 import { S3Store } from "../../src/store/s3.ts";
 import type { BlobStore } from "../../src/store/types.ts";
 import { type S3TestServer, startS3Server } from "../../test/_helpers/s3_server.ts";
-import { makeTempDir, removeDir } from "../../test/_helpers/temp.ts";
+import { makeTempDir } from "../../test/_helpers/temp.ts";
 import { OutageStore } from "../../test/replicate/_outage.ts";
 import { markdownTable, mib, ms, percentile, rate, versus, wallMs } from "./replica_report.ts";
+import { print, removeWorkDir, runtimeName } from "./run.ts";
 
 const SECTIONS = ["lag", "writer", "outage"] as const;
 type Section = typeof SECTIONS[number];
@@ -525,7 +525,7 @@ async function main(): Promise<"writer" | "bench"> {
     console.log(JSON.stringify(json));
   } finally {
     await ctx.s3?.stop();
-    await removeWorkDir(work);
+    await removeWorkDir(work, "bench:replicate");
   }
   return "bench";
 }
@@ -546,28 +546,6 @@ function header(quick: boolean, sections: Set<Section>): string[] {
     "127.0.0.1 (same host and CPUs)",
     `- sections: ${[...sections].join(", ")}`,
   ];
-}
-
-function runtimeName(): string {
-  const versions = process.versions as Record<string, string | undefined>;
-  if (versions.deno) return `deno ${versions.deno} (V8 ${versions.v8})`;
-  if (versions.bun) return `bun ${versions.bun} (JavaScriptCore)`;
-  return `node ${process.version}`;
-}
-
-function print(lines: string[]): void {
-  console.log([...lines, ""].join("\n"));
-}
-
-// A closed @libsql/client connection lingers until garbage collection and may delete its journal under a
-// recursive rm (see scripts/bench.ts): check, and remove again.
-async function removeWorkDir(path: string): Promise<void> {
-  for (let attempt = 1; attempt <= 3; attempt++) {
-    await removeDir(path).catch(() => {});
-    if (!existsSync(path)) return;
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
-  console.error(`bench:replicate: cannot remove the benchmark's directory "${path}": remove it by hand`);
 }
 
 await main();

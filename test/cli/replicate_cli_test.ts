@@ -10,14 +10,13 @@ import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import process from "node:process";
 import { describe, it } from "node:test";
-import { decodePointer } from "../../src/manifest/codec.ts";
-import { leaseKey, pointerKey } from "../../src/manifest/keys.ts";
+import { leaseKey } from "../../src/manifest/keys.ts";
 import { LocalStore } from "../../src/store/local.ts";
 import { isDeno, ROOT, runScript } from "../_helpers/run.ts";
 import { checkWriterDb } from "../_helpers/sqlite_check.ts";
 import { makeTempDir, removeDir } from "../_helpers/temp.ts";
 import { startWriter } from "../_helpers/writer.ts";
-import { restoredState, waitUntil } from "../replicate/_outage.ts";
+import { pointerSequence, restoredState, waitUntil } from "../replicate/_outage.ts";
 
 const CLI = "src/cli/main.ts";
 
@@ -49,11 +48,6 @@ function startReplicate(args: string[]): Running {
 // code; the signal is sent through process.kill so the exit code is the child's own.
 function signal(run: Running, name: "SIGTERM" | "SIGINT"): void {
   process.kill(run.child.pid as number, name);
-}
-
-async function pointerSequence(store: LocalStore, name: string): Promise<number> {
-  const got = await store.get(pointerKey(name));
-  return got.status === "ok" ? (await decodePointer(got.body)).sequence : 0;
 }
 
 describe("tessera replicate", () => {

@@ -8,6 +8,9 @@
 import { restoreImage } from "../../src/restore/restore.ts";
 import { StoreChunkSource } from "../../src/chunk/source.ts";
 import { TesseraError } from "../../src/errors.ts";
+import { decodePointer } from "../../src/manifest/codec.ts";
+import { pointerKey } from "../../src/manifest/keys.ts";
+import type { Pointer } from "../../src/manifest/types.ts";
 import { loadSequence } from "../../src/restore/manifest_source.ts";
 import type {
   BlobStore,
@@ -70,6 +73,17 @@ export class OutageStore implements BlobStore {
     this.#check("delete", key);
     await this.#inner.delete(key, options);
   }
+}
+
+/** The pointer of database `name` in `store`, or undefined when there is none. */
+export async function pointerOf(store: BlobStore, name: string): Promise<Pointer | undefined> {
+  const got = await store.get(pointerKey(name));
+  return got.status === "ok" ? await decodePointer(got.body) : undefined;
+}
+
+/** The sequence the pointer of `name` names in `store`, 0 when there is none. */
+export async function pointerSequence(store: BlobStore, name: string): Promise<number> {
+  return (await pointerOf(store, name))?.sequence ?? 0;
 }
 
 /** Restores snapshot `sequence` of `name` from `store` into `dir` and reads the writer's state from it. */

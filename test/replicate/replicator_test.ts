@@ -8,23 +8,15 @@ import { readdir, stat, utimes } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { TesseraError } from "../../src/errors.ts";
-import { leaseKey, pointerKey } from "../../src/manifest/keys.ts";
-import { decodePointer } from "../../src/manifest/codec.ts";
+import { leaseKey } from "../../src/manifest/keys.ts";
 import { listHistory } from "../../src/restore/manifest_source.ts";
 import { Replicator, type ReplicatorEvent } from "../../src/replicate/replicator.ts";
 import { syncDatabase } from "../../src/snapshot/sync.ts";
 import { LocalStore } from "../../src/store/local.ts";
-import type { BlobStore } from "../../src/store/types.ts";
 import { isCommittedState } from "../_helpers/sqlite_check.ts";
 import { makeTempDir, removeDir } from "../_helpers/temp.ts";
 import { startWriter } from "../_helpers/writer.ts";
-import { OutageStore, restoredState, waitUntil } from "./_outage.ts";
-
-async function pointerSequence(store: BlobStore, name: string): Promise<number> {
-  const got = await store.get(pointerKey(name));
-  if (got.status !== "ok") return 0;
-  return (await decodePointer(got.body)).sequence;
-}
+import { OutageStore, pointerSequence, restoredState, waitUntil } from "./_outage.ts";
 
 describe("Replicator", () => {
   let dir: string;

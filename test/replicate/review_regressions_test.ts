@@ -9,25 +9,18 @@ import { readdirSync, readlinkSync } from "node:fs";
 import { readdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { describe, it } from "node:test";
+import { StoreChunkSource } from "../../src/chunk/source.ts";
 import { TesseraError } from "../../src/errors.ts";
-import { decodePointer } from "../../src/manifest/codec.ts";
-import { pointerKey } from "../../src/manifest/keys.ts";
+import { loadSequence } from "../../src/restore/manifest_source.ts";
+import { restoreImage } from "../../src/restore/restore.ts";
 import { Replicator, type ReplicatorEvent } from "../../src/replicate/replicator.ts";
 import { LocalStore } from "../../src/store/local.ts";
 import type { BlobStore, PutOptions } from "../../src/store/types.ts";
 import { makeTempDir, removeDir } from "../_helpers/temp.ts";
 import { startWriter } from "../_helpers/writer.ts";
-import { OutageStore, waitUntil } from "./_outage.ts";
-
-async function pointerOf(store: BlobStore, name: string) {
-  const got = await store.get(pointerKey(name));
-  return got.status === "ok" ? await decodePointer(got.body) : undefined;
-}
+import { OutageStore, pointerOf, waitUntil } from "./_outage.ts";
 
 async function rows(store: BlobStore, name: string, sequence: number, dir: string): Promise<string[]> {
-  const { loadSequence } = await import("../../src/restore/manifest_source.ts");
-  const { restoreImage } = await import("../../src/restore/restore.ts");
-  const { StoreChunkSource } = await import("../../src/chunk/source.ts");
   const { manifest } = await loadSequence(store, name, sequence);
   const out = join(dir, `rows-${sequence}-${crypto.randomUUID().slice(0, 6)}.db`);
   await restoreImage({ manifest, chunks: new StoreChunkSource(store), out });
