@@ -1,7 +1,7 @@
 /**
  * Opens a wasm replica from S3 and prints what it read, for a test that runs it where writing is not
  * allowed: a Deno process allowed only to read the sqlite-wasm binary and to reach 127.0.0.1, or (bundled
- * with `deno bundle`) a Node process under `--experimental-permission` that may only read the code.
+ * with esbuild) a Node process under `--experimental-permission` that may only read the code.
  *
  * Usage: deno run --allow-read=<sqlite-wasm dist> --allow-net=127.0.0.1 _nofs_main.ts '<s3 json>'
  *        node --experimental-permission --allow-fs-read=ROOT/* bundle.mjs '<s3 json>'
