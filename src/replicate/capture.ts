@@ -9,6 +9,7 @@
 
 import { createHash } from "node:crypto";
 import { encodeChunk } from "../chunk/codec.ts";
+import { TesseraError } from "../errors.ts";
 import { chunkIds, idToHex, isZeroChunk } from "../chunk/ids.ts";
 import { checkChunkSize } from "../snapshot/sync.ts";
 import {
@@ -69,6 +70,11 @@ export async function captureImage(
       : await withSourceSnapshot(path, take, { busyTimeoutMs: options.busyTimeoutMs });
     heldMs = performance.now() - heldSince;
     if (!copied) return { image: null, read: 0, spooled: 0, heldMs };
+    if (!copied.image) {
+      // The same content under new evidence: remember the evidence, so the next capture compares with it.
+      await spool.setCapture(copied.record);
+      return { image: null, read: copied.read, spooled: 0, heldMs };
+    }
     // The source is released: compress and spool what was kept in memory, then record the image.
     for (const [hex, bytes] of fresh) await spool.writeChunk(hex, encodeChunk(bytes));
     await spool.addPending(copied.image, copied.record);
@@ -84,7 +90,8 @@ export async function captureImage(
 const FRESH_MEMORY_BYTES = 64 * 1024 * 1024;
 
 interface Copied {
-  image: PendingImage;
+  /** Null when the content equals the previous capture's (only the evidence changed). */
+  image: PendingImage | null;
   record: CaptureRecord;
   read: number;
   spooled: number;
@@ -97,8 +104,17 @@ async function copy(
   options: CaptureOptions,
   fresh: Map<string, Uint8Array>,
 ): Promise<Copied | null> {
+  const last = spool.capture;
+  if (snap.pageCount === 0 && last && last.imageLength > 0 && !options.force) {
+    // An empty file where a database was: deleted and being created again, or truncated. Publishing it
+    // would make "nothing" the newest snapshot; the next change is captured instead.
+    throw new TesseraError(
+      "SOURCE_UNREADABLE",
+      `Cannot capture "${snap.path}": the file holds no database (0 pages) where the last capture held ${last.imageLength} bytes; not publishing an empty snapshot`,
+    );
+  }
   const chunkSize = checkChunkSize(options.chunkSize, snap.pageSize);
-  const previous = usable(spool.capture, chunkSize, snap.pageSize);
+  const previous = usable(last, chunkSize, snap.pageSize);
   if (
     previous && !options.full && !options.force && sameEvidence(previous.evidence, snap.evidence) &&
     previous.imageLength === snap.imageLength
@@ -153,6 +169,13 @@ async function copy(
       spooled.add(hex);
     }
   }
+  const chunk0Sha256 = createHash("sha256").update(chunk0).digest("hex");
+  if (
+    previous && !options.full && !options.force && previous.chunk0Sha256 === chunk0Sha256 &&
+    previous.imageLength === snap.imageLength && sameIds(previous.ids, ids)
+  ) {
+    return { image: null, record: { ...previous, evidence: snap.evidence }, read, spooled: 0 };
+  }
   const sequence = Math.max(options.nextSequence, (spool.capture?.sequence ?? 0) + 1);
   const image: PendingImage = {
     version: 1,
@@ -177,8 +200,13 @@ async function copy(
     imageLength: snap.imageLength,
     evidence: snap.evidence,
     ids,
+    chunk0Sha256,
   };
   return { image, record, read, spooled: written };
+}
+
+function sameIds(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((id, i) => id === b[i]);
 }
 
 function usable(

@@ -94,6 +94,9 @@ export type ReplicatorEvent =
   | { type: "touch_failed"; name: string; store: string; error: string }
   | { type: "fatal"; name: string; error: string };
 
+// How often a Deno replicator checks the source for changes in place of filesystem events.
+const DENO_WATCH_POLL_MS = 100;
+
 const DEFAULTS = {
   debounceMs: 100,
   maxDelayMs: 1000,
@@ -139,7 +142,7 @@ export class Replicator {
   readonly #status: ReplicatorStatus;
   readonly #timers: ReturnType<typeof setInterval>[] = [];
   #watcher: FSWatcher | undefined;
-  // One read-only connection for every capture (see SourceReader).
+  // Reads each capture in a reader process of its own (see SourceReader).
   readonly #reader: SourceReader;
   #lastStat = "";
   #changedAt = 0;
@@ -708,6 +711,15 @@ export class Replicator {
 
   // Filesystem events on the database's directory: the file, its -wal and -journal.
   #startWatching(): void {
+    if ((process.versions as Record<string, string | undefined>).deno) {
+      // Deno's watcher opens and closes every file an event names. Closing any descriptor of a file drops
+      // all of this process's POSIX locks on it, which would leave an application's own SQLite connection
+      // in this process (a library user's) unlocked. A size/time check every 100 ms stands in.
+      const timer = setInterval(() => this.#pollChange(), DENO_WATCH_POLL_MS);
+      (timer as { unref?: () => void }).unref?.();
+      this.#timers.push(timer);
+      return;
+    }
     // Not -shm: a capture's own read of a WAL database touches it, and would wake the watcher again.
     const names = new Set(["", "-wal", "-journal"].map((suffix) => basename(this.path) + suffix));
     try {
@@ -721,6 +733,19 @@ export class Replicator {
     } catch {
       // Polling alone then notices changes.
       this.#watcher = undefined;
+    }
+  }
+
+  #polling = false;
+
+  async #pollChange(): Promise<void> {
+    if (this.#closed || this.#polling) return;
+    this.#polling = true;
+    try {
+      const key = await this.#statKey();
+      if (key !== this.#lastStat && !this.#capturing && this.#captureTimer === undefined) this.notify();
+    } finally {
+      this.#polling = false;
     }
   }
 
@@ -749,8 +774,7 @@ export class Replicator {
   }
 
   async #tickOnce(): Promise<void> {
-    const key = await this.#statKey();
-    if (key !== this.#lastStat && !this.#capturing && this.#captureTimer === undefined) this.notify();
+    await this.#pollChange();
     const requests = await pendingFlushRequests(this.#spool.dir);
     if (requests.length === 0 && this.#servingFlush.size === 0 && Math.random() < 0.01) {
       await sweepAnswers(this.#spool.dir, 120_000);

@@ -60,6 +60,11 @@ export interface CaptureRecord {
   imageLength: number;
   evidence: SourceEvidence;
   ids: string[];
+  /**
+   * Hex SHA-256 of chunk 0 as captured, so a capture that finds the same content under new evidence (a
+   * checkpoint moved the WAL into the file) makes no image. Absent in records of older versions.
+   */
+  chunk0Sha256?: string | undefined;
 }
 
 const ZERO_HEX = "0".repeat(64);

@@ -7,10 +7,10 @@
  * @module
  */
 
-import { type Client, createClient, type Transaction } from "@libsql/client";
 import { stat } from "node:fs/promises";
 import { resolve } from "node:path";
 import { isAbortError, TesseraError } from "../errors.ts";
+import { ReaderProcess } from "./reader_process.ts";
 import { readWal, type WalSummary } from "./wal.ts";
 
 /** What the sync records of the source to tell, next time, whether and where it changed. */
@@ -66,7 +66,7 @@ export async function withSourceSnapshot<T>(
   fn: (snapshot: SourceSnapshot) => Promise<T>,
   options: SnapshotOptions = {},
 ): Promise<T> {
-  const reader = new SourceReader(path, options);
+  const reader = new SourceReader(path, { ...options, spare: false });
   try {
     return await reader.snapshot(fn);
   } finally {
@@ -74,21 +74,34 @@ export async function withSourceSnapshot<T>(
   }
 }
 
+/** Options of {@linkcode SourceReader}. */
+export interface SourceReaderOptions extends SnapshotOptions {
+  /**
+   * Start the reader process for the next snapshot as soon as one ends, so a capture does not wait for a
+   * runtime to start. The spare holds no connection and no descriptor of the database. @default {true}
+   */
+  spare?: boolean | undefined;
+}
+
 /**
- * One read-only connection to a database, for taking snapshot after snapshot (a replicator's captures).
- * A closed @libsql/client connection keeps its file descriptors until garbage collection, so a new
- * connection per snapshot would pile them up in a long-running process. The connection is opened again
- * when the file at `path` is another file (a different inode) or after a failure.
+ * Snapshot after snapshot of one database (a replicator's captures). Each snapshot is one read transaction
+ * in a reader process of its own that opens the database, reads, and exits (see `_reader_main.ts` for
+ * why): nothing is held between snapshots, so whatever other processes do to the file, its `-wal` and
+ * `-shm` in between (checkpoints, deletion by the last writer's close, a journal-mode switch, the file
+ * replaced), the next snapshot reads the database's current committed state, and a long-running process
+ * accumulates no descriptors.
  */
 export class SourceReader {
   readonly path: string;
   readonly #busyTimeoutMs: number;
-  #client: Client | undefined;
-  #ino = -1;
+  readonly #spare: boolean;
+  #next: ReaderProcess | undefined;
+  #closed = false;
 
-  constructor(path: string, options: SnapshotOptions = {}) {
+  constructor(path: string, options: SourceReaderOptions = {}) {
     this.path = resolve(path);
     this.#busyTimeoutMs = Math.max(0, Math.floor(options.busyTimeoutMs ?? 10_000));
+    this.#spare = options.spare ?? true;
   }
 
   /** Starts a read transaction and calls `fn` with the snapshot it pins, as {@linkcode withSourceSnapshot}. */
@@ -96,61 +109,51 @@ export class SourceReader {
     const file = this.path;
     const before = await statSource(file);
     const walBefore = await readWal(`${file}-wal`);
+    const reader = this.#next ?? ReaderProcess.start(file, this.#busyTimeoutMs);
+    this.#next = undefined;
     try {
-      if (!this.#client || this.#ino !== before.ino) {
-        this.close();
-        // @libsql/client rejects "?mode=ro" on a file URL; a percent-encoded SQLite URI reaches SQLite intact.
-        this.#client = createClient({ url: `file:${encodeURIComponent(`file:${file}?mode=ro`)}` });
-        this.#ino = before.ino;
-        await this.#client.execute(`PRAGMA busy_timeout = ${this.#busyTimeoutMs}`);
-      }
-      const tx = await this.#client.transaction("read");
-      try {
-        const mode = String((await tx.execute("PRAGMA journal_mode")).rows[0]?.[0] ?? "");
-        const pageSize = Number((await tx.execute("PRAGMA page_size")).rows[0]?.[0]);
-        const pageCount = Number((await tx.execute("PRAGMA page_count")).rows[0]?.[0]);
-        const walAfter = mode === "wal" ? await readWal(`${file}-wal`) : undefined;
-        const header = pageCount > 0 ? await readPageRange(tx, 1, 1, pageSize, file) : new Uint8Array(0);
-        const changeCounter = header.length >= 28
-          ? new DataView(header.buffer, header.byteOffset).getUint32(24)
-          : 0;
-        const evidence: SourceEvidence = {
-          ...before,
-          changeCounter,
-          wal: walBefore
-            ? { salt1: walBefore.salt1, salt2: walBefore.salt2, frames: walBefore.frames }
-            : null,
-        };
-        const snapshot: SourceSnapshot = {
-          path: file,
-          pageSize,
-          pageCount,
-          imageLength: pageSize * pageCount,
-          walMode: mode === "wal",
-          evidence,
-          changedPagesSince: (previous) => changedPages(previous, before, walAfter),
-          readPages: (first, count) => readPageRange(tx, first, count, pageSize, file),
-        };
-        return await fn(snapshot);
-      } finally {
-        await tx.rollback().catch(() => {});
-      }
+      const { mode, pageSize, pageCount } = await reader.begin();
+      const walAfter = mode === "wal" ? await readWal(`${file}-wal`) : undefined;
+      const header = pageCount > 0 ? await reader.read(1, 1) : new Uint8Array(0);
+      const changeCounter = header.length >= 28
+        ? new DataView(header.buffer, header.byteOffset).getUint32(24)
+        : 0;
+      const evidence: SourceEvidence = {
+        ...before,
+        changeCounter,
+        wal: walBefore ? { salt1: walBefore.salt1, salt2: walBefore.salt2, frames: walBefore.frames } : null,
+      };
+      const snapshot: SourceSnapshot = {
+        path: file,
+        pageSize,
+        pageCount,
+        imageLength: pageSize * pageCount,
+        walMode: mode === "wal",
+        evidence,
+        changedPagesSince: (previous) => changedPages(previous, before, walAfter),
+        readPages: (first, count) => reader.read(first, count),
+      };
+      const result = await fn(snapshot);
+      await reader.end();
+      return result;
     } catch (error) {
-      // A connection that failed is not trusted for the next snapshot.
-      if (!(error instanceof TesseraError) || error.code === "SOURCE_UNREADABLE") this.close();
+      reader.kill();
       if (error instanceof TesseraError || isAbortError(error)) throw error;
-      const reason = error instanceof Error ? error.message : String(error);
-      throw new TesseraError("SOURCE_UNREADABLE", `Cannot read database "${file}": ${reason}`, {
+      // Deleted between the first look and the reader's open: say so as the first look would have.
+      await statSource(file);
+      throw new TesseraError("SOURCE_UNREADABLE", `Cannot read database "${file}": ${messageOf(error)}`, {
         cause: error,
       });
+    } finally {
+      if (this.#spare && !this.#closed) this.#next = ReaderProcess.start(file, this.#busyTimeoutMs);
     }
   }
 
-  /** Closes the connection; a later snapshot opens a new one. */
+  /** Stops the spare reader process; a later snapshot still works, starting its reader when it begins. */
   close(): void {
-    this.#client?.close();
-    this.#client = undefined;
-    this.#ino = -1;
+    this.#closed = true;
+    this.#next?.kill();
+    this.#next = undefined;
   }
 }
 
@@ -186,45 +189,6 @@ function changedPages(
   return pages;
 }
 
-// sqlite_dbpage can look a page up only by "pgno = ?" (or IN): a range condition makes it scan every page
-// of the database for each query, which turns a full read quadratic. So pages are asked for by number.
-const PAGES_PER_QUERY = 256;
-
-async function readPageRange(
-  tx: Transaction,
-  first: number,
-  count: number,
-  pageSize: number,
-  file: string,
-): Promise<Uint8Array> {
-  const out = new Uint8Array(count * pageSize);
-  for (let done = 0; done < count; done += PAGES_PER_QUERY) {
-    const n = Math.min(PAGES_PER_QUERY, count - done);
-    const pages = Array.from({ length: n }, (_, i) => first + done + i);
-    const result = await tx.execute({
-      sql: `SELECT pgno, data FROM sqlite_dbpage WHERE pgno IN (${
-        pages.map(() => "?").join(",")
-      }) ORDER BY pgno`,
-      args: pages,
-    });
-    if (result.rows.length !== n) {
-      throw new TesseraError(
-        "SOURCE_UNREADABLE",
-        `Cannot read pages ${pages[0]}..${
-          pages[n - 1]
-        } of "${file}": SQLite returned ${result.rows.length} pages`,
-      );
-    }
-    for (const [i, row] of result.rows.entries()) {
-      const data = row.data;
-      if (Number(row.pgno) !== pages[i] || !(data instanceof ArrayBuffer) || data.byteLength !== pageSize) {
-        throw new TesseraError(
-          "SOURCE_UNREADABLE",
-          `Cannot read page ${pages[i]} of "${file}": unexpected page data`,
-        );
-      }
-      out.set(new Uint8Array(data), (done + i) * pageSize);
-    }
-  }
-  return out;
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
 }

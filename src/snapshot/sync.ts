@@ -114,6 +114,14 @@ export async function syncDatabase(path: string, options: SyncOptions): Promise<
   await Promise.all(stores.map((store) => refuseIfLeased(store, name, me, options.signal)));
   const report = await withSourceSnapshot(file, async (snapshot) => {
     const pointers = await Promise.all(stores.map((store) => readPointer(store, name, options.signal)));
+    if (snapshot.pageCount === 0 && pointers.some((p) => p !== undefined)) {
+      // An empty file where a database was (deleted and being created again, or truncated): publishing it
+      // would make "nothing" the newest snapshot.
+      throw new TesseraError(
+        "SOURCE_UNREADABLE",
+        `Cannot sync "${file}": the file holds no database (0 pages) while "${name}" has snapshots; not publishing an empty snapshot`,
+      );
+    }
     return await new SyncRun(snapshot, options, name, state, pointers).run();
   });
   if (report.state) {
