@@ -20,6 +20,17 @@ if [ ! -x /usr/bin/aws ]; then
   fi
 fi
 
+# The writer matrix writes databases the way users' programs do: Python's sqlite3 and the sqlite3 CLI.
+if ! command -v sqlite3 >/dev/null || ! command -v python3 >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "test.sh: installing Debian's sqlite3 and python3 (the writer matrix needs them)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq sqlite3 python3 >/dev/null || exit 2
+  else
+    echo "test.sh: the writer matrix needs python3 and the sqlite3 CLI: sudo apt-get install sqlite3 python3" >&2
+    exit 2
+  fi
+fi
+
 mkdir -p .tmp
 status=0
 step() {

@@ -15,6 +15,7 @@ import { execFile, spawn } from "node:child_process";
 import { readdirSync, readlinkSync } from "node:fs";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import process from "node:process";
 import { after, before, describe, it } from "node:test";
 import { StoreChunkSource } from "../../src/chunk/source.ts";
 import { listHistory, loadSequence } from "../../src/restore/manifest_source.ts";
@@ -24,7 +25,7 @@ import { Replicator, type ReplicatorEvent } from "../../src/replicate/replicator
 import { syncDatabase } from "../../src/snapshot/sync.ts";
 import { LocalStore } from "../../src/store/local.ts";
 import type { BlobStore } from "../../src/store/types.ts";
-import { ROOT } from "../_helpers/run.ts";
+import { isDeno, ROOT, runScript } from "../_helpers/run.ts";
 import { checkWriterDb, isCommittedState, type WriterState } from "../_helpers/sqlite_check.ts";
 import { makeTempDir, removeDir } from "../_helpers/temp.ts";
 import { pointerSequence } from "./_outage.ts";
@@ -346,3 +347,77 @@ async function checkWriterDbBytes(bytes: Uint8Array, work: string): Promise<Writ
 async function makeDir(path: string): Promise<void> {
   await mkdir(path, { recursive: true });
 }
+
+describe("tessera replicate and tessera sync, as processes, with short-lived Python writers (WAL)", () => {
+  let dir: string;
+  before(async () => {
+    dir = await makeTempDir("matrix-cli");
+  });
+  after(async () => {
+    await removeDir(dir);
+  });
+
+  it("a SIGTERM'd tessera replicate has published every commit, and so has the last tessera sync", async () => {
+    const db = join(dir, "app.db");
+    await python(["init-wal", db]);
+    const argv = [
+      "src/cli/main.ts",
+      "replicate",
+      db,
+      "--store",
+      join(dir, "store"),
+      "--name",
+      "app",
+      "--spool",
+      join(dir, "spool"),
+      "--json",
+    ];
+    const child = spawn(process.execPath, isDeno ? ["run", "-A", ...argv] : argv, {
+      cwd: ROOT,
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let out = "";
+    child.stdout.on("data", (d: Uint8Array) => (out += new TextDecoder().decode(d)));
+    child.stderr.on("data", (d: Uint8Array) => (out += new TextDecoder().decode(d)));
+    const exited = new Promise<number | null>((resolve) => child.on("close", (code) => resolve(code)));
+    const deadline = Date.now() + 30_000;
+    while (!out.includes('"started"')) {
+      assert.ok(Date.now() < deadline, `tessera replicate started: ${out}`);
+      await new Promise((resolve) => setTimeout(resolve, 25));
+    }
+    const last = await runWorkload(
+      { name: "short-lived", workload: "short-lived", init: "wal", commits: 20 },
+      db,
+    );
+    // Not child.kill(): Deno would report the signal it sent as the exit cause.
+    process.kill(child.pid as number, "SIGTERM");
+    assert.equal(await exited, 0, out);
+    assert.match(out, /"flushed":true/);
+    const restored = join(dir, "restored.db");
+    const r = await runScript("src/cli/main.ts", [
+      "restore",
+      "--name",
+      "app",
+      "--store",
+      join(dir, "store"),
+      "--out",
+      restored,
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal((await checkWriterDb(restored)).last, last, "the restore holds the last short-lived commit");
+    assert.equal(last, 40, "20 commits after the 20 of the initial database");
+
+    // The same database, synced by separate tessera sync processes between more short-lived commits.
+    const sync = () =>
+      runScript("src/cli/main.ts", ["sync", db, "--store", join(dir, "synced"), "--name", "app", "--json"]);
+    for (let i = 0; i < 3; i++) {
+      await runWorkload({ name: "short-lived", workload: "short-lived", init: "wal", commits: 2 }, db);
+      const s = await sync();
+      assert.equal(s.code, 0, s.stderr);
+    }
+    const store = new LocalStore(join(dir, "synced"));
+    await makeDir(join(dir, "synced-check"));
+    const newest = await checkHistory(store, "app", join(dir, "synced-check"));
+    assert.equal((await checkWriterDbBytes(newest, dir)).last, 46);
+  });
+});
