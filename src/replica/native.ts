@@ -36,7 +36,9 @@ import {
 } from "./engine.ts";
 import { newGeneration, servedHeader } from "./image.ts";
 import { manifestChunkIds } from "../manifest/chunk_list.ts";
-import { attaches } from "./statements.ts";
+import { type NativeFunction, NativeGate } from "./native_gate.ts";
+import { loadSqlite3 } from "./wasm.ts";
+import type { Sqlite3 } from "./vfs.ts";
 
 /** Options of {@linkcode NativeEngine.create}. */
 export interface NativeEngineOptions {
@@ -63,12 +65,21 @@ class NativeSnapshot implements EngineSnapshot {
   readonly chunksFetched: number;
   readonly file: GenerationFile;
   readonly client: Client;
+  /** Compiles each statement under the replica's authorizer before `client` runs it (native_gate.ts). */
+  readonly gate: NativeGate;
   #refs = 1;
 
-  constructor(manifest: Manifest, file: GenerationFile, client: Client, chunksFetched: number) {
+  constructor(
+    manifest: Manifest,
+    file: GenerationFile,
+    client: Client,
+    gate: NativeGate,
+    chunksFetched: number,
+  ) {
     this.manifest = manifest;
     this.file = file;
     this.client = client;
+    this.gate = gate;
     this.chunksFetched = chunksFetched;
   }
 
@@ -79,6 +90,7 @@ class NativeSnapshot implements EngineSnapshot {
   release(): void {
     if (--this.#refs > 0) return;
     this.client.close();
+    this.gate.close();
     if (this.file.snapshot === this) this.file.snapshot = undefined;
   }
 }
@@ -92,12 +104,20 @@ export class NativeEngine implements ReplicaEngine {
   readonly #concurrency: number;
   readonly #intMode: IntMode;
   readonly #files: GenerationFile[] = [];
+  readonly #sqlite3: Sqlite3;
+  #nativeFunctions: NativeFunction[] | undefined;
   #indexChunks = new Map<string, Uint8Array>();
   #served: NativeSnapshot | undefined;
   #closed = false;
 
-  private constructor(directory: string, ownsDirectory: boolean, options: NativeEngineOptions) {
+  private constructor(
+    directory: string,
+    ownsDirectory: boolean,
+    sqlite3: Sqlite3,
+    options: NativeEngineOptions,
+  ) {
     this.directory = directory;
+    this.#sqlite3 = sqlite3;
     this.#ownsDirectory = ownsDirectory;
     this.#chunks = options.chunks;
     this.#concurrency = options.concurrency ?? 8;
@@ -106,13 +126,14 @@ export class NativeEngine implements ReplicaEngine {
 
   /** Creates an engine whose files live in `directory` (made when missing) or a new temporary one. */
   static async create(options: NativeEngineOptions): Promise<NativeEngine> {
+    const sqlite3 = await loadSqlite3();
     if (options.directory !== undefined) {
       const { mkdir } = await import("node:fs/promises");
       const directory = resolve(options.directory);
       await mkdir(directory, { recursive: true });
-      return new NativeEngine(await mkdtemp(join(directory, "replica-")), true, options);
+      return new NativeEngine(await mkdtemp(join(directory, "replica-")), true, sqlite3, options);
     }
-    return new NativeEngine(await mkdtemp(join(tmpdir(), "tessera-replica-")), true, options);
+    return new NativeEngine(await mkdtemp(join(tmpdir(), "tessera-replica-")), true, sqlite3, options);
   }
 
   async prepare(manifest: Manifest, signal: AbortSignal): Promise<EngineSnapshot> {
@@ -124,6 +145,7 @@ export class NativeEngine implements ReplicaEngine {
     const claim = {} as NativeSnapshot;
     file.snapshot = claim;
     let client: Client | undefined;
+    let gate: NativeGate | undefined;
     try {
       const fetched = await this.#patch(file, manifest, ids, what, signal);
       client = createClient({
@@ -132,7 +154,13 @@ export class NativeEngine implements ReplicaEngine {
       });
       // Opening is lazy in places: one query proves the file opens as a database.
       await client.execute("PRAGMA schema_version");
-      const snapshot = new NativeSnapshot(manifest, file, client, fetched);
+      this.#nativeFunctions ??= (await client.execute("PRAGMA function_list")).rows.map((row) => ({
+        name: String(row.name),
+        narg: Number(row.narg),
+        type: String(row.type),
+      }));
+      gate = NativeGate.open(this.#sqlite3, { path: file.path, manifest }, this.#nativeFunctions);
+      const snapshot = new NativeSnapshot(manifest, file, client, gate, fetched);
       file.snapshot = snapshot;
       if (this.#closed) {
         snapshot.release();
@@ -141,6 +169,7 @@ export class NativeEngine implements ReplicaEngine {
       return snapshot;
     } catch (error) {
       client?.close();
+      gate?.close();
       if (file.snapshot === claim) file.snapshot = undefined;
       throw error;
     }
@@ -163,11 +192,11 @@ export class NativeEngine implements ReplicaEngine {
     let released = false;
     return {
       execute: async (stmt: InStatement): Promise<ResultSet> => {
-        refuseAttach(typeof stmt === "string" ? stmt : stmt.sql);
+        snapshot.gate.check(typeof stmt === "string" ? stmt : stmt.sql, false);
         return transaction ? await transaction.execute(stmt) : await client.execute(stmt);
       },
       executeMultiple: async (sql: string) => {
-        refuseAttach(sql);
+        snapshot.gate.check(sql, true);
         return transaction ? await transaction.executeMultiple(sql) : await client.executeMultiple(sql);
       },
       // A snapshot's file never changes while it is held, so any connection to it sees one snapshot.
@@ -209,7 +238,10 @@ export class NativeEngine implements ReplicaEngine {
     served?.release();
     try {
       // A file claimed by a prepare in flight has no client yet.
-      for (const file of this.#files) file.snapshot?.client?.close();
+      for (const file of this.#files) {
+        file.snapshot?.client?.close();
+        file.snapshot?.gate?.close();
+      }
     } finally {
       if (this.#ownsDirectory) rm(this.directory, { recursive: true, force: true }).catch(() => {});
     }
@@ -328,18 +360,6 @@ export class NativeEngine implements ReplicaEngine {
     file.ids = ids;
     file.chunkSize = chunkSize;
     return fetched;
-  }
-}
-
-function refuseAttach(sql: string): void {
-  if (attaches(sql)) {
-    throw new LibsqlError(
-      "SQLITE_READONLY: attempt to write a readonly database (a native replica cannot ATTACH: @libsql/client " +
-        "would open the attached file writable)",
-      "SQLITE_READONLY",
-      "SQLITE_READONLY",
-      8,
-    );
   }
 }
 

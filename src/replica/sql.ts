@@ -24,6 +24,15 @@ import {
   toBindable,
   toSqlArgs,
 } from "./_values.ts";
+import {
+  checkStatements,
+  type Guard,
+  guardConnection,
+  missingDeniedFunctions,
+  prepareError,
+  refuseWriting,
+  registerStubs,
+} from "./guard.ts";
 
 /** The initialised sqlite-wasm module. */
 export type Sqlite3 = Awaited<ReturnType<typeof sqlite3InitModule>>;
@@ -174,20 +183,28 @@ export class WasmConnection {
   #scratch = 0;
   #scratchSize = 0;
   #closed = false;
+  readonly #guard: Guard | undefined;
 
   /**
    * Wraps an open connection.
    *
    * @param sqlite3 The sqlite-wasm module that opened `db`.
    * @param db The `sqlite3*` pointer; the connection now owns it.
+   * @param options.guarded Install a replica's authorizer and refuse statements that could write
+   * (see guard.ts). @default {false}
    */
-  constructor(sqlite3: Sqlite3, db: number) {
+  constructor(sqlite3: Sqlite3, db: number, options: { guarded?: boolean } = {}) {
     if (!Number.isInteger(db) || db <= 0) {
       throw new TypeError(`Cannot wrap SQLite connection ${db}: expected a sqlite3* pointer`);
     }
     this.#sqlite3 = sqlite3;
     this.#x = sqlite3.wasm.exports as Exports;
     this.#db = db;
+    if (options.guarded) {
+      this.#guard = guardConnection(sqlite3, db);
+      // Denied functions this build lacks still reach the authorizer, so they fail as on libsql's build.
+      registerStubs(sqlite3, db, missingDeniedFunctions(sqlite3, db));
+    }
   }
 
   /** True while a transaction is open (the connection is not in autocommit mode). */
@@ -220,6 +237,11 @@ export class WasmConnection {
   /** Runs every statement in `sql` in order (`sqlite3_exec`), stopping at the first error, which it throws. */
   executeMultiple(sql: string): void {
     this.#checkOpen();
+    // Every statement is compiled and checked before the first runs; one that does not compile fails again
+    // in sqlite3_exec, after those before it ran, as libsql's do.
+    if (this.#guard) {
+      checkStatements(this.#sqlite3, this.#db, this.#guard, sql, { all: true, strict: false });
+    }
     const rc = this.#sqlite3.capi.sqlite3_exec(this.#db, sql, 0, 0, 0);
     if (rc !== 0) throw sqliteError(this.#sqlite3, this.#db, rc);
   }
@@ -252,12 +274,18 @@ export class WasmConnection {
     let stmt: number;
     try {
       const ppStmt = wasm.pstack.allocPtr() as number;
+      this.#guard?.reset();
       const rc = capi.sqlite3_prepare_v3(this.#db, sql, -1, SQLITE_PREPARE_PERSISTENT, ppStmt, null);
-      if (rc !== 0) throw sqliteError(this.#sqlite3, this.#db, rc);
+      if (rc !== 0) {
+        throw this.#guard
+          ? prepareError(this.#sqlite3, this.#db, rc, this.#guard)
+          : sqliteError(this.#sqlite3, this.#db, rc);
+      }
       stmt = wasm.peekPtr(ppStmt) as number;
     } finally {
       wasm.pstack.restore(stack);
     }
+    if (this.#guard) refuseWriting(this.#sqlite3, stmt);
     // Only whitespace and comments: libsql reports SQLite's "not an error" as an error.
     if (stmt === 0) throw sqliteError(this.#sqlite3, this.#db, 0);
     const params: (string | null)[] = [];

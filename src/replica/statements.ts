@@ -67,35 +67,3 @@ export function splitStatements(text: string): SplitSql {
 function restOf(text: string, hasCode: boolean): string {
   return hasCode ? text.trim() : "";
 }
-
-/**
- * True when a statement of `sql` is an `ATTACH`. The native engine refuses those: @libsql/client opens an
- * attached file writable even on a read-only connection.
- *
- * @example
- * ```ts
- * import { attaches } from "./statements.ts";
- * console.log(attaches("SELECT 1; /* x *\/ attach 'a.db' AS a")); // true
- * console.log(attaches("SELECT 'ATTACH'")); // false
- * ```
- */
-export function attaches(sql: string): boolean {
-  if (!/attach/i.test(sql)) return false;
-  const { statements, rest } = splitStatements(sql);
-  return [...statements, rest].some((statement) => /^attach\b/i.test(withoutLeadingComments(statement)));
-}
-
-function withoutLeadingComments(statement: string): string {
-  let text = statement.trimStart();
-  for (;;) {
-    if (text.startsWith("--")) {
-      const end = text.indexOf("\n");
-      text = end < 0 ? "" : text.slice(end + 1).trimStart();
-    } else if (text.startsWith("/*")) {
-      const end = text.indexOf("*/");
-      text = end < 0 ? "" : text.slice(end + 2).trimStart();
-    } else {
-      return text;
-    }
-  }
-}

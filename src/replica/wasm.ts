@@ -238,7 +238,7 @@ export class WasmEngine implements ReplicaEngine {
         if (db) capi.sqlite3_close_v2(db);
         throw error;
       }
-      const connection = new WasmConnection(this.sqlite3, db);
+      const connection = new WasmConnection(this.sqlite3, db, { guarded: true });
       this.#open.add(connection);
       this.#epochs.set(connection, this.#epoch);
       return connection;

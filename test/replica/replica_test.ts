@@ -2,7 +2,7 @@ import { after, afterEach, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { createClient } from "@libsql/client";
 import { LibsqlBatchError, LibsqlError } from "@libsql/core/api";
-import { readdir, readFile, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { chunkKey, manifestKey, pointerKey } from "../../src/manifest/keys.ts";
 import { decodePointer, encodePointer } from "../../src/manifest/codec.ts";
@@ -145,8 +145,6 @@ for (const engine of ["wasm", "native"] as const) {
           "DELETE FROM items",
           "CREATE TABLE more (x)",
           "DROP TABLE items",
-          "PRAGMA journal_mode = WAL",
-          "PRAGMA user_version = 3",
         ]
       ) {
         await assert.rejects(replica.execute(sql), (error: unknown) => {
@@ -180,22 +178,71 @@ for (const engine of ["wasm", "native"] as const) {
         (e: unknown) => e instanceof LibsqlError && e.code === "SQLITE_READONLY",
       );
       tx.close();
-      // ATTACH of a writable file: the wasm engine has no files to open; the native one opens it read-only.
-      const other = join(dir, String(n), "other.db");
-      const otherDb = createClient({ url: `file:${other}` });
-      await otherDb.execute("CREATE TABLE t (x)");
-      otherDb.close();
-      const otherBefore = await readFile(other);
-      await assert.rejects(
-        replica.executeMultiple(`ATTACH '${other}' AS other; INSERT INTO other.t VALUES (1);`),
-        (e: unknown) =>
-          e instanceof LibsqlError && e.code === (engine === "wasm" ? "SQLITE_CANTOPEN" : "SQLITE_READONLY"),
-      );
-      assert.deepEqual(await readFile(other), otherBefore, "the attached file is unchanged");
       assert.equal(await count(replica), 50, "the replica still reads after refused writes");
       assert.deepEqual(store.writes, []);
       assert.deepEqual(await listFiles(join(dir, String(n), "store")), before);
       assert.equal((await readFile(source)).length > 0, true);
+    });
+
+    it("refuses, through SQLite, every statement that could write a file or change the connection", async () => {
+      await fresh(50);
+      const replica = await openIt();
+      const scratch = join(dir, String(n), "scratch");
+      await mkdir(scratch, { recursive: true });
+      const existing = join(scratch, "existing.db");
+      const existingDb = createClient({ url: `file:${existing}` });
+      await existingDb.execute("CREATE TABLE t (x)");
+      existingDb.close();
+      const existingBytes = await readFile(existing);
+      const at = (name: string) => join(scratch, name).replaceAll("'", "''");
+      const refused: [sql: string, code: "SQLITE_AUTH" | "SQLITE_READONLY"][] = [
+        [`VACUUM INTO '${at("vacuum.db")}'`, "SQLITE_READONLY"],
+        [`VACUUM INTO 'file:${at("vacuum-uri.db")}?mode=rwc'`, "SQLITE_READONLY"],
+        ["VACUUM", "SQLITE_READONLY"],
+        [`ATTACH '${at("new.db")}' AS x`, "SQLITE_AUTH"],
+        [`ATTACH 'file:${at("new-uri.db")}?mode=rwc' AS x`, "SQLITE_AUTH"],
+        [`ATTACH '${at("existing.db")}' AS x`, "SQLITE_AUTH"],
+        ["ATTACH ':memory:' AS m", "SQLITE_AUTH"],
+        ["PRAGMA writable_schema = 1", "SQLITE_AUTH"],
+        ["PRAGMA journal_mode = WAL", "SQLITE_AUTH"],
+        ["PRAGMA user_version = 5", "SQLITE_AUTH"],
+        ["PRAGMA query_only = 0", "SQLITE_AUTH"],
+        ["PRAGMA temp_store = FILE", "SQLITE_AUTH"],
+        [`PRAGMA temp_store_directory = '${at("")}'`, "SQLITE_AUTH"],
+        [`PRAGMA data_store_directory = '${at("")}'`, "SQLITE_AUTH"],
+        ["SELECT load_extension('x')", "SQLITE_AUTH"],
+        [`SELECT writefile('${at("written.txt")}', 'x')`, "SQLITE_AUTH"],
+        ["SELECT readfile('/etc/hostname')", "SQLITE_AUTH"],
+        ["CREATE TEMP TABLE tmp (x)", "SQLITE_AUTH"],
+        ["CREATE TEMP VIEW tmp_v AS SELECT 1", "SQLITE_AUTH"],
+      ];
+      const refusedAs = (sql: string, code: string) => (error: unknown) => {
+        assert.ok(error instanceof LibsqlError, `${sql}: ${error}`);
+        assert.equal(error.code, code, `${sql}: ${error.message}`);
+        return true;
+      };
+      for (const [sql, code] of refused) {
+        await assert.rejects(replica.execute(sql), refusedAs(sql, code));
+        await assert.rejects(replica.executeMultiple(`SELECT 1; ${sql}; SELECT 2;`), refusedAs(sql, code));
+        await assert.rejects(
+          replica.batch(["SELECT 1", sql], "read"),
+          (e: unknown) => e instanceof LibsqlBatchError && e.code === code && e.statementIndex === 1,
+        );
+        const tx = await replica.transaction("read");
+        try {
+          await assert.rejects(tx.execute(sql), refusedAs(sql, code));
+        } finally {
+          tx.close();
+        }
+      }
+      assert.deepEqual(await readdir(scratch), ["existing.db"], "no file appeared");
+      assert.deepEqual(await readFile(existing), existingBytes, "the existing file is unchanged");
+      const pragmas = await replica.execute("PRAGMA query_only");
+      assert.equal(Number(pragmas.rows[0]![0]), 0);
+      assert.equal((await replica.execute("PRAGMA table_info(items)")).rows.length, 3);
+      assert.ok(Number((await replica.execute("PRAGMA page_count")).rows[0]![0]) > 0);
+      assert.equal(Number((await replica.execute("PRAGMA user_version")).rows[0]![0]), 0);
+      assert.equal(await count(replica), 50, "the replica still reads after refused statements");
     });
 
     it("moves to a newer snapshot only when refreshed (autoRefresh off), never inside a transaction", async () => {

@@ -1,27 +1,18 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { attaches } from "../../src/replica/statements.ts";
+import { splitStatements } from "../../src/replica/statements.ts";
 
-describe("attaches()", () => {
-  it("finds an ATTACH statement wherever it starts, and nothing in quotes or comments", () => {
-    for (
-      const sql of [
-        "ATTACH 'x.db' AS x",
-        "  attach database 'x.db' as x;",
-        "SELECT 1; ATTACH 'x.db' AS x; SELECT 2",
-        "-- a comment\nATTACH 'x.db' AS x",
-        "/* a; comment */ Attach 'x.db' AS x",
-      ]
-    ) assert.equal(attaches(sql), true, sql);
-    for (
-      const sql of [
-        "SELECT 'ATTACH x'",
-        'SELECT "attach" FROM t',
-        "SELECT 1 -- ATTACH 'x.db'",
-        "/* ATTACH 'x.db' AS x */ SELECT 1",
-        "SELECT attached FROM t",
-        "DETACH x",
-      ]
-    ) assert.equal(attaches(sql), false, sql);
+describe("splitStatements()", () => {
+  it("cuts at semicolons outside quotes and comments, and keeps an unfinished tail", () => {
+    assert.deepEqual(splitStatements("SELECT ';'; -- done\nSELECT 2"), {
+      statements: ["SELECT ';'"],
+      rest: "-- done\nSELECT 2",
+    });
+    assert.deepEqual(splitStatements("SELECT 1; /* a; b */ SELECT [x;y]; SELECT 'it''s;';"), {
+      statements: ["SELECT 1", "/* a; b */ SELECT [x;y]", "SELECT 'it''s;'"],
+      rest: "",
+    });
+    assert.deepEqual(splitStatements("-- only a comment\n;;"), { statements: [], rest: "" });
+    assert.deepEqual(splitStatements("SELECT 'open"), { statements: [], rest: "SELECT 'open" });
   });
 });
