@@ -29,7 +29,8 @@ export class ReaderProcess {
   readonly #child: ChildProcess;
   readonly #ready: Promise<void>;
   readonly #waiters: Waiter[] = [];
-  #buffer = new Uint8Array(0);
+  readonly #chunks: Uint8Array[] = [];
+  #buffered = 0;
   #failure: Error | undefined;
   #stderr = "";
 
@@ -116,21 +117,49 @@ export class ReaderProcess {
     return value;
   }
 
+  // Pipe chunks are kept as they come and joined only once a frame is whole, so a large frame costs one
+  // copy rather than one per chunk.
   #receive(chunk: Uint8Array): void {
-    const joined = new Uint8Array(this.#buffer.length + chunk.length);
-    joined.set(this.#buffer);
-    joined.set(chunk, this.#buffer.length);
-    let at = 0;
-    while (joined.length - at >= 4) {
-      const length = new DataView(joined.buffer, joined.byteOffset + at).getUint32(0);
-      if (joined.length - at - 4 < length) break;
-      const kind = joined[at + 4] as number;
-      const payload = joined.slice(at + 5, at + 4 + length);
-      at += 4 + length;
+    // Copied: a chunk may be a view of a read buffer the runtime reuses (under Deno, keeping the view
+    // corrupted later frames).
+    this.#chunks.push(new Uint8Array(chunk));
+    this.#buffered += chunk.length;
+    while (this.#buffered >= 4) {
+      const length = new DataView(this.#peek(4).buffer).getUint32(0);
+      if (this.#buffered - 4 < length) return;
+      const frame = this.#take(4 + length);
       const waiter = this.#waiters.shift();
-      if (waiter) waiter.resolve({ kind, payload });
+      if (waiter) waiter.resolve({ kind: frame[4] as number, payload: frame.subarray(5) });
     }
-    this.#buffer = joined.slice(at);
+  }
+
+  // The first `n` buffered bytes, joined (they stay buffered).
+  #peek(n: number): Uint8Array {
+    const first = this.#chunks[0] as Uint8Array;
+    if (first.length >= n) return first.slice(0, n);
+    return this.#join(n, false);
+  }
+
+  // Removes and returns the first `n` buffered bytes.
+  #take(n: number): Uint8Array {
+    this.#buffered -= n;
+    return this.#join(n, true);
+  }
+
+  #join(n: number, remove: boolean): Uint8Array {
+    const out = new Uint8Array(n);
+    let at = 0;
+    let i = 0;
+    while (at < n) {
+      const chunk = this.#chunks[i] as Uint8Array;
+      const part = Math.min(chunk.length, n - at);
+      out.set(chunk.subarray(0, part), at);
+      at += part;
+      if (!remove) i++;
+      else if (part === chunk.length) this.#chunks.shift();
+      else this.#chunks[0] = chunk.subarray(part);
+    }
+    return out;
   }
 
   #fail(error: Error): void {

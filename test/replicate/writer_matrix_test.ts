@@ -13,7 +13,7 @@
 import assert from "node:assert/strict";
 import { execFile, spawn } from "node:child_process";
 import { readdirSync, readlinkSync } from "node:fs";
-import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { mkdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import process from "node:process";
 import { after, before, describe, it } from "node:test";
@@ -26,7 +26,12 @@ import { syncDatabase } from "../../src/snapshot/sync.ts";
 import { LocalStore } from "../../src/store/local.ts";
 import type { BlobStore } from "../../src/store/types.ts";
 import { isDeno, ROOT, runScript } from "../_helpers/run.ts";
-import { checkWriterDb, isCommittedState, type WriterState } from "../_helpers/sqlite_check.ts";
+import {
+  checkWriterDb,
+  checkWriterImage,
+  isCommittedState,
+  type WriterState,
+} from "../_helpers/sqlite_check.ts";
 import { makeTempDir, removeDir } from "../_helpers/temp.ts";
 import { pointerSequence } from "./_outage.ts";
 
@@ -314,7 +319,7 @@ for line in sys.stdin:
       assert.equal(state.last, lastK);
       const newest = await checkHistory(store, replicator.name, work);
       assert.equal(
-        (await checkWriterDbBytes(newest, work)).last,
+        (await checkWriterImage(newest)).last,
         lastK,
         "the newest snapshot holds the last commit",
       );
@@ -336,12 +341,6 @@ function openDescriptors(): { total: number; db: number } {
     }
   }
   return { total, db };
-}
-
-async function checkWriterDbBytes(bytes: Uint8Array, work: string): Promise<WriterState> {
-  const path = join(work, "newest.db");
-  await writeFile(path, bytes);
-  return await checkWriterDb(path);
 }
 
 async function makeDir(path: string): Promise<void> {
@@ -418,6 +417,6 @@ describe("tessera replicate and tessera sync, as processes, with short-lived Pyt
     const store = new LocalStore(join(dir, "synced"));
     await makeDir(join(dir, "synced-check"));
     const newest = await checkHistory(store, "app", join(dir, "synced-check"));
-    assert.equal((await checkWriterDbBytes(newest, dir)).last, 46);
+    assert.equal((await checkWriterImage(newest)).last, 46);
   });
 });
