@@ -66,8 +66,11 @@ export async function captureImage(
       return await copy(snap, spool, options, fresh);
     };
     const copied = options.reader
-      ? await options.reader.snapshot(take)
-      : await withSourceSnapshot(path, take, { busyTimeoutMs: options.busyTimeoutMs });
+      ? await options.reader.snapshot(take, options.signal)
+      : await withSourceSnapshot(path, take, {
+        busyTimeoutMs: options.busyTimeoutMs,
+        signal: options.signal,
+      });
     heldMs = performance.now() - heldSince;
     if (!copied) return { image: null, read: 0, spooled: 0, heldMs };
     if (!copied.image) {

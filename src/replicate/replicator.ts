@@ -96,6 +96,8 @@ export type ReplicatorEvent =
 
 // How often a Deno replicator checks the source for changes in place of filesystem events.
 const DENO_WATCH_POLL_MS = 100;
+// How often polling tries again a source whose capture failed, while the source looks the same.
+const CAPTURE_RETRY_MS = 2000;
 
 const DEFAULTS = {
   debounceMs: 100,
@@ -406,9 +408,11 @@ export class Replicator {
           full,
           force,
           reader: this.#reader,
+          signal: this.#abort.signal,
         })
       );
       this.#lastStat = statKey;
+      this.#failedStat = undefined;
       if (result.image) {
         this.#owedImage = false;
         this.#nextSequence = result.image.sequence + 1;
@@ -430,6 +434,7 @@ export class Replicator {
       if (full) this.#fullCapture = true;
       if (force) this.#forceCapture = true;
       failure = message(error);
+      this.#failedStat = { key: statKey, ms: Date.now() };
       this.#emit({ type: "capture_failed", name: this.name, error: failure });
     }
     this.#lastFinished = { id, error: failure };
@@ -737,12 +742,17 @@ export class Replicator {
   }
 
   #polling = false;
+  // The source as it was when a capture last failed: polling retries it at most every CAPTURE_RETRY_MS
+  // (an empty or missing file would otherwise start a capture, and a reader process, at every poll).
+  #failedStat: { key: string; ms: number } | undefined;
 
   async #pollChange(): Promise<void> {
     if (this.#closed || this.#polling) return;
     this.#polling = true;
     try {
       const key = await this.#statKey();
+      const failed = this.#failedStat;
+      if (failed && failed.key === key && Date.now() - failed.ms < CAPTURE_RETRY_MS) return;
       if (key !== this.#lastStat && !this.#capturing && this.#captureTimer === undefined) this.notify();
     } finally {
       this.#polling = false;

@@ -22,7 +22,18 @@ interface Waiter {
   reject: (error: Error) => void;
 }
 
-const SCRIPT = fileURLToPath(new URL("./_reader_main.ts", import.meta.url));
+// Resolved when a reader starts, not at import: a module imported from a non-file URL (a registry, a
+// bundle) still loads, and only the write side, which needs the reader, says why it cannot run.
+function readerScript(): string {
+  const url = new URL("./_reader_main.ts", import.meta.url);
+  if (url.protocol !== "file:") {
+    throw new Error(
+      `the reader process needs the module on a local disk (it runs ${url.href} as a script): ` +
+        "install the package locally to sync or replicate",
+    );
+  }
+  return fileURLToPath(url);
+}
 
 /** One reader process: started idle, then one read transaction, then it exits. */
 export class ReaderProcess {
@@ -58,7 +69,7 @@ export class ReaderProcess {
   /** Starts a reader process for `path`; it holds nothing of the database until {@linkcode begin}. */
   static start(path: string, busyTimeoutMs: number): ReaderProcess {
     const [command, args] = readerCommand();
-    const child = spawn(command, [...args, SCRIPT, path, String(busyTimeoutMs)], {
+    const child = spawn(command, [...args, readerScript(), path, String(busyTimeoutMs)], {
       stdio: ["pipe", "pipe", "pipe"],
       env: process.env,
     });

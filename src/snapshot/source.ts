@@ -54,6 +54,8 @@ export interface SourceSnapshot {
 export interface SnapshotOptions {
   /** How long to wait for a writer's lock, in milliseconds. @default {10000} */
   busyTimeoutMs?: number | undefined;
+  /** Stops the read at once, reader process and all. */
+  signal?: AbortSignal | undefined;
 }
 
 /**
@@ -68,7 +70,7 @@ export async function withSourceSnapshot<T>(
 ): Promise<T> {
   const reader = new SourceReader(path, { ...options, spare: false });
   try {
-    return await reader.snapshot(fn);
+    return await reader.snapshot(fn, options.signal);
   } finally {
     reader.close();
   }
@@ -104,13 +106,19 @@ export class SourceReader {
     this.#spare = options.spare ?? true;
   }
 
-  /** Starts a read transaction and calls `fn` with the snapshot it pins, as {@linkcode withSourceSnapshot}. */
-  async snapshot<T>(fn: (snapshot: SourceSnapshot) => Promise<T>): Promise<T> {
+  /**
+   * Starts a read transaction and calls `fn` with the snapshot it pins, as {@linkcode withSourceSnapshot}.
+   * An abort of `signal` stops the reader process at once, even in SQLite's busy wait.
+   */
+  async snapshot<T>(fn: (snapshot: SourceSnapshot) => Promise<T>, signal?: AbortSignal): Promise<T> {
+    signal?.throwIfAborted();
     const file = this.path;
     const before = await statSource(file);
     const walBefore = await readWal(`${file}-wal`);
     const reader = this.#next ?? ReaderProcess.start(file, this.#busyTimeoutMs);
     this.#next = undefined;
+    const stop = () => reader.kill();
+    signal?.addEventListener("abort", stop, { once: true });
     try {
       const { mode, pageSize, pageCount } = await reader.begin();
       const walAfter = mode === "wal" ? await readWal(`${file}-wal`) : undefined;
@@ -138,6 +146,7 @@ export class SourceReader {
       return result;
     } catch (error) {
       reader.kill();
+      if (signal?.aborted) throw signal.reason;
       if (error instanceof TesseraError || isAbortError(error)) throw error;
       // Deleted between the first look and the reader's open: say so as the first look would have.
       await statSource(file);
@@ -145,6 +154,7 @@ export class SourceReader {
         cause: error,
       });
     } finally {
+      signal?.removeEventListener("abort", stop);
       if (this.#spare && !this.#closed) this.#next = ReaderProcess.start(file, this.#busyTimeoutMs);
     }
   }

@@ -123,7 +123,7 @@ export async function syncDatabase(path: string, options: SyncOptions): Promise<
       );
     }
     return await new SyncRun(snapshot, options, name, state, pointers).run();
-  });
+  }, { signal: options.signal });
   if (report.state) {
     try {
       await saveSyncState(spoolDir, report.state);
