@@ -146,10 +146,7 @@ async function copy(
   for (let b = 0; b < order.length; b += perBatch) {
     options.signal?.throwIfAborted();
     const batch = order.slice(b, b + perBatch);
-    const chunks = await Promise.all(batch.map((i) => {
-      const first = i * perChunk + 1;
-      return snap.readPages(first, Math.min(perChunk, snap.pageCount - first + 1));
-    }));
+    const chunks = await readChunks(snap, batch, perChunk);
     read += chunks.length;
     for (const bytes of chunks) hash?.update(bytes);
     const batchIds = await chunkIds(chunks.map((c, k) => (batch[k] === 0 ? new Uint8Array(0) : c)));
@@ -164,7 +161,8 @@ async function copy(
       if (hex === ZERO_HEX || known.has(hex) || spooled.has(hex)) continue;
       if (!spool.hasChunk(hex)) {
         if (freshBytes + bytes.length <= FRESH_MEMORY_BYTES) {
-          fresh.set(hex, bytes);
+          // A copy: `bytes` may view a whole run's read, which would stay in memory with it.
+          fresh.set(hex, bytes.slice());
           freshBytes += bytes.length;
         } else await spool.writeChunk(hex, encodeChunk(bytes));
         written++;
@@ -206,6 +204,28 @@ async function copy(
     chunk0Sha256,
   };
   return { image, record, read, spooled: written };
+}
+
+// Reads the chunks `batch` names (ascending), one request per run of neighbouring chunks: every request
+// crosses to the reader process and back while the source is held.
+async function readChunks(snap: SourceSnapshot, batch: number[], perChunk: number): Promise<Uint8Array[]> {
+  const runs: number[][] = [];
+  for (const i of batch) {
+    const run = runs[runs.length - 1];
+    if (run && run[run.length - 1] === i - 1) run.push(i);
+    else runs.push([i]);
+  }
+  const read = await Promise.all(runs.map((run) => {
+    const first = (run[0] as number) * perChunk + 1;
+    return snap.readPages(first, Math.min(run.length * perChunk, snap.pageCount - first + 1));
+  }));
+  const chunks: Uint8Array[] = [];
+  const chunkBytes = perChunk * snap.pageSize;
+  for (const [r, run] of runs.entries()) {
+    const bytes = read[r] as Uint8Array;
+    for (let k = 0; k < run.length; k++) chunks.push(bytes.subarray(k * chunkBytes, (k + 1) * chunkBytes));
+  }
+  return chunks;
 }
 
 function sameIds(a: readonly string[], b: readonly string[]): boolean {

@@ -94,8 +94,9 @@ export type ReplicatorEvent =
   | { type: "touch_failed"; name: string; store: string; error: string }
   | { type: "fatal"; name: string; error: string };
 
-// How often a Deno replicator checks the source for changes in place of filesystem events.
-const DENO_WATCH_POLL_MS = 100;
+// How often a Deno replicator checks the source for changes in place of filesystem events (well under the
+// default debounce, so a quiet moment can be seen).
+const DENO_WATCH_POLL_MS = 50;
 // How often polling tries again a source whose capture failed, while the source looks the same.
 const CAPTURE_RETRY_MS = 2000;
 
@@ -719,8 +720,9 @@ export class Replicator {
     if ((process.versions as Record<string, string | undefined>).deno) {
       // Deno's watcher opens and closes every file an event names. Closing any descriptor of a file drops
       // all of this process's POSIX locks on it, which would leave an application's own SQLite connection
-      // in this process (a library user's) unlocked. A size/time check every 100 ms stands in.
-      const timer = setInterval(() => this.#pollChange(), DENO_WATCH_POLL_MS);
+      // in this process (a library user's) unlocked. A size/time check every 50 ms stands in, and like an event
+      // it reports every change it sees, so the debounce still waits for a quiet moment.
+      const timer = setInterval(() => this.#watchPoll(), DENO_WATCH_POLL_MS);
       (timer as { unref?: () => void }).unref?.();
       this.#timers.push(timer);
       return;
@@ -742,6 +744,24 @@ export class Replicator {
   }
 
   #polling = false;
+  #watchKey = "";
+  #watching = false;
+
+  // Deno's stand-in for filesystem events: a change since the previous look is an event.
+  async #watchPoll(): Promise<void> {
+    if (this.#closed || this.#watching) return;
+    this.#watching = true;
+    try {
+      const key = await this.#statKey();
+      if (key !== this.#watchKey) {
+        const first = this.#watchKey === "";
+        this.#watchKey = key;
+        if (!first) this.notify();
+      }
+    } finally {
+      this.#watching = false;
+    }
+  }
   // The source as it was when a capture last failed: polling retries it at most every CAPTURE_RETRY_MS
   // (an empty or missing file would otherwise start a capture, and a reader process, at every poll).
   #failedStat: { key: string; ms: number } | undefined;

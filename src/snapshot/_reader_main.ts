@@ -12,7 +12,8 @@
  * its statements until garbage collection.
  *
  * Requests: `{"op":"begin"}`, `{"op":"read","first":N,"count":M}` (pages, 1-based), `{"op":"end"}`.
- * Frames: a 4-byte big-endian length, then a kind byte (0 JSON, 1 page bytes) and the payload.
+ * Frames: a 4-byte big-endian length of what follows it, a kind byte (0 JSON, 1 page bytes), three zero
+ * bytes, then the payload, which so starts 8 bytes in (word-aligned for the parent's readers of it).
  *
  * @module
  */
@@ -42,10 +43,10 @@ process.on("SIGINT", () => {});
 process.on("SIGTERM", () => {});
 
 function send(kind: 0 | 1, payload: Uint8Array): Promise<void> {
-  const frame = new Uint8Array(5 + payload.length);
-  new DataView(frame.buffer).setUint32(0, payload.length + 1);
+  const frame = new Uint8Array(8 + payload.length);
+  new DataView(frame.buffer).setUint32(0, payload.length + 4);
   frame[4] = kind;
-  frame.set(payload, 5);
+  frame.set(payload, 8);
   return new Promise((resolve) => process.stdout.write(frame, () => resolve()));
 }
 

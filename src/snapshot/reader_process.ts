@@ -140,7 +140,7 @@ export class ReaderProcess {
       if (this.#buffered - 4 < length) return;
       const frame = this.#take(4 + length);
       const waiter = this.#waiters.shift();
-      if (waiter) waiter.resolve({ kind: frame[4] as number, payload: frame.subarray(5) });
+      if (waiter) waiter.resolve({ kind: frame[4] as number, payload: frame.subarray(8) });
     }
   }
 
