@@ -81,6 +81,8 @@ export interface ServerQuirks {
   keepsPartialUploads?: string;
   /** The server loses keys nested two folders below a prefix that ends inside a folder name. */
   missesDeepPrefixes?: string;
+  /** The server writes racing puts of one key into the same file, so the object can mix their bodies. */
+  tearsRacingPuts?: string;
 }
 
 /** Registers the conformance suite for one backend. */
@@ -254,7 +256,8 @@ export function storeConformance(
       }
     });
 
-    it("writes one whole object when many puts of the same key race", async () => {
+    const racing = { skip: quirks.tearsRacingPuts ?? false };
+    it("writes one whole object when many puts of the same key race", racing, async () => {
       if (!store.capabilities.write) return;
       const key = `${ns("race")}/object`;
       const bodies = Array.from({ length: 12 }, (_, i) => pattern(256 * 1024, 100 + i));

@@ -18,4 +18,8 @@ storeConformance("S3 (s3rver)", async () => {
   missesDeepPrefixes:
     "s3rver prunes folders two levels below the prefix before it rolls their keys up, so it " +
     "never reports their common prefix (the real-endpoint suite runs this test)",
+  tearsRacingPuts:
+    "s3rver streams every PUT body straight into the one object file, so racing puts of a key can " +
+    "leave a mix of their bodies (seen once in CI); S3 keeps one whole body (the real-endpoint suite " +
+    "runs this test)",
 });
