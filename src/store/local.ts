@@ -223,9 +223,13 @@ export class LocalStore implements BlobStore {
         await mkdir(join(path, ".."), { recursive: true }).catch(async (error) => {
           // Deno's recursive mkdir says EEXIST when another put creates the folder at the same moment (a
           // delete had just removed it): the folder is there, which is all a put needs.
-          if ((error as { code?: string }).code !== "EEXIST" || !(await isDirectory(join(path, "..")))) {
-            throw error;
+          if ((error as { code?: string }).code !== "EEXIST") throw error;
+          const folder = await stat(join(path, "..")).catch(() => undefined);
+          // Gone again (a delete removed it after the other put made it): the loop tries once more.
+          if (!folder) {
+            throw Object.assign(new Error(`folder of "${key}" removed concurrently`), { code: "ENOENT" });
           }
+          if (!folder.isDirectory()) throw error;
         });
         if (createOnly) {
           await link(temp, path);
