@@ -21,7 +21,7 @@
 import process from "node:process";
 import { loadConfig } from "../src/config/load.ts";
 import { openTarget } from "../src/config/stores.ts";
-import { openReplica } from "../src/replica/open.ts";
+import { openReplica } from "../src/config/replica.ts";
 import type { Replica } from "../src/replica/replica.ts";
 
 /**

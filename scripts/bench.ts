@@ -16,15 +16,11 @@ import { availableParallelism } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
 import { parseArgs } from "node:util";
-import {
-  type ChunkSource,
-  DirectoryChunkCache,
-  LayeredChunkSource,
-  StoreChunkSource,
-} from "../src/chunk/source.ts";
-import { loadLatest } from "../src/restore/manifest_source.ts";
+import { type ChunkSource, LayeredChunkSource, StoreChunkSource } from "../src/chunk/source.ts";
+import { DirectoryChunkCache } from "../src/chunk/directory_cache.ts";
+import { loadLatest } from "../src/manifest/catalog.ts";
 import { restoreImage } from "../src/restore/restore.ts";
-import { syncDatabase } from "../src/snapshot/sync.ts";
+import { syncDatabase } from "../src/write/sync.ts";
 import { LocalStore } from "../src/store/local.ts";
 import { S3Store } from "../src/store/s3.ts";
 import { type S3TestServer, startS3Server } from "../test/_helpers/s3_server.ts";

@@ -33,9 +33,13 @@ fi
 
 mkdir -p .tmp
 status=0
+failed_steps=()
 step() {
   echo "== $*"
-  "$@" || status=1
+  if ! "$@"; then
+    status=1
+    failed_steps+=("$*")
+  fi
 }
 step "$deno" fmt --check
 step "$deno" lint
@@ -44,4 +48,7 @@ step "$deno" test -A --no-check --junit-path=.tmp/junit-deno.xml test/
 step "$bun" test --timeout 120000 --reporter=junit --reporter-outfile=.tmp/junit-bun.xml test/
 echo "== summary"
 "$deno" run -A scripts/test_summary.ts deno=.tmp/junit-deno.xml bun=.tmp/junit-bun.xml || status=1
+# A step can fail with every test passing (a lint or type error, a crash outside any test): name it last,
+# where a reader of the log's tail sees it.
+for failed in "${failed_steps[@]}"; do echo "FAILED step: $failed"; done
 exit $status

@@ -74,3 +74,17 @@ export class TesseraError extends Error {
 export function isAbortError(error: unknown): boolean {
   return error instanceof Error && (error.name === "AbortError" || error.name === "TimeoutError");
 }
+
+/**
+ * The message of `error` for a sentence that names what failed: an `Error`'s message, else the value as text.
+ *
+ * @example
+ * ```ts
+ * import { errorMessage } from "./errors.ts";
+ * console.log(errorMessage(new RangeError("too long"))); // "too long"
+ * console.log(errorMessage("EOF")); // "EOF"
+ * ```
+ */
+export function errorMessage(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

@@ -52,25 +52,21 @@ export { decodeChunk, encodeChunk } from "./chunk/codec.ts";
 export {
   type ChunkCache,
   type ChunkSource,
-  DirectoryChunkCache,
   LayeredChunkSource,
   MemoryChunkCache,
   StoreChunkSource,
 } from "./chunk/source.ts";
-export { defaultSpoolDir, syncDatabase, type SyncOptions, type SyncReport } from "./snapshot/sync.ts";
+export { DirectoryChunkCache } from "./chunk/directory_cache.ts";
+export { defaultSpoolDir, syncDatabase, type SyncOptions, type SyncReport } from "./write/sync.ts";
 export { Replicator, type ReplicatorEvent, type ReplicatorOptions } from "./replicate/replicator.ts";
 export { readStatus, type ReplicatorStatus, requestFlush, type TargetStatus } from "./replicate/control.ts";
 export {
   restoreIfMissing,
   type RestoreIfMissingOptions,
   type RestoreIfMissingResult,
-} from "./replicate/restore_missing.ts";
-export {
-  createReplicatingClient,
-  type FlushResult,
-  ReplicatingClient,
-  type ReplicatingClientOptions,
-} from "./replicate/client.ts";
+} from "./config/restore_missing.ts";
+export { createReplicatingClient, type ReplicatingClientOptions } from "./config/client.ts";
+export { type FlushResult, ReplicatingClient } from "./replicate/client.ts";
 export {
   databaseNames,
   type DirectorySnapshotOptions,
@@ -81,14 +77,31 @@ export {
   verifySnapshot,
 } from "./snapshot/directory.ts";
 export {
+  findSnapshot,
+  type FoundSnapshot,
+  hasPointer,
+  type HistoryEntry,
+  type LatestManifest,
+  listDatabases,
   listHistory,
+  listManifests,
   listSnapshots,
   loadAt,
+  type LoadedManifest,
   loadLatest,
-  loadManifestFile,
   loadPointed,
   loadSequence,
-} from "./restore/manifest_source.ts";
+  type ManifestEntry,
+  nextSequence,
+  pollPointer,
+  readPointer,
+  type ResolvedSnapshot,
+  resolveSnapshot,
+  type SkippedStore,
+  type SnapshotEntry,
+  type SnapshotSelector,
+} from "./manifest/catalog.ts";
+export { loadManifestFile } from "./manifest/manifest_file.ts";
 export {
   CHUNK_REUSE_WINDOW_MS,
   ChunkUploader,
@@ -97,12 +110,11 @@ export {
   MIN_GC_GRACE_MS,
   reusable,
   REVERIFY_AFTER_MS,
-} from "./history/reuse.ts";
+} from "./write/reuse.ts";
 export { formatDuration, parseDuration } from "./history/duration.ts";
 export {
   chooseRetained,
   type KeepReason,
-  listDatabases,
   pruneDatabase,
   type PruneOptions,
   type PruneReport,
@@ -116,7 +128,7 @@ export { referencedChunks } from "./history/references.ts";
 export { restoreImage, type RestoreImageOptions, type RestoreResult } from "./restore/restore.ts";
 export { loadConfig, normalizeConfig } from "./config/load.ts";
 export { chunkSourceFor, describeTarget, openTarget } from "./config/stores.ts";
-export { openReplica, type OpenReplicaOptions, type ReplicaSource } from "./replica/open.ts";
+export { openReplica, type OpenReplicaOptions, type ReplicaSource } from "./config/replica.ts";
 export {
   type FreshnessOptions,
   type RefreshLevel,

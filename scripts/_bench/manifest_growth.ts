@@ -7,7 +7,8 @@
 
 import { encodeChunk } from "../../src/chunk/codec.ts";
 import { idsEqual } from "../../src/chunk/ids.ts";
-import { buildChunkList, expandChunkList } from "../../src/manifest/chunk_list.ts";
+import { buildChunkList } from "../../src/manifest/build_chunk_list.ts";
+import { expandChunkList } from "../../src/manifest/chunk_list.ts";
 import { decodeManifest, encodeManifest, encodePointer } from "../../src/manifest/codec.ts";
 import type { ChunkId, Manifest } from "../../src/manifest/types.ts";
 

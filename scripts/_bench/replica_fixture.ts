@@ -9,7 +9,7 @@ import { copyFile, mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import type { ChunkSource } from "../../src/chunk/source.ts";
 import { chunkSourceFor } from "../../src/config/stores.ts";
-import { syncDatabase, type SyncReport } from "../../src/snapshot/sync.ts";
+import { syncDatabase, type SyncReport } from "../../src/write/sync.ts";
 import { S3Store } from "../../src/store/s3.ts";
 import { type S3TestServer, startS3Server } from "../../test/_helpers/s3_server.ts";
 import { createRandomDatabase } from "./database.ts";

@@ -8,9 +8,9 @@
 
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
-import { loadLatest } from "../../src/restore/manifest_source.ts";
+import { loadLatest } from "../../src/manifest/catalog.ts";
 import { restoreImage } from "../../src/restore/restore.ts";
-import { openReplica } from "../../src/replica/open.ts";
+import { openReplica } from "../../src/config/replica.ts";
 import { awsCopy } from "./alternatives.ts";
 import type { BenchDatabase, ReplicaFixture } from "./replica_fixture.ts";
 import { markdownTable, median, mib, ms, rate, versus } from "./replica_report.ts";

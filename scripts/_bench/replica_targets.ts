@@ -11,7 +11,7 @@ import { createClient } from "@libsql/client";
 import type { Row } from "@libsql/core/api";
 import { readFile } from "node:fs/promises";
 import { setImmediate } from "node:timers";
-import { openReplica, type OpenReplicaOptions } from "../../src/replica/open.ts";
+import { openReplica, type OpenReplicaOptions } from "../../src/config/replica.ts";
 import type { Replica } from "../../src/replica/replica.ts";
 
 /** One primary-key lookup. */

@@ -12,7 +12,7 @@
 import { createClient } from "@libsql/client";
 import process from "node:process";
 import { createInterface } from "node:readline";
-import { syncDatabase } from "../../src/snapshot/sync.ts";
+import { syncDatabase } from "../../src/write/sync.ts";
 import { S3Store } from "../../src/store/s3.ts";
 import { type StoreAddress, storeOptions } from "./replica_fixture.ts";
 import { wallMs } from "./replica_report.ts";

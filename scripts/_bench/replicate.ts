@@ -29,7 +29,7 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { StoreChunkSource } from "../../src/chunk/source.ts";
 import { Replicator, type ReplicatorOptions } from "../../src/replicate/replicator.ts";
-import { loadSequence } from "../../src/restore/manifest_source.ts";
+import { loadSequence } from "../../src/manifest/catalog.ts";
 import { restoreImage } from "../../src/restore/restore.ts";
 import { LocalStore } from "../../src/store/local.ts";
 import { S3Store } from "../../src/store/s3.ts";

@@ -5,7 +5,7 @@
  * @module
  */
 
-import type { SyncReport } from "../../src/snapshot/sync.ts";
+import type { SyncReport } from "../../src/write/sync.ts";
 import type { StoreCounts } from "./counting_store.ts";
 import type { ManifestGrowth } from "./manifest_growth.ts";
 

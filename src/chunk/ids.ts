@@ -6,6 +6,9 @@
 
 import { toHex } from "../bytes.ts";
 
+/** The id of a chunk: SHA-256 of its uncompressed bytes, 32 bytes. */
+export type ChunkId = Uint8Array;
+
 /** Length of a chunk id in bytes. */
 export const ID_LENGTH = 32;
 
@@ -13,6 +16,17 @@ export const ID_LENGTH = 32;
  * The id that stands for a chunk of zero bytes, which is never stored: 32 zero bytes. Shared; never modify it.
  */
 export const ZERO_ID: Uint8Array = new Uint8Array(ID_LENGTH);
+
+/**
+ * {@linkcode ZERO_ID} as 64 hex digits, as chunk lists held in hex (the spool, the sync record) list it.
+ *
+ * @example
+ * ```ts
+ * import { idToHex, ZERO_HEX, ZERO_ID } from "./ids.ts";
+ * console.log(idToHex(ZERO_ID) === ZERO_HEX); // true
+ * ```
+ */
+export const ZERO_HEX: string = "0".repeat(ID_LENGTH * 2);
 
 /** How many digests {@linkcode chunkIds} keeps in flight; WebCrypto copies each input, so this bounds memory. */
 const DIGEST_BATCH = 64;

@@ -5,13 +5,22 @@
  * @module
  */
 
-import * as zlib from "node:zlib";
 import { decompress as decompressInJs } from "fzstd";
+import { errorMessage } from "../errors.ts";
+
+// The parts of node:zlib used here.
+interface NodeZlib {
+  zstdCompressSync?: (bytes: Uint8Array, options?: object) => Uint8Array;
+  zstdDecompressSync?: (bytes: Uint8Array, options?: object) => Uint8Array;
+}
 
 // Deno, Bun and Node ≥ 22.15 have zstd in node:zlib; older Node and browsers do not, and then reading falls
-// back to a pure-JS decoder (writing needs the native one, or codec "none").
-const zstdCompressSync = (zlib as Partial<typeof zlib>).zstdCompressSync;
-const zstdDecompressSync = (zlib as Partial<typeof zlib>).zstdDecompressSync;
+// back to a pure-JS decoder (writing needs the native one, or codec "none"). node:zlib is looked up at run
+// time, not imported, so this module (and the read side with it) also loads in a browser or an edge isolate.
+const zlib = (globalThis as { process?: { getBuiltinModule?: (id: string) => unknown } }).process
+  ?.getBuiltinModule?.("node:zlib") as NodeZlib | undefined;
+const zstdCompressSync = zlib?.zstdCompressSync;
+const zstdDecompressSync = zlib?.zstdDecompressSync;
 
 /** True when this runtime's `node:zlib` has zstd (Deno, Bun, Node ≥ 22.15). */
 export const HAS_NATIVE_ZSTD: boolean = typeof zstdCompressSync === "function" &&
@@ -74,7 +83,7 @@ export const nodeZstd: Zstd = {
       if ((error as { code?: unknown }).code === "ERR_BUFFER_TOO_LARGE") {
         throw new Error(`zstd output exceeds ${maxLength} bytes`, { cause: error });
       }
-      const reason = error instanceof Error ? error.message : String(error);
+      const reason = errorMessage(error);
       throw new Error(`zstd failed: ${reason}`, { cause: error });
     }
     return new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
@@ -96,7 +105,7 @@ export function decompressPortably(bytes: Uint8Array, maxLength: number): Uint8A
   try {
     info = readZstdFrame(bytes);
   } catch (error) {
-    throw new Error(`zstd failed: ${error instanceof Error ? error.message : String(error)}`, {
+    throw new Error(`zstd failed: ${errorMessage(error)}`, {
       cause: error,
     });
   }
@@ -113,7 +122,7 @@ export function decompressPortably(bytes: Uint8Array, maxLength: number): Uint8A
       throw new Error(`it holds ${out.length} bytes, not ${size}`);
     }
   } catch (error) {
-    throw new Error(`zstd failed: ${error instanceof Error ? error.message : String(error)}`, {
+    throw new Error(`zstd failed: ${errorMessage(error)}`, {
       cause: error,
     });
   }

@@ -12,15 +12,10 @@ import { loadConfig } from "../config/load.ts";
 import { chunkSourceFor as chunkSourceForConfig, openTarget } from "../config/stores.ts";
 import type { TesseraConfig } from "../config/types.ts";
 import { TesseraError } from "../errors.ts";
+import { type LoadedManifest, resolveSnapshot } from "../manifest/catalog.ts";
 import { decodeManifest } from "../manifest/codec.ts";
+import { loadManifestFile } from "../manifest/manifest_file.ts";
 import { deriveName, parseSource } from "../manifest/naming.ts";
-import {
-  loadAt,
-  type LoadedManifest,
-  loadLatest,
-  loadManifestFile,
-  loadSequence,
-} from "../restore/manifest_source.ts";
 import { parseDuration } from "../history/duration.ts";
 import type { BlobStore } from "../store/types.ts";
 import { type CliIo, UsageError } from "./_io.ts";
@@ -131,7 +126,11 @@ export function parseAt(text: string, nowMs: number = Date.now()): number {
   return ms;
 }
 
-/** Finds the manifest the options choose, trying the readable stores in order, and the store it came from. */
+/**
+ * Finds the manifest the options choose, and the store it came from: a manifest file or key, or a snapshot
+ * of a database chosen across the readable stores by {@linkcode resolveSnapshot}'s policy (the newest
+ * pointer wins; a store that fails is skipped with a warning on stderr).
+ */
 export async function findManifest(
   values: SnapshotChoice,
   context: CommandContext,
@@ -165,32 +164,14 @@ export async function findManifest(
       throw new UsageError("--sequence takes a whole number ≥ 1");
     }
   }
-  // Every store is asked: the newest pointer wins (a store that missed syncs may lag), and a store that
-  // fails does not hide one that answers.
-  let best: { loaded: LoadedManifest; store: BlobStore } | undefined;
-  let notFound: unknown;
-  const failures: unknown[] = [];
-  for (const store of context.readable) {
-    try {
-      const loaded = atMs !== undefined
-        ? await loadAt(store, name, atMs)
-        : sequence === undefined
-        ? await loadLatest(store, name)
-        : await loadSequence(store, name, sequence);
-      if (sequence !== undefined) return { loaded, store };
-      if (!best || loaded.manifest.sequence > best.loaded.manifest.sequence) best = { loaded, store };
-    } catch (error) {
-      if (error instanceof TesseraError && error.code === "NOT_FOUND") notFound = error;
-      else failures.push(error);
-    }
-  }
-  if (best) {
-    for (const error of failures) {
-      io.stderr(`tessera: warning: skipped a store: ${(error as Error)?.message ?? String(error)}\n`);
-    }
-    return best;
-  }
-  throw failures[0] ?? notFound;
+  const { loaded, store, skipped } = await resolveSnapshot(context.readable, { name, sequence, atMs });
+  for (const { error } of skipped) warnSkipped(io, error);
+  return { loaded, store };
+}
+
+/** Tells the user on stderr that a store failed and was skipped. */
+export function warnSkipped(io: CliIo, error: unknown): void {
+  io.stderr(`tessera: warning: skipped a store: ${(error as Error)?.message ?? String(error)}\n`);
 }
 
 /** True when something exists at `path`. */

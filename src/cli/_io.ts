@@ -5,7 +5,7 @@
  */
 
 import process from "node:process";
-import { TesseraError } from "../errors.ts";
+import { errorMessage, TesseraError } from "../errors.ts";
 
 /** The outside world of one CLI run. */
 export interface CliIo {
@@ -49,7 +49,7 @@ export function reportError(io: CliIo, error: unknown, json: boolean): number {
     return EXIT.usage;
   }
   const code = error instanceof TesseraError ? error.code : "INTERNAL";
-  const message = error instanceof Error ? error.message : String(error);
+  const message = errorMessage(error);
   if (json) {
     io.stdout(JSON.stringify({ ok: false, error: { code, message } }) + "\n");
   } else {

@@ -9,13 +9,20 @@ import type { IntMode } from "@libsql/core/api";
 import { readFile } from "node:fs/promises";
 import { resolve } from "node:path";
 import { TesseraError } from "../errors.ts";
+import { resolveSnapshot } from "../manifest/catalog.ts";
 import { parseManifestKey } from "../manifest/keys.ts";
 import { deriveName, parseSource } from "../manifest/naming.ts";
-import { loadSequence } from "../restore/manifest_source.ts";
-import { openReplica, type ReplicaSource } from "../replica/open.ts";
+import { openReplica, type ReplicaSource } from "../config/replica.ts";
 import type { FreshnessOptions, Replica } from "../replica/replica.ts";
 import type { BlobStore } from "../store/types.ts";
-import { commandContext, DATABASE_OPTIONS, exists, localHostname, STORE_OPTIONS } from "./_common.ts";
+import {
+  commandContext,
+  DATABASE_OPTIONS,
+  exists,
+  localHostname,
+  STORE_OPTIONS,
+  warnSkipped,
+} from "./_common.ts";
 import { type CliIo, UsageError } from "./_io.ts";
 
 /** Options of the commands that open a replica. */
@@ -97,7 +104,7 @@ export async function openReplicaFor(
   const context = await commandContext(values, io);
   let source = await sourceFor(values, positional, hostname);
   if (values.sequence !== undefined) {
-    source = await pinned(command, values.sequence, source, context.readable, hostname);
+    source = await pinned(command, values.sequence, source, context.readable, hostname, io);
   }
   const rawConfig = values.config ?? (io.env.TESSERA_CONFIG || undefined);
   try {
@@ -109,6 +116,7 @@ export async function openReplicaFor(
       hostname,
       cacheDirectory: values.cache === undefined ? undefined : resolve(values.cache),
       intMode: intMode as IntMode,
+      onSkippedStore: ({ error }) => warnSkipped(io, error),
       ...freshness,
     });
   } catch (error) {
@@ -142,6 +150,7 @@ async function pinned(
   source: ReplicaSource,
   stores: readonly BlobStore[],
   hostname: string,
+  io: CliIo,
 ): Promise<Uint8Array> {
   const sequence = Number(sequenceText);
   if (!Number.isSafeInteger(sequence) || sequence < 1) {
@@ -154,16 +163,9 @@ async function pinned(
     throw new UsageError(`${command}: --sequence needs a database, not a manifest`);
   }
   const { name } = await parseSource(source, { hostname });
-  let lastError: unknown;
-  for (const store of stores) {
-    try {
-      return (await loadSequence(store, name, sequence)).manifestBytes;
-    } catch (error) {
-      if (!(error instanceof TesseraError && error.code === "NOT_FOUND")) throw error;
-      lastError = error;
-    }
-  }
-  throw lastError;
+  const { loaded, skipped } = await resolveSnapshot(stores, { name, sequence });
+  for (const { error } of skipped) warnSkipped(io, error);
+  return loaded.manifestBytes;
 }
 
 // "tessera query app.db ..." most likely means the local file app.db: say how to name its replica.

@@ -7,10 +7,11 @@
 import { parseArgs } from "node:util";
 import { formatDuration } from "../history/duration.ts";
 import { checkGrace, collectGarbage, type GarbageReport } from "../history/gc.ts";
-import { CHUNK_REUSE_WINDOW_MS, DEFAULT_GC_GRACE_MS, MIN_GC_GRACE_MS } from "../history/reuse.ts";
+import { CHUNK_REUSE_WINDOW_MS, DEFAULT_GC_GRACE_MS, MIN_GC_GRACE_MS } from "../write/reuse.ts";
 import { commandContext, STORE_OPTIONS, STORE_OPTIONS_HELP } from "./_common.ts";
 import { type CliIo, EXIT, UsageError } from "./_io.ts";
-import { duration, writableStores } from "./prune_command.ts";
+import { writableStores } from "./_selection.ts";
+import { durationOption } from "./_values.ts";
 
 /** `tessera gc --help`. */
 export const GC_HELP = `Usage: tessera gc [--grace DURATION] [--dry-run] [options]
@@ -50,7 +51,7 @@ export async function gcCommand(args: string[], io: CliIo): Promise<number> {
     io.stdout(GC_HELP);
     return EXIT.ok;
   }
-  const graceMs = duration(values.grace, "--grace") ?? DEFAULT_GC_GRACE_MS;
+  const graceMs = durationOption("--grace", values.grace) ?? DEFAULT_GC_GRACE_MS;
   try {
     checkGrace(graceMs);
   } catch (error) {

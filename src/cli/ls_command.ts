@@ -6,9 +6,7 @@
 
 import { parseArgs } from "node:util";
 import { TesseraError } from "../errors.ts";
-import { decodePointer } from "../manifest/codec.ts";
-import { DATABASES_PREFIX, pointerKey } from "../manifest/keys.ts";
-import { listSnapshots, loadLatest } from "../restore/manifest_source.ts";
+import { listDatabases, listSnapshots, loadLatest, readPointer } from "../manifest/catalog.ts";
 import type { BlobStore } from "../store/types.ts";
 import {
   commandContext,
@@ -81,9 +79,7 @@ export async function lsCommand(args: string[], io: CliIo): Promise<number> {
       continue;
     }
     if (!values.json) io.stdout(`${store.description}\n`);
-    for await (const item of store.list(DATABASES_PREFIX, { delimiter: "/" })) {
-      if (item.type !== "prefix") continue;
-      const name = item.prefix.slice(DATABASES_PREFIX.length, -1);
+    for (const name of await listDatabases(store)) {
       let manifest;
       try {
         ({ manifest } = await loadLatest(store, name));
@@ -114,11 +110,10 @@ export async function lsCommand(args: string[], io: CliIo): Promise<number> {
 
 // The sequence the pointer names, or undefined without one; a damaged pointer does not hide the history.
 async function pointerSequence(store: BlobStore, name: string): Promise<number | undefined> {
-  const got = await store.get(pointerKey(name));
-  if (got.status !== "ok") return undefined;
   try {
-    return (await decodePointer(got.body, { what: pointerKey(name) })).sequence;
-  } catch {
+    return (await readPointer(store, name))?.sequence;
+  } catch (error) {
+    if (!(error instanceof TesseraError && error.code === "CORRUPT_POINTER")) throw error;
     return undefined;
   }
 }

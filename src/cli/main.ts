@@ -7,22 +7,17 @@
 import process from "node:process";
 import { VERSION } from "../version.ts";
 import { type CliIo, EXIT, processIo, reportError, UsageError } from "./_io.ts";
+import { FLUSH_HELP, flushCommand } from "./flush_command.ts";
 import { GC_HELP, gcCommand } from "./gc_command.ts";
 import { LS_HELP, lsCommand } from "./ls_command.ts";
 import { MANIFEST_HELP, manifestCommand } from "./manifest_command.ts";
 import { PRUNE_HELP, pruneCommand } from "./prune_command.ts";
 import { QUERY_HELP, queryCommand } from "./query_command.ts";
-import {
-  FLUSH_HELP,
-  flushCommand,
-  REPLICATE_HELP,
-  replicateCommand,
-  STATUS_HELP,
-  statusCommand,
-} from "./replicate_command.ts";
+import { REPLICATE_HELP, replicateCommand } from "./replicate_command.ts";
 import { RESTORE_HELP, restoreCommand } from "./restore_command.ts";
 import { SHELL_HELP, shellCommand } from "./shell_command.ts";
 import { SNAPSHOT_HELP, snapshotCommand } from "./snapshot_command.ts";
+import { STATUS_HELP, statusCommand } from "./status_command.ts";
 import { STORE_HELP, storeCommand } from "./store_command.ts";
 import { SYNC_HELP, syncCommand } from "./sync_command.ts";
 import { TOUCH_HELP, touchCommand } from "./touch_command.ts";

@@ -8,8 +8,8 @@ import { parseArgs } from "node:util";
 import { toHex } from "../bytes.ts";
 import { idToHex } from "../chunk/ids.ts";
 import { chunkListIndexIds } from "../manifest/chunk_list.ts";
+import { loadManifestFile } from "../manifest/manifest_file.ts";
 import type { Manifest } from "../manifest/types.ts";
-import { loadManifestFile } from "../restore/manifest_source.ts";
 import { writeFileAtomic } from "../files.ts";
 import {
   commandContext,

@@ -6,9 +6,7 @@
 
 import { parseArgs } from "node:util";
 import { TesseraError } from "../errors.ts";
-import { parseDuration } from "../history/duration.ts";
-import { listDatabases, pruneDatabase, type PruneReport, type RetentionPolicy } from "../history/prune.ts";
-import type { BlobStore } from "../store/types.ts";
+import { pruneDatabase, type PruneReport, type RetentionPolicy } from "../history/prune.ts";
 import {
   commandContext,
   DATABASE_OPTIONS,
@@ -17,6 +15,8 @@ import {
   STORE_OPTIONS_HELP,
 } from "./_common.ts";
 import { type CliIo, EXIT, UsageError } from "./_io.ts";
+import { checkSelection, chosenDatabases, writableStores } from "./_selection.ts";
+import { durationOption } from "./_values.ts";
 
 /** `tessera prune --help`. */
 export const PRUNE_HELP =
@@ -63,7 +63,7 @@ export async function pruneCommand(args: string[], io: CliIo): Promise<number> {
   }
   const policy: Omit<RetentionPolicy, "pointerSequence"> = {
     keepLast: count(values["keep-last"], "--keep-last"),
-    keepWithinMs: duration(values["keep-within"], "--keep-within"),
+    keepWithinMs: durationOption("--keep-within", values["keep-within"]),
     keepHourly: count(values["keep-hourly"], "--keep-hourly"),
     keepDaily: count(values["keep-daily"], "--keep-daily"),
   };
@@ -112,57 +112,6 @@ function print(io: CliIo, report: PruneReport, json: boolean): void {
   for (const row of rows) {
     const why = row.reasons.length > 0 ? `  (${row.reasons.join(", ")})` : "";
     io.stdout(`  ${row.what.padEnd(12)} ${String(row.sequence).padStart(8)}  ${row.created}${why}\n`);
-  }
-}
-
-/** Values that choose databases: one by name, path or URL, or `--all`. */
-export interface DatabaseSelection {
-  all?: boolean | undefined;
-  name?: string | undefined;
-  hostname?: string | undefined;
-  "source-path"?: string | undefined;
-  source?: string | undefined;
-}
-
-/** Throws `UsageError` unless exactly one of `--all` and a database is given. */
-export function checkSelection(values: DatabaseSelection, command: string): void {
-  const one = Boolean(values.name || values["source-path"] || values.source);
-  if (values.all && one) throw new UsageError(`${command}: give --all or one database, not both`);
-  if (!values.all && !one) {
-    throw new UsageError(
-      `${command}: name the database (--name NAME, --source-path PATH [--hostname HOST], --source URL) ` +
-        "or give --all",
-    );
-  }
-}
-
-/** The databases the options choose in `store`: every one with `--all`, else the one named. */
-export async function chosenDatabases(
-  values: DatabaseSelection,
-  io: CliIo,
-  store: BlobStore,
-): Promise<string[]> {
-  return values.all ? await listDatabases(store) : [await databaseName(values, io)];
-}
-
-/** The writable stores, or a `UsageError` naming the command when there are none. */
-export function writableStores(stores: BlobStore[], command: string): BlobStore[] {
-  const writable = stores.filter((s) => s.capabilities.write);
-  if (writable.length === 0) {
-    throw new UsageError(
-      `${command}: no writable store: give --store DIR|s3://bucket/prefix, or a config target`,
-    );
-  }
-  return writable;
-}
-
-/** `text` as a duration in ms for option `option`, or a `UsageError`. */
-export function duration(text: string | undefined, option: string): number | undefined {
-  if (text === undefined) return undefined;
-  try {
-    return parseDuration(text);
-  } catch (error) {
-    throw new UsageError(`${option}: ${(error as Error).message}`);
   }
 }
 

@@ -1,24 +1,23 @@
 /**
- * `tessera replicate DB...`: keep databases published while applications write; `tessera status` and
- * `tessera flush` talk to a running replicator through its spool directory.
+ * `tessera replicate DB...`: keep databases published while applications write (`tessera status` and
+ * `tessera flush` talk to a running replicator through its spool directory).
  *
  * @module
  */
 
-import { readdir } from "node:fs/promises";
-import { join, resolve } from "node:path";
+import { resolve } from "node:path";
 import process from "node:process";
 import { parseArgs } from "node:util";
+import { chunkCachesFor } from "../config/stores.ts";
 import { TesseraError } from "../errors.ts";
-import { parseDuration } from "../history/duration.ts";
 import { deriveName } from "../manifest/naming.ts";
-import { readStatus, type ReplicatorStatus, requestFlush } from "../replicate/control.ts";
 import { Replicator, type ReplicatorEvent } from "../replicate/replicator.ts";
 import { restoreIfMissing } from "../replicate/restore_missing.ts";
-import { Spool } from "../replicate/spool.ts";
-import { defaultSpoolDir } from "../snapshot/sync.ts";
+import { Spool } from "../write/spool.ts";
+import { defaultSpoolDir } from "../write/sync.ts";
 import { commandContext, localHostname, STORE_OPTIONS, STORE_OPTIONS_HELP } from "./_common.ts";
 import { type CliIo, EXIT, UsageError } from "./_io.ts";
+import { durationOption, wholeNumberOption } from "./_values.ts";
 
 /** `tessera replicate --help`. */
 export const REPLICATE_HELP = `Usage: tessera replicate DB [DB...] [options]
@@ -59,50 +58,6 @@ Exit codes: 0 stopped by a signal, 1 failed (another replicator holds the lease,
 the pointer, or a store refused), 2 bad usage, 3 database not found.
 `;
 
-/** `tessera status --help`. */
-export const STATUS_HELP = `Usage: tessera status [DB...] [--name NAME] [--spool DIR] [--json]
-
-Show what the replicators using the spool directory are doing: running or not, pending snapshots and
-bytes, the last snapshot published to every store and when, failures per store, and the lag (how long
-the oldest unpublished snapshot has waited). Without DB, every database in the spool.
-
-Options:
-  --name NAME       a database by its stored name
-  --hostname HOST   the host name in derived names (default: this machine)
-  --spool DIR       the spool directory (default: config spool_dir, or $TMPDIR/tessera-spool-UID)
-  -c, --config C    a config (for its spool_dir)
-  --json            one JSON object per database
-  -h, --help        show this help
-
-Exit codes: 0 shown, 1 a replicator reports an error, 2 bad usage, 3 no replicator status found.
-`;
-
-/** `tessera flush --help`. */
-export const FLUSH_HELP = `Usage: tessera flush DB [--name NAME] [--spool DIR] [--timeout-ms N] [--json]
-
-Ask the running replicator of DB to capture and publish now, and wait until every store has every
-pending snapshot (or the timeout passes).
-
-Options:
-  --name NAME       the database by its stored name instead of DB
-  --hostname HOST   the host name in derived names (default: this machine)
-  --spool DIR       the spool directory (default: config spool_dir, or $TMPDIR/tessera-spool-UID)
-  --timeout-ms N    how long to wait (default 60000)
-  -c, --config C    a config (for its spool_dir)
-  --json            print the answer as JSON
-  -h, --help        show this help
-
-Exit codes: 0 everything published, 1 something still pending or no replicator answered, 2 bad usage.
-`;
-
-function count(values: Record<string, unknown>, option: string, fallback: number, min = 0): number {
-  const raw = values[option];
-  if (raw === undefined) return fallback;
-  const n = Number(raw);
-  if (!Number.isSafeInteger(n) || n < min) throw new UsageError(`--${option} takes a whole number ≥ ${min}`);
-  return n;
-}
-
 /** Runs `tessera replicate`. */
 export async function replicateCommand(args: string[], io: CliIo): Promise<number> {
   const { values, positionals } = parseArgs({
@@ -140,7 +95,7 @@ export async function replicateCommand(args: string[], io: CliIo): Promise<numbe
   }
   const hostname = values.hostname ?? localHostname(io.env);
   const spoolDir = resolve(values.spool ?? context.config.spoolDir ?? defaultSpoolDir());
-  const shutdownMs = count(values, "shutdown-timeout-ms", 10_000);
+  const shutdownMs = wholeNumberOption(values, "shutdown-timeout-ms", { fallback: 10_000 });
   const json = values.json;
   const say = (event: Record<string, unknown>, text: string) => {
     if (json) io.stdout(JSON.stringify(event) + "\n");
@@ -187,7 +142,7 @@ export async function replicateCommand(args: string[], io: CliIo): Promise<numbe
         const result = await restoreIfMissing(path, {
           stores: context.readable,
           name,
-          config: context.config,
+          caches: chunkCachesFor(context.config),
         });
         for (const warning of result.warnings) io.stderr(`tessera: warning: ${warning}\n`);
         if (result.restored) {
@@ -216,16 +171,19 @@ export async function replicateCommand(args: string[], io: CliIo): Promise<numbe
           hostname,
           name: values.name,
           spoolDir,
-          chunkSize: count(values, "chunk-size", context.config.chunkSize ?? 65536, 4096),
-          debounceMs: count(values, "debounce-ms", 100),
-          maxDelayMs: count(values, "max-delay-ms", 1000),
-          pollIntervalMs: count(values, "poll-ms", 500, 10),
+          chunkSize: wholeNumberOption(values, "chunk-size", {
+            fallback: context.config.chunkSize ?? 65536,
+            min: 4096,
+          }),
+          debounceMs: wholeNumberOption(values, "debounce-ms", { fallback: 100 }),
+          maxDelayMs: wholeNumberOption(values, "max-delay-ms", { fallback: 1000 }),
+          pollIntervalMs: wholeNumberOption(values, "poll-ms", { fallback: 500, min: 10 }),
           watch: !values["no-watch"],
-          maxSpoolBytes: count(values, "max-spool-bytes", 256 * 1024 * 1024),
+          maxSpoolBytes: wholeNumberOption(values, "max-spool-bytes", { fallback: 256 * 1024 * 1024 }),
           takeOver: values["take-over"],
-          touchIntervalMs: values["touch-every"] ? duration("touch-every", values["touch-every"]) : 0,
+          touchIntervalMs: values["touch-every"] ? durationOption("--touch-every", values["touch-every"]) : 0,
           touchOlderThanMs: values["touch-older-than"]
-            ? duration("touch-older-than", values["touch-older-than"])
+            ? durationOption("--touch-older-than", values["touch-older-than"])
             : undefined,
           onEvent,
         }),
@@ -276,14 +234,6 @@ export async function replicateCommand(args: string[], io: CliIo): Promise<numbe
   }
 }
 
-function duration(option: string, text: string): number {
-  try {
-    return parseDuration(text);
-  } catch (error) {
-    throw new UsageError(`--${option}: ${error instanceof Error ? error.message : String(error)}`);
-  }
-}
-
 function describeEvent(e: ReplicatorEvent): string {
   switch (e.type) {
     case "captured":
@@ -308,121 +258,4 @@ function describeEvent(e: ReplicatorEvent): string {
     case "fatal":
       return `stopped replicating ${e.name}: ${e.error}`;
   }
-}
-
-async function spoolOf(values: { spool?: string | undefined; config?: string | undefined }, io: CliIo) {
-  if (values.spool) return resolve(values.spool);
-  if (values.config || io.env.TESSERA_CONFIG) {
-    const context = await commandContext({ config: values.config, store: ["."] }, io).catch(() => undefined);
-    if (context?.config.spoolDir) return context.config.spoolDir;
-  }
-  return defaultSpoolDir();
-}
-
-async function namesFor(
-  values: { name?: string | undefined; hostname?: string | undefined },
-  positionals: string[],
-  io: CliIo,
-): Promise<string[]> {
-  if (values.name) return [values.name];
-  const hostname = values.hostname ?? localHostname(io.env);
-  return await Promise.all(positionals.map((db) => deriveName(hostname, resolve(db))));
-}
-
-const NAME_OPTIONS = {
-  name: { type: "string" },
-  hostname: { type: "string" },
-  spool: { type: "string" },
-  config: { type: "string", short: "c" },
-  json: { type: "boolean", default: false },
-  help: { type: "boolean", short: "h", default: false },
-} as const;
-
-/** Runs `tessera status`. */
-export async function statusCommand(args: string[], io: CliIo): Promise<number> {
-  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: NAME_OPTIONS });
-  if (values.help) {
-    io.stdout(STATUS_HELP);
-    return EXIT.ok;
-  }
-  const spoolDir = await spoolOf(values, io);
-  let names = await namesFor(values, positionals, io);
-  if (names.length === 0) {
-    names = await readdir(join(spoolDir, "replicate")).catch(() => [] as string[]);
-  }
-  const found: ReplicatorStatus[] = [];
-  for (const name of names) {
-    const status = await readStatus(Spool.dirFor(spoolDir, name));
-    if (status) found.push(status);
-  }
-  if (found.length === 0) {
-    throw new TesseraError(
-      "NOT_FOUND",
-      `No replicator status in ${spoolDir}${names.length > 0 ? ` for ${names.join(", ")}` : ""}: ` +
-        "start one with tessera replicate, or give its --spool",
-    );
-  }
-  for (const s of found) {
-    if (values.json) io.stdout(JSON.stringify(s) + "\n");
-    else io.stdout(describeStatus(s));
-  }
-  return found.some((s) => s.error) ? EXIT.failure : EXIT.ok;
-}
-
-function describeStatus(s: ReplicatorStatus): string {
-  const at = (ms: number | null | undefined) => (ms ? new Date(ms).toISOString() : "never");
-  const lines = [
-    `${s.name}  ${s.running ? `running (pid ${s.pid})` : "not running"}  ${s.path}`,
-    `  pending      ${s.pending} snapshot(s), ${s.pendingBytes} bytes (bound ${s.maxSpoolBytes})`,
-    `  last sync    ${s.lastSync ? `sequence ${s.lastSync.sequence} at ${at(s.lastSync.ms)}` : "none yet"}`,
-    `  last capture ${
-      s.lastCapture ? `sequence ${s.lastCapture.sequence} at ${at(s.lastCapture.ms)}` : "none yet"
-    }`,
-    `  lag          ${s.lagMs} ms`,
-    `  totals       ${s.captures} captured, ${s.published} published, ${s.coalesced} coalesced, ` +
-    `longest source hold ${s.longestHoldMs} ms`,
-  ];
-  for (const t of s.targets) {
-    lines.push(
-      `  ${t.store}: sequence ${t.sequence}, ${t.behind} behind, last success ${at(t.lastSuccessMs)}, ` +
-        `${t.failures} failure(s)` + (t.lastError ? `; last error: ${t.lastError}` : ""),
-    );
-  }
-  if (s.error) lines.push(`  stopped: ${s.error}`);
-  return lines.join("\n") + "\n";
-}
-
-/** Runs `tessera flush`. */
-export async function flushCommand(args: string[], io: CliIo): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args,
-    allowPositionals: true,
-    options: { ...NAME_OPTIONS, "timeout-ms": { type: "string" } },
-  });
-  if (values.help) {
-    io.stdout(FLUSH_HELP);
-    return EXIT.ok;
-  }
-  const names = await namesFor(values, positionals, io);
-  if (names.length !== 1) throw new UsageError("flush: give one DB (or --name NAME)");
-  const spoolDir = await spoolOf(values, io);
-  const dir = Spool.dirFor(spoolDir, names[0] as string);
-  const status = await readStatus(dir);
-  if (!status?.running) {
-    throw new TesseraError(
-      "NOT_FOUND",
-      `No running replicator for ${
-        names[0]
-      } in ${spoolDir}: start one with tessera replicate, or give its --spool`,
-    );
-  }
-  const answer = await requestFlush(dir, count(values, "timeout-ms", 60_000, 1));
-  if (values.json) io.stdout(JSON.stringify({ name: names[0], ...answer }) + "\n");
-  else if (answer.ok) io.stdout(`${names[0]}: everything published (sequence ${answer.sequence})\n`);
-  else {io.stdout(
-      `${names[0]}: ${answer.pending ?? "?"} snapshot(s) still pending${
-        answer.error ? `: ${answer.error}` : ""
-      }\n`,
-    );}
-  return answer.ok ? EXIT.ok : EXIT.failure;
 }

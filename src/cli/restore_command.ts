@@ -19,7 +19,7 @@ import {
 } from "./_common.ts";
 import { type CliIo, EXIT, UsageError } from "./_io.ts";
 import { progressPrinter } from "./_progress.ts";
-import { directoryContext } from "./snapshot_command.ts";
+import { directoryContext } from "./_snapshot_dir.ts";
 
 /** `tessera restore --help`. */
 export const RESTORE_HELP =

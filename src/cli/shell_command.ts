@@ -19,6 +19,7 @@ import {
 } from "./_replica_options.ts";
 import { formatTable, resultJson, sqlError } from "./_results.ts";
 import { splitStatements } from "../replica/statements.ts";
+import { errorMessage } from "../errors.ts";
 
 /** `tessera shell --help`. */
 export const SHELL_HELP = `Usage: tessera shell SOURCE [options]
@@ -189,7 +190,7 @@ class Shell {
     this.#failed = true;
     const sql = sqlError(error);
     const code = sql?.code ?? (error as { code?: unknown } | null)?.code;
-    const message = sql?.message ?? (error instanceof Error ? error.message : String(error));
+    const message = sql?.message ?? errorMessage(error);
     if (this.#mode === "json") {
       this.#io.stdout(
         JSON.stringify({ ok: false, error: { code: String(code ?? "ERROR"), message } }) + "\n",

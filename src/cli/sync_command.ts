@@ -7,7 +7,7 @@
 import { createClient } from "@libsql/client";
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { defaultSpoolDir, syncDatabase, type SyncReport } from "../snapshot/sync.ts";
+import { defaultSpoolDir, syncDatabase, type SyncReport } from "../write/sync.ts";
 import { commandContext, localHostname, STORE_OPTIONS, STORE_OPTIONS_HELP } from "./_common.ts";
 import { type CliIo, EXIT, UsageError } from "./_io.ts";
 import { progressPrinter } from "./_progress.ts";

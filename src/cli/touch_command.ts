@@ -7,11 +7,12 @@
 import { parseArgs } from "node:util";
 import { TesseraError } from "../errors.ts";
 import { formatDuration } from "../history/duration.ts";
-import { pointerKey } from "../manifest/keys.ts";
 import { DEFAULT_TOUCH_AGE_MS, touchChunks, type TouchReport } from "../history/touch.ts";
+import { hasPointer } from "../manifest/catalog.ts";
 import { commandContext, DATABASE_OPTIONS, STORE_OPTIONS, STORE_OPTIONS_HELP } from "./_common.ts";
 import { type CliIo, EXIT } from "./_io.ts";
-import { checkSelection, chosenDatabases, duration, writableStores } from "./prune_command.ts";
+import { checkSelection, chosenDatabases, writableStores } from "./_selection.ts";
+import { durationOption } from "./_values.ts";
 
 /** `tessera touch --help`. */
 export const TOUCH_HELP =
@@ -53,7 +54,7 @@ export async function touchCommand(args: string[], io: CliIo): Promise<number> {
     io.stdout(TOUCH_HELP);
     return EXIT.ok;
   }
-  const olderThanMs = duration(values["older-than"], "--older-than") ?? DEFAULT_TOUCH_AGE_MS;
+  const olderThanMs = durationOption("--older-than", values["older-than"]) ?? DEFAULT_TOUCH_AGE_MS;
   checkSelection(values, "touch");
   const context = await commandContext(values, io);
   let damaged = 0;
@@ -61,7 +62,7 @@ export async function touchCommand(args: string[], io: CliIo): Promise<number> {
     for (const name of await chosenDatabases(values, io, store)) {
       // With --all, a database without a pointer yet (a first sync in progress) has no newest snapshot.
       if (values.all && !values["all-manifests"]) {
-        if ((await store.head(pointerKey(name))).status !== "ok") continue;
+        if (!await hasPointer(store, name)) continue;
       }
       const report = await touchChunks(store, name, {
         olderThanMs,

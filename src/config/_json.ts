@@ -5,6 +5,8 @@
  * @module
  */
 
+import { errorMessage } from "../errors.ts";
+
 /** Where and why a text is not JSON; `line` and `column` count from 1. */
 export interface JsonSyntaxProblem {
   offset: number;
@@ -21,7 +23,7 @@ export function parseJson(text: string): { ok: true; value: unknown } | ({ ok: f
   } catch (error) {
     const found = findJsonError(body);
     const at = found?.offset ?? body.length;
-    const problem = found?.problem ?? (error instanceof Error ? error.message : String(error));
+    const problem = found?.problem ?? errorMessage(error);
     return { ok: false, ...lineColumn(body, at), offset: at, problem };
   }
 }

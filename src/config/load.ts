@@ -14,6 +14,7 @@ import { TESSERA_KEYS, tesseraConfig } from "./_tessera.ts";
 import { targetFromString } from "./_targets.ts";
 import { VERNEUIL_IGNORED_KEYS, VERNEUIL_KEYS, verneuilConfig } from "./_verneuil.ts";
 import type { TargetConfig, TesseraConfig } from "./types.ts";
+import { errorMessage } from "../errors.ts";
 
 /** Options of {@linkcode loadConfig}. */
 export interface LoadConfigOptions {
@@ -87,6 +88,35 @@ export function normalizeConfig(value: unknown, options: NormalizeConfigOptions 
   return fromJson(cx, value);
 }
 
+/** Options of {@linkcode resolveConfig}. */
+export interface ResolveConfigOptions {
+  /** The environment; `TESSERA_CONFIG` is read when there is no config and no stores. */
+  env: Record<string, string | undefined>;
+  /** The function given the config, for messages: `openReplica` names "openReplica's config". */
+  caller: string;
+  /** The caller was given stores, so no config means none rather than `TESSERA_CONFIG`. @default {false} */
+  hasStores?: boolean | undefined;
+}
+
+/**
+ * The config a library entry point was given as its `config` option: an object in Tessera's or Verneuil's
+ * shape (normalised), JSON text, a file's path or `@path` (loaded as `-c` is). Without one, the config in
+ * `TESSERA_CONFIG`, unless the caller was given stores: then an empty config.
+ *
+ * @example
+ * ```ts
+ * import { resolveConfig } from "./load.ts";
+ * const config = await resolveConfig({ targets: ["/var/backups/tessera"] }, { env: {}, caller: "openReplica" });
+ * console.log(config.targets[0]?.kind); // "directory"
+ * ```
+ */
+export async function resolveConfig(config: unknown, options: ResolveConfigOptions): Promise<TesseraConfig> {
+  const { env } = options;
+  if (config === undefined) return options.hasStores ? emptyConfig() : await loadConfig({ env });
+  if (typeof config === "string") return await loadConfig({ arg: config, env });
+  return normalizeConfig(config, { source: `${options.caller}'s config` });
+}
+
 function emptyConfig(): TesseraConfig {
   return { targets: [], readOnly: [], readOnlyCaches: [] };
 }
@@ -120,7 +150,7 @@ async function readSource(origin: string, value: string, cwd: string): Promise<T
       ? "it is a directory, not a JSON file"
       : code === "EACCES" || code === "EPERM"
       ? "permission to read it is denied"
-      : `it cannot be read (${error instanceof Error ? error.message : String(error)})`;
+      : `it cannot be read (${errorMessage(error)})`;
     fileCx.fail(reason, error);
   }
   return fromText(fileCx, text);

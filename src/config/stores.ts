@@ -1,17 +1,13 @@
 /**
- * From configured targets to open stores, and to words for messages.
+ * From configured targets to open stores and chunk caches, and to words for messages.
  *
  * @module
  */
 
-import {
-  type ChunkCache,
-  type ChunkSource,
-  DirectoryChunkCache,
-  LayeredChunkSource,
-  StoreChunkSource,
-} from "../chunk/source.ts";
-import { TesseraError } from "../errors.ts";
+import { readThrough } from "../chunk/layers.ts";
+import type { ChunkCache, ChunkSource } from "../chunk/source.ts";
+import { DirectoryChunkCache } from "../chunk/directory_cache.ts";
+import { errorMessage, TesseraError } from "../errors.ts";
 import { describeUrl } from "../net/http.ts";
 import type { S3ClientOptions } from "../s3/client.ts";
 import { s3OptionsFromEnv } from "../s3/env.ts";
@@ -48,7 +44,7 @@ export function openTarget(target: TargetConfig, env: Record<string, string | un
     return openS3(target, env);
   } catch (error) {
     if (error instanceof TesseraError && error.code === "CONFIG_INVALID") throw error;
-    const reason = error instanceof Error ? error.message : String(error);
+    const reason = errorMessage(error);
     throw new TesseraError("CONFIG_INVALID", `Cannot open target ${describeTarget(target)}: ${reason}`, {
       cause: error,
     });
@@ -106,6 +102,37 @@ export function describeTarget(target: TargetConfig): string {
 }
 
 /**
+ * The local chunk caches a config names, in the order a reader tries them: its `cache` directory (read and
+ * filled), then other processes' read-only caches.
+ *
+ * @example
+ * ```ts
+ * import { chunkCachesFor } from "./stores.ts";
+ * const caches = chunkCachesFor({ cache: { directory: "/tmp/c", numShards: 16, capacity: 1000 }, readOnlyCaches: [] });
+ * console.log(caches.map((c) => c.description)); // ["cache directory /tmp/c"]
+ * ```
+ */
+export function chunkCachesFor(config: Pick<TesseraConfig, "cache" | "readOnlyCaches">): ChunkCache[] {
+  const caches: ChunkCache[] = [];
+  const { cache, readOnlyCaches } = config;
+  if (cache) {
+    // Cached chunks stay uncompressed: local disk is cheap, and a warm read then costs no zstd work.
+    caches.push(
+      new DirectoryChunkCache({
+        directory: cache.directory,
+        numShards: cache.numShards,
+        capacity: cache.capacity,
+        codec: "none",
+      }),
+    );
+  }
+  for (const { directory, numShards } of readOnlyCaches) {
+    caches.push(new DirectoryChunkCache({ directory, numShards: Math.max(1, numShards), readOnly: true }));
+  }
+  return caches;
+}
+
+/**
  * The chunk layers a reader goes through: `before` (e.g. a memory cache), the config's local cache
  * directory, other processes' read-only caches, then `primary` and every other store in `stores`.
  *
@@ -123,23 +150,5 @@ export function chunkSourceFor(
   stores: readonly BlobStore[] = [],
   before: readonly ChunkCache[] = [],
 ): ChunkSource {
-  const layers: ChunkSource[] = [...before];
-  const { cache, readOnlyCaches } = config;
-  if (cache) {
-    // Cached chunks stay uncompressed: local disk is cheap, and a warm read then costs no zstd work.
-    layers.push(
-      new DirectoryChunkCache({
-        directory: cache.directory,
-        numShards: cache.numShards,
-        capacity: cache.capacity,
-        codec: "none",
-      }),
-    );
-  }
-  for (const { directory, numShards } of readOnlyCaches) {
-    layers.push(new DirectoryChunkCache({ directory, numShards: Math.max(1, numShards), readOnly: true }));
-  }
-  layers.push(new StoreChunkSource(primary));
-  for (const other of stores) if (other !== primary) layers.push(new StoreChunkSource(other));
-  return layers.length === 1 ? layers[0] as ChunkSource : new LayeredChunkSource(layers);
+  return readThrough(primary, { caches: [...before, ...chunkCachesFor(config)], stores });
 }

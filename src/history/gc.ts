@@ -9,8 +9,14 @@
 import { idToHex } from "../chunk/ids.ts";
 import { CHUNKS_PREFIX, parseChunkKey } from "../manifest/keys.ts";
 import type { BlobStore } from "../store/types.ts";
+import { forEachLimit } from "../pool.ts";
 import { boundedIndexCache, referencedChunks } from "./references.ts";
-import { CHUNK_REUSE_WINDOW_MS, DEFAULT_GC_GRACE_MS, GC_DELETE_WINDOW_MS, MIN_GC_GRACE_MS } from "./reuse.ts";
+import {
+  CHUNK_REUSE_WINDOW_MS,
+  DEFAULT_GC_GRACE_MS,
+  GC_DELETE_WINDOW_MS,
+  MIN_GC_GRACE_MS,
+} from "../write/reuse.ts";
 import { formatDuration } from "./duration.ts";
 
 /** Options of {@linkcode collectGarbage}. */
@@ -132,31 +138,24 @@ export async function collectGarbage(
     listedAt = performance.now();
   };
 
-  let next = 0;
-  const worker = async () => {
-    while (next < candidates.length) {
-      const { key, hex } = candidates[next++] as { key: string; hex: string };
-      if (performance.now() - listedAt > refreshAfterMs) {
-        refreshing ??= refresh().finally(() => (refreshing = undefined));
-        await refreshing;
-      }
-      if (refs.ids.has(hex)) {
-        report.chunks.referenced++;
-        continue;
-      }
-      const outcome = dryRun
-        ? await lookOnce(store, key, graceMs, signal)
-        : await deleteIfStillOld(store, key, graceMs, signal);
-      if (outcome.kind === "deleted") {
-        report.deleted.count++;
-        report.deleted.bytes += outcome.size;
-        report.deleted.chunks.push({ key, size: outcome.size, lastModified: outcome.lastModified });
-      } else report.kept[outcome.kind]++;
+  await forEachLimit(candidates, async ({ key, hex }) => {
+    if (performance.now() - listedAt > refreshAfterMs) {
+      refreshing ??= refresh().finally(() => (refreshing = undefined));
+      await refreshing;
     }
-  };
-  await Promise.all(
-    Array.from({ length: Math.min(Math.max(1, options.concurrency ?? 8), candidates.length) }, worker),
-  );
+    if (refs.ids.has(hex)) {
+      report.chunks.referenced++;
+      return;
+    }
+    const outcome = dryRun
+      ? await lookOnce(store, key, graceMs, signal)
+      : await deleteIfStillOld(store, key, graceMs, signal);
+    if (outcome.kind === "deleted") {
+      report.deleted.count++;
+      report.deleted.bytes += outcome.size;
+      report.deleted.chunks.push({ key, size: outcome.size, lastModified: outcome.lastModified });
+    } else report.kept[outcome.kind]++;
+  }, { concurrency: options.concurrency, signal });
   report.deleted.chunks.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
   return report;
 }

@@ -6,10 +6,7 @@
  * @module
  */
 
-import { decodePointer } from "../manifest/codec.ts";
-import { DATABASES_PREFIX, pointerKey } from "../manifest/keys.ts";
-import { isDatabaseName } from "../manifest/naming.ts";
-import { listSnapshots, type SnapshotEntry } from "../restore/manifest_source.ts";
+import { listSnapshots, readPointer, type SnapshotEntry } from "../manifest/catalog.ts";
 import type { BlobStore } from "../store/types.ts";
 
 /** Which snapshots to keep: one is kept when any rule keeps it. */
@@ -168,7 +165,7 @@ export async function pruneDatabase(
   const dryRun = options.dryRun ?? false;
   const nowMs = options.nowMs ?? Date.now();
   checkPolicy({ ...policy, pointerSequence: undefined });
-  const pointerSequence = await readPointerSequence(store, name, signal);
+  const pointerSequence = (await readPointer(store, name, { signal }))?.sequence;
   const snapshots = await listSnapshots(store, name, { signal });
   const decisions = chooseRetained(snapshots, { ...policy, pointerSequence }, nowMs);
   const row = (d: RetentionDecision<SnapshotEntry>): PrunedEntry => ({
@@ -187,39 +184,4 @@ export async function pruneDatabase(
   };
   if (!dryRun) { for (const entry of report.deleted) await store.delete(entry.key, { signal }); }
   return report;
-}
-
-/**
- * The names of the databases in `store` (those with any key under `dbs/<name>/`, `<name>` a valid database
- * name), in key order.
- *
- * @example
- * ```ts
- * import { listDatabases } from "./prune.ts";
- * import { MemoryStore } from "../store/memory.ts";
- * console.log(await listDatabases(new MemoryStore())); // []
- * ```
- */
-export async function listDatabases(
-  store: BlobStore,
-  options: { signal?: AbortSignal | undefined } = {},
-): Promise<string[]> {
-  const names: string[] = [];
-  for await (const item of store.list(DATABASES_PREFIX, { delimiter: "/", signal: options.signal })) {
-    if (item.type !== "prefix") continue;
-    const name = item.prefix.slice(DATABASES_PREFIX.length, -1);
-    if (isDatabaseName(name)) names.push(name);
-  }
-  return names;
-}
-
-async function readPointerSequence(
-  store: BlobStore,
-  name: string,
-  signal: AbortSignal | undefined,
-): Promise<number | undefined> {
-  const key = pointerKey(name);
-  const got = await store.get(key, { signal });
-  if (got.status !== "ok") return undefined;
-  return (await decodePointer(got.body, { what: `${store.description} ${key}` })).sequence;
 }

@@ -6,16 +6,15 @@
  * @module
  */
 
-import { idToHex, ZERO_ID } from "../chunk/ids.ts";
+import { idToHex, ZERO_HEX } from "../chunk/ids.ts";
 import { StoreChunkSource } from "../chunk/source.ts";
 import { TesseraError } from "../errors.ts";
 import { chunkListIndexIds, type IndexCache, manifestChunkIds } from "../manifest/chunk_list.ts";
+import { listManifests } from "../manifest/catalog.ts";
 import { decodeManifest } from "../manifest/codec.ts";
-import { DATABASES_PREFIX, parseManifestKey } from "../manifest/keys.ts";
 import type { Manifest } from "../manifest/types.ts";
+import { forEachLimit } from "../pool.ts";
 import type { BlobStore } from "../store/types.ts";
-
-const ZERO_HEX = idToHex(ZERO_ID);
 
 /** How many manifests are read at once. */
 const READ_CONCURRENCY = 8;
@@ -101,40 +100,33 @@ export async function referencedChunks(
   const databases = new Set<string>();
   for (let listing = 0; listing < MAX_LISTINGS; listing++) {
     const keys: string[] = [];
-    for await (const item of store.list(DATABASES_PREFIX, { signal })) {
-      if (item.type !== "object" || read.has(item.key)) continue;
-      const parsed = parseManifestKey(item.key);
-      if (parsed === undefined) continue;
-      keys.push(item.key);
-      databases.add(parsed.name);
+    for await (const entry of listManifests(store, { signal })) {
+      if (read.has(entry.key)) continue;
+      keys.push(entry.key);
+      databases.add(entry.name);
     }
     let vanished = false;
-    let next = 0;
-    const worker = async () => {
-      while (next < keys.length) {
-        const key = keys[next++] as string;
-        const got = await store.get(key, { signal });
-        if (got.status !== "ok") {
-          vanished = true;
-          continue;
-        }
-        const doing = `collect references of ${key} in ${store.description}`;
-        let manifest: Manifest;
-        try {
-          manifest = await decodeManifest(got.body, { what: `${store.description} ${key}` });
-        } catch (error) {
-          throw new TesseraError(
-            (error as TesseraError).code ?? "CORRUPT_MANIFEST",
-            `Cannot ${doing}: ${(error as Error).message}; no chunk can be called unreferenced while a ` +
-              "manifest cannot be read: restore it from another copy, or delete it if it is not needed",
-            { cause: error },
-          );
-        }
-        await addManifestReferences(store, manifest, ids, { doing, indexCache, signal });
-        read.add(key);
+    await forEachLimit(keys, async (key) => {
+      const got = await store.get(key, { signal });
+      if (got.status !== "ok") {
+        vanished = true;
+        return;
       }
-    };
-    await Promise.all(Array.from({ length: Math.min(READ_CONCURRENCY, keys.length) }, worker));
+      const doing = `collect references of ${key} in ${store.description}`;
+      let manifest: Manifest;
+      try {
+        manifest = await decodeManifest(got.body, { what: `${store.description} ${key}` });
+      } catch (error) {
+        throw new TesseraError(
+          (error as TesseraError).code ?? "CORRUPT_MANIFEST",
+          `Cannot ${doing}: ${(error as Error).message}; no chunk can be called unreferenced while a ` +
+            "manifest cannot be read: restore it from another copy, or delete it if it is not needed",
+          { cause: error },
+        );
+      }
+      await addManifestReferences(store, manifest, ids, { doing, indexCache, signal });
+      read.add(key);
+    }, { concurrency: READ_CONCURRENCY, signal });
     if (!vanished) return { ids, manifests: read.size, databases: databases.size };
   }
   throw new TesseraError(

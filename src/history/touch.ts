@@ -9,9 +9,10 @@
 import { decodeChunk } from "../chunk/codec.ts";
 import { hexToId } from "../chunk/ids.ts";
 import { TesseraError } from "../errors.ts";
+import { listHistory, loadLatest, loadSequence } from "../manifest/catalog.ts";
 import { chunkKey } from "../manifest/keys.ts";
 import type { Manifest } from "../manifest/types.ts";
-import { listHistory, loadLatest, loadSequence } from "../restore/manifest_source.ts";
+import { forEachLimit } from "../pool.ts";
 import type { BlobStore } from "../store/types.ts";
 import { addManifestReferences, boundedIndexCache } from "./references.ts";
 
@@ -103,50 +104,43 @@ export async function touchChunks(
     missing: [],
     corrupt: [],
   };
-  const todo = [...ids];
-  let next = 0;
-  const worker = async () => {
-    while (next < todo.length) {
-      const id = hexToId(todo[next++] as string);
-      const key = chunkKey(id);
-      const head = await store.head(key, { signal });
-      if (head.status !== "ok") {
-        report.missing.push(key);
-        continue;
-      }
-      if (head.lastModified === undefined) {
-        report.noTime++;
-        continue;
-      }
-      if (Date.now() - head.lastModified.getTime() < olderThanMs) {
-        report.fresh++;
-        continue;
-      }
-      if (dryRun) {
-        report.touched++;
-        report.bytes += head.size;
-        continue;
-      }
-      const got = await store.get(key, { signal });
-      if (got.status !== "ok") {
-        report.missing.push(key);
-        continue;
-      }
-      try {
-        await decodeChunk(id, got.body);
-      } catch (error) {
-        if (!(error instanceof TesseraError)) throw error;
-        report.corrupt.push(key);
-        continue;
-      }
-      await store.put(key, got.body, { signal });
-      report.touched++;
-      report.bytes += got.body.length;
+  await forEachLimit(ids, async (hex) => {
+    const id = hexToId(hex);
+    const key = chunkKey(id);
+    const head = await store.head(key, { signal });
+    if (head.status !== "ok") {
+      report.missing.push(key);
+      return;
     }
-  };
-  await Promise.all(
-    Array.from({ length: Math.min(Math.max(1, options.concurrency ?? 8), todo.length) }, worker),
-  );
+    if (head.lastModified === undefined) {
+      report.noTime++;
+      return;
+    }
+    if (Date.now() - head.lastModified.getTime() < olderThanMs) {
+      report.fresh++;
+      return;
+    }
+    if (dryRun) {
+      report.touched++;
+      report.bytes += head.size;
+      return;
+    }
+    const got = await store.get(key, { signal });
+    if (got.status !== "ok") {
+      report.missing.push(key);
+      return;
+    }
+    try {
+      await decodeChunk(id, got.body);
+    } catch (error) {
+      if (!(error instanceof TesseraError)) throw error;
+      report.corrupt.push(key);
+      return;
+    }
+    await store.put(key, got.body, { signal });
+    report.touched++;
+    report.bytes += got.body.length;
+  }, { concurrency: options.concurrency, signal });
   report.missing.sort();
   report.corrupt.sort();
   return report;

@@ -1,36 +1,19 @@
 /**
  * The store's key layout (`docs/FORMAT.md`, "Objects and keys"). This is the only module that builds or
- * parses keys; everything else asks it.
+ * parses keys; everything else asks it. Chunk keys are defined one layer down, in `src/chunk/keys.ts`, so
+ * that the chunk layer needs nothing from manifests, and are re-exported here.
  *
  * @module
  */
 
-import { checkId, hexToId, idToHex } from "../chunk/ids.ts";
 import { isDatabaseName } from "./naming.ts";
+
+export { chunkKey, CHUNKS_PREFIX, parseChunkKey } from "../chunk/keys.ts";
 
 /** The prefix every database's keys share; listing it with delimiter `/` lists the databases. */
 export const DATABASES_PREFIX = "dbs/";
-/** The prefix every chunk's key shares. */
-export const CHUNKS_PREFIX = "chunks/";
 
 const MANIFEST_KEY = /^dbs\/([^/]+)\/manifests\/([0-9a-f]{16})$/;
-const CHUNK_KEY = /^chunks\/([0-9a-f]{2})\/([0-9a-f]{64})$/;
-
-/**
- * The key of the chunk `id`: `chunks/<first two hex digits>/<64 hex digits>`. Throws `TypeError` unless
- * `id` is 32 bytes.
- *
- * @example
- * ```ts
- * import { chunkKey } from "./keys.ts";
- * console.log(chunkKey(new Uint8Array(32).fill(0xab)).slice(0, 13)); // "chunks/ab/abab"
- * ```
- */
-export function chunkKey(id: Uint8Array): string {
-  checkId(id, "chunk id");
-  const hex = idToHex(id);
-  return `${CHUNKS_PREFIX}${hex.slice(0, 2)}/${hex}`;
-}
 
 /**
  * The key of database `name`'s pointer: `dbs/<name>/pointer`. Throws `RangeError` unless `name` is a chosen
@@ -123,20 +106,4 @@ export function parseManifestKey(key: string): { name: string; sequence: number 
   const sequence = BigInt(`0x${hex}`);
   if (!isDatabaseName(name) || sequence < 1n || sequence > BigInt(Number.MAX_SAFE_INTEGER)) return undefined;
   return { name, sequence: Number(sequence) };
-}
-
-/**
- * The id a chunk key names, or `undefined` when `key` is not a chunk key (including when its two-digit
- * folder does not match the id).
- *
- * @example
- * ```ts
- * import { parseChunkKey } from "./keys.ts";
- * console.log(parseChunkKey("chunks/ab/" + "ab".repeat(32))?.length); // 32
- * ```
- */
-export function parseChunkKey(key: string): Uint8Array | undefined {
-  const match = CHUNK_KEY.exec(key);
-  if (!match || !(match[2] as string).startsWith(match[1] as string)) return undefined;
-  return hexToId(match[2] as string);
 }

@@ -4,8 +4,10 @@
  * @module
  */
 
-/** The id of a chunk: SHA-256 of its uncompressed bytes, 32 bytes. */
-export type ChunkId = Uint8Array;
+import type { ChunkId } from "../chunk/ids.ts";
+
+// Defined with the chunk layer, which names chunks without knowing manifests.
+export type { ChunkId };
 
 /** Where a database came from, as recorded in each manifest. */
 export interface DatabaseIdentity {

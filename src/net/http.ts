@@ -7,6 +7,7 @@
 
 import { concatBytes } from "../bytes.ts";
 import { backoffDelay, type RetryPolicy, sleep } from "./backoff.ts";
+import { errorMessage } from "../errors.ts";
 
 /** A request ready to send; built anew for every try so that signatures carry a fresh date. */
 export interface HttpRequest {
@@ -138,7 +139,7 @@ async function fetchOnce(
         message: `${what}: no progress within ${timeoutMs} ms while ${phase}`,
       });
     }
-    const reason = error instanceof Error ? error.message : String(error);
+    const reason = errorMessage(error);
     throw new AttemptFailed({
       kind: "network",
       message: `${what}: ${phase} failed: ${reason}`,

@@ -17,7 +17,7 @@
  */
 
 import { LibsqlError } from "@libsql/core/api";
-import { sqliteError } from "./sql.ts";
+import { sqliteError } from "./sqlite_error.ts";
 import type { Sqlite3 } from "./vfs.ts";
 
 /** Pragmas a replica answers: each reads and changes nothing (asked with no argument). */

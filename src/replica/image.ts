@@ -13,9 +13,9 @@
 
 import type { ChunkSource } from "../chunk/source.ts";
 import { idsEqual, idToHex, ZERO_ID } from "../chunk/ids.ts";
-import { TesseraError } from "../errors.ts";
-import { type IndexCache, manifestChunkIds } from "../manifest/chunk_list.ts";
+import type { IndexCache } from "../manifest/chunk_list.ts";
 import type { ChunkId, Manifest } from "../manifest/types.ts";
+import { readImage, type ReadImageResult, type ReadProblem } from "../restore/read_image.ts";
 
 /** One snapshot, ready to serve: every byte is in memory and verified. */
 export interface SnapshotImage {
@@ -123,97 +123,54 @@ export interface PrepareImageOptions {
  * chunk source). On failure nothing stays retained.
  */
 export async function prepareImage(options: PrepareImageOptions): Promise<SnapshotImage> {
-  const { manifest, chunks, pool, signal } = options;
-  const concurrency = options.concurrency ?? 8;
+  const { manifest, chunks, pool } = options;
   const what = `snapshot ${manifest.sequence} of database "${manifest.identity.name}"`;
-  const ids = await manifestChunkIds(manifest, chunks, {
-    doing: `open ${what}`,
-    indexCache: options.indexCache,
-    signal,
-  });
-  const total = ids.length + (manifest.imageLength > 0 ? 1 : 0);
   const generation = newGeneration();
-  const out: Array<Uint8Array | undefined> = new Array(total);
-  if (total > 0) out[0] = servedHeader(manifest.chunk0, generation);
+  const out: Array<Uint8Array | undefined> = [];
   const retained: string[] = [];
-  let fetched = 0;
+  let read: ReadImageResult;
   try {
-    const missing: number[] = [];
-    for (let i = 0; i < ids.length; i++) {
-      const id = ids[i]!;
-      if (idsEqual(id, ZERO_ID)) continue;
-      const hex = idToHex(id);
-      const held = pool.peek(hex);
-      if (
-        held &&
-        held.length === Math.min(manifest.chunkSize, manifest.imageLength - (i + 1) * manifest.chunkSize)
-      ) {
-        out[i + 1] = pool.retain(hex, held);
-        retained.push(hex);
-      } else {
-        missing.push(i);
-      }
-    }
-    // Two entries of one image may name the same chunk: fetch it once.
-    const inFlight = new Map<string, Promise<Uint8Array>>();
-    const fetchOne = (i: number): Promise<Uint8Array> => {
-      const id = ids[i]!;
-      const hex = idToHex(id);
-      let promise = inFlight.get(hex);
-      if (!promise) {
-        promise = chunks.get(id, { signal }).then((bytes) => {
-          if (bytes === undefined) {
-            throw new TesseraError(
-              "NOT_FOUND",
-              `Cannot open ${what}: chunk ${hex} (chunk #${i + 1}) is missing from ${chunks.description}`,
-            );
-          }
-          const expected = Math.min(manifest.chunkSize, manifest.imageLength - (i + 1) * manifest.chunkSize);
-          if (bytes.length !== expected) {
-            throw new TesseraError(
-              "CORRUPT_MANIFEST",
-              `Cannot open ${what}: chunk ${hex} (chunk #${i + 1}) is ${bytes.length} bytes, not ${expected}`,
-            );
-          }
-          fetched++;
-          return bytes;
-        });
-        inFlight.set(hex, promise);
-      }
-      return promise;
-    };
-    let next = 0;
-    const worker = async () => {
-      try {
-        while (next < missing.length) {
-          const i = missing[next++]!;
-          const bytes = await fetchOne(i);
-          const hex = idToHex(ids[i]!);
-          out[i + 1] = pool.retain(hex, bytes);
+    read = await readImage(manifest, chunks, {
+      doing: `open ${what}`,
+      indexCache: options.indexCache,
+      // A chunk another image holds, or an earlier entry of this one, is shared.
+      have: (id) => idsEqual(id, ZERO_ID) ? undefined : pool.peek(idToHex(id)),
+      sink: ({ index, id, bytes, from }) => {
+        if (index === 0) out[0] = servedHeader(bytes, generation);
+        else if (from !== "zero") {
+          const hex = idToHex(id!);
+          out[index] = pool.retain(hex, bytes);
           retained.push(hex);
         }
-      } catch (error) {
-        next = missing.length; // the other workers stop after the fetch they are in
-        throw error;
-      }
-    };
-    const workers = Array.from({ length: Math.min(concurrency, missing.length) }, worker);
-    const results = await Promise.allSettled(workers);
-    const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
-    if (failed) throw failed.reason;
+      },
+      describe: describeOpenProblem(what),
+      concurrency: options.concurrency,
+      signal: options.signal,
+    });
   } catch (error) {
     for (const hex of retained) pool.release(hex);
     throw error;
   }
+  out.length = read.ids.length + (manifest.imageLength > 0 ? 1 : 0);
   return {
     manifest,
     generation,
     size: manifest.imageLength,
     chunkSize: manifest.chunkSize,
     chunks: out,
-    ids,
+    ids: read.ids,
     preparedMs: Date.now(),
-    chunksFetched: fetched,
+    chunksFetched: read.fetched,
+  };
+}
+
+/** How both engines word a chunk that does not fit the image they open; other problems keep the reader's
+ * wording. */
+export function describeOpenProblem(what: string): (problem: ReadProblem) => string | undefined {
+  return (problem) => {
+    if (problem.kind !== "length") return undefined;
+    const { id, index, length, expected } = problem;
+    return `Cannot open ${what}: chunk ${idToHex(id)} (chunk #${index}) is ${length} bytes, not ${expected}`;
   };
 }
 

@@ -11,8 +11,7 @@
  * @module
  */
 
-import { createHash } from "node:crypto";
-import { mkdtemp, open, rm } from "node:fs/promises";
+import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { type Client, createClient } from "@libsql/client";
@@ -24,9 +23,7 @@ import {
   type Transaction,
 } from "@libsql/core/api";
 import type { ChunkSource } from "../chunk/source.ts";
-import { idsEqual, idToHex, ZERO_ID } from "../chunk/ids.ts";
-import { TesseraError } from "../errors.ts";
-import type { ChunkId, Manifest } from "../manifest/types.ts";
+import type { Manifest } from "../manifest/types.ts";
 import {
   type EngineConnection,
   type EngineMemory,
@@ -34,8 +31,7 @@ import {
   replaceServed,
   type ReplicaEngine,
 } from "./engine.ts";
-import { newGeneration, servedHeader } from "./image.ts";
-import { manifestChunkIds } from "../manifest/chunk_list.ts";
+import { type GenerationFile as FileContent, patchGenerationFile } from "./generation_file.ts";
 import { type NativeFunction, NativeGate } from "./native_gate.ts";
 import { loadSqlite3 } from "./wasm.ts";
 import type { Sqlite3 } from "./vfs.ts";
@@ -49,12 +45,7 @@ export interface NativeEngineOptions {
   intMode?: IntMode | undefined;
 }
 
-interface GenerationFile {
-  path: string;
-  /** What the file holds now: chunk ids by position (chunk 0 is always rewritten), or unknown. */
-  ids: ChunkId[] | undefined;
-  /** The chunk size of `ids`. */
-  chunkSize: number;
+interface GenerationFile extends FileContent {
   /** The snapshot reading it, if any. */
   snapshot: NativeSnapshot | undefined;
 }
@@ -138,8 +129,6 @@ export class NativeEngine implements ReplicaEngine {
 
   async prepare(manifest: Manifest, signal: AbortSignal): Promise<EngineSnapshot> {
     if (this.#closed) throw new Error("the replica is closed");
-    const what = `snapshot ${manifest.sequence} of database "${manifest.identity.name}"`;
-    const ids = await this.#expand(manifest, signal);
     const file = this.#idleFile();
     // Claimed at once, so a second prepare running alongside picks another file.
     const claim = {} as NativeSnapshot;
@@ -147,7 +136,7 @@ export class NativeEngine implements ReplicaEngine {
     let client: Client | undefined;
     let gate: NativeGate | undefined;
     try {
-      const fetched = await this.#patch(file, manifest, ids, what, signal);
+      const fetched = await this.#patch(file, manifest, signal);
       client = createClient({
         url: `file:${encodeURIComponent(`file:${file.path}?mode=ro`)}`,
         intMode: this.#intMode,
@@ -268,121 +257,22 @@ export class NativeEngine implements ReplicaEngine {
     return file;
   }
 
-  async #expand(manifest: Manifest, signal: AbortSignal): Promise<ChunkId[]> {
+  /** Makes `file` hold the manifest's image; returns the chunks fetched from the stores. */
+  async #patch(file: GenerationFile, manifest: Manifest, signal: AbortSignal): Promise<number> {
     const previous = this.#indexChunks;
     const next = new Map<string, Uint8Array>();
-    const cache = {
-      get: (hex: string) => previous.get(hex) ?? next.get(hex),
-      set: (hex: string, b: Uint8Array) => next.set(hex, b),
-    };
-    const doing = `open snapshot ${manifest.sequence} of database "${manifest.identity.name}"`;
-    const ids = await manifestChunkIds(manifest, this.#chunks, { doing, indexCache: cache, signal });
+    const fetched = await patchGenerationFile(file, manifest, {
+      chunks: this.#chunks,
+      others: this.#files,
+      indexCache: {
+        get: (hex: string) => previous.get(hex) ?? next.get(hex),
+        set: (hex: string, b: Uint8Array) => next.set(hex, b),
+      },
+      concurrency: this.#concurrency,
+      signal,
+    });
     // Only the newest manifest's index chunks are kept: the next one shares most of them.
     this.#indexChunks = next;
-    return ids;
-  }
-
-  /** Makes `file` hold the manifest's image; returns the chunks fetched from the stores. */
-  async #patch(
-    file: GenerationFile,
-    manifest: Manifest,
-    ids: ChunkId[],
-    what: string,
-    signal: AbortSignal,
-  ): Promise<number> {
-    const { chunkSize, imageLength } = manifest;
-    const had = file.chunkSize === chunkSize ? file.ids : undefined;
-    file.ids = undefined; // unknown until the patch completes
-    // Where else a chunk sits on local disk: in another generation file whose content is known.
-    const local = new Map<string, { path: string; offset: number }>();
-    for (const other of this.#files) {
-      if (other === file || !other.ids || other.chunkSize !== chunkSize) continue;
-      other.ids.forEach((id, i) => local.set(idToHex(id), { path: other.path, offset: (i + 1) * chunkSize }));
-    }
-    const todo: number[] = [];
-    for (let i = 0; i < ids.length; i++) {
-      if (had && had[i] && idsEqual(had[i]!, ids[i]!)) continue;
-      todo.push(i);
-    }
-    const handle = await open(file.path, had === undefined ? "w+" : "r+");
-    let fetched = 0;
-    try {
-      await handle.truncate(imageLength);
-      await handle.write(servedHeader(manifest.chunk0, newGeneration()), 0, manifest.chunk0.length, 0);
-      let next = 0;
-      const worker = async () => {
-        try {
-          while (next < todo.length) {
-            signal.throwIfAborted();
-            const i = todo[next++]!;
-            const id = ids[i]!;
-            const length = Math.min(chunkSize, imageLength - (i + 1) * chunkSize);
-            let bytes: Uint8Array | undefined;
-            if (idsEqual(id, ZERO_ID)) {
-              bytes = new Uint8Array(length);
-            } else {
-              bytes = await readLocal(local.get(idToHex(id)), id, length);
-              if (!bytes) {
-                bytes = await this.#chunks.get(id, { signal });
-                if (bytes === undefined) {
-                  throw new TesseraError(
-                    "NOT_FOUND",
-                    `Cannot open ${what}: chunk ${idToHex(id)} (chunk #${i + 1}) is missing from ` +
-                      this.#chunks.description,
-                  );
-                }
-                fetched++;
-              }
-            }
-            if (bytes.length !== length) {
-              throw new TesseraError(
-                "CORRUPT_MANIFEST",
-                `Cannot open ${what}: chunk ${idToHex(id)} (chunk #${
-                  i + 1
-                }) is ${bytes.length} bytes, not ${length}`,
-              );
-            }
-            await handle.write(bytes, 0, bytes.length, (i + 1) * chunkSize);
-          }
-        } catch (error) {
-          next = todo.length;
-          throw error;
-        }
-      };
-      const results = await Promise.allSettled(
-        Array.from({ length: Math.min(this.#concurrency, todo.length) }, worker),
-      );
-      const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
-      if (failed) throw failed.reason;
-    } finally {
-      await handle.close();
-    }
-    file.ids = ids;
-    file.chunkSize = chunkSize;
     return fetched;
-  }
-}
-
-/** Reads a chunk from another generation file and checks it against its id; `undefined` when it does not
- * match (that file may be mid-patch) or cannot be read. */
-async function readLocal(
-  at: { path: string; offset: number } | undefined,
-  id: ChunkId,
-  length: number,
-): Promise<Uint8Array | undefined> {
-  if (!at) return undefined;
-  try {
-    const handle = await open(at.path, "r");
-    try {
-      const bytes = new Uint8Array(length);
-      const { bytesRead } = await handle.read(bytes, 0, length, at.offset);
-      if (bytesRead !== length) return undefined;
-      const digest = createHash("sha256").update(bytes).digest();
-      return idsEqual(new Uint8Array(digest), id) ? bytes : undefined;
-    } finally {
-      await handle.close();
-    }
-  } catch {
-    return undefined;
   }
 }

@@ -23,11 +23,8 @@ import type {
   TransactionMode,
 } from "@libsql/core/api";
 import { expandConfig } from "@libsql/core/config";
-import { loadConfig, normalizeConfig } from "../config/load.ts";
-import { openTarget } from "../config/stores.ts";
-import type { TesseraConfig } from "../config/types.ts";
 import { TesseraError } from "../errors.ts";
-import { defaultSpoolDir } from "../snapshot/sync.ts";
+import { defaultSpoolDir } from "../write/sync.ts";
 import type { BlobStore } from "../store/types.ts";
 import type { ReplicatorStatus } from "./control.ts";
 import { Replicator, type ReplicatorOptions } from "./replicator.ts";
@@ -41,10 +38,7 @@ export interface ReplicatingClientOptions
   url: string;
   /** The writable store(s); every one receives every snapshot. */
   store?: BlobStore | readonly BlobStore[] | undefined;
-  /** Instead of `store`: a config (Tessera's or Verneuil's shape; an object, JSON text, or `@file`). Its
-   * writable targets receive the snapshots; it also supplies `spoolDir` and `chunkSize` when not given. */
-  config?: unknown;
-  /** Environment for the config's S3 credentials, `TESSERA_CONFIG` and `TESSERA_HOSTNAME`. @default {process.env} */
+  /** Environment for `TESSERA_HOSTNAME`. @default {process.env} */
   env?: Record<string, string | undefined> | undefined;
   /** The host that, with the absolute path, names the database. @default {$TESSERA_HOSTNAME, else this machine's name} */
   hostname?: string | undefined;
@@ -64,7 +58,9 @@ export interface FlushResult {
 /**
  * Opens the database at `options.url` with @libsql/client and replicates it to the given stores while the
  * application writes through the returned client. Fails like `Replicator.start` (for example with
- * `LEASE_HELD` when another replicator has the database), closing the local client first.
+ * `LEASE_HELD` when another replicator has the database), closing the local client first. The
+ * `createReplicatingClient` of `src/config/client.ts` (the one `mod.ts` exports) also takes a config, or
+ * `TESSERA_CONFIG`, and opens the stores from it.
  *
  * @example A short-lived program
  * ```ts ignore
@@ -79,15 +75,13 @@ export interface FlushResult {
  * ```
  */
 export async function createReplicatingClient(options: ReplicatingClientOptions): Promise<ReplicatingClient> {
-  if ((options as { encryptionKey?: unknown }).encryptionKey !== undefined) {
-    throw new TypeError("Cannot replicate an encrypted database: the replicator reads its pages unencrypted");
-  }
-  const { path, url } = localDatabase(options.url);
+  const { path, url } = localDatabase(options);
   const env = options.env ?? process.env;
-  const config = await configFor(options, env);
-  const stores = options.store !== undefined
-    ? (Array.isArray(options.store) ? [...options.store] : [options.store as BlobStore])
-    : config.targets.map((t) => openTarget(t, env));
+  const stores = options.store === undefined
+    ? []
+    : Array.isArray(options.store)
+    ? [...options.store]
+    : [options.store as BlobStore];
   if (stores.length === 0) {
     throw new TypeError(
       "Cannot create a replicating client: give `store` (a BlobStore) or `config` with a writable target",
@@ -95,7 +89,6 @@ export async function createReplicatingClient(options: ReplicatingClientOptions)
   }
   const {
     store: _store,
-    config: _config,
     env: _env,
     closeTimeoutMs: _closeTimeoutMs,
     url: _url,
@@ -112,8 +105,7 @@ export async function createReplicatingClient(options: ReplicatingClientOptions)
       pollIntervalMs: MAX_TIMER_MS,
       stores,
       hostname: options.hostname ?? (env.TESSERA_HOSTNAME || osHostname()),
-      spoolDir: options.spoolDir ?? config.spoolDir ?? defaultSpoolDir(),
-      chunkSize: options.chunkSize ?? config.chunkSize,
+      spoolDir: options.spoolDir ?? defaultSpoolDir(),
       onEvent: (event) => {
         if (event.type === "capture_failed") captures.error = event.error;
         else if (event.type === "captured") captures.error = null;
@@ -143,8 +135,22 @@ export interface CaptureWatch {
   error: string | null;
 }
 
-// The local file `url` names, as @libsql/client itself reads the URL, and a URL for it.
-function localDatabase(url: string): { path: string; url: string } {
+/**
+ * The local file a replicating client's `url` names, as @libsql/client itself reads the URL, and a URL for
+ * it. Throws `TypeError` for an encrypted database (the replicator reads pages unencrypted) and for a URL
+ * that names no file on this machine.
+ *
+ * @example
+ * ```ts
+ * import { localDatabase } from "./client.ts";
+ * console.log(localDatabase({ url: "file:/srv/app.db" }).path); // "/srv/app.db"
+ * ```
+ */
+export function localDatabase(options: { url: string }): { path: string; url: string } {
+  if ((options as { encryptionKey?: unknown }).encryptionKey !== undefined) {
+    throw new TypeError("Cannot replicate an encrypted database: the replicator reads its pages unencrypted");
+  }
+  const { url } = options;
   if (typeof url !== "string" || url === "") {
     throw new TypeError("Cannot create a replicating client: `url` must be a file: URL or a path");
   }
@@ -158,18 +164,6 @@ function localDatabase(url: string): { path: string; url: string } {
     );
   }
   return { path: expanded.path, url };
-}
-
-async function configFor(
-  options: ReplicatingClientOptions,
-  env: Record<string, string | undefined>,
-): Promise<TesseraConfig> {
-  if (options.config === undefined) {
-    if (options.store !== undefined) return { targets: [], readOnly: [], readOnlyCaches: [] };
-    return await loadConfig({ env });
-  }
-  if (typeof options.config === "string") return await loadConfig({ arg: options.config, env });
-  return normalizeConfig(options.config, { source: "createReplicatingClient's config" });
 }
 
 /**

@@ -9,12 +9,12 @@
  */
 
 import { randomUUID } from "node:crypto";
-import { mkdir, open, readdir, readFile, rm, stat, unlink } from "node:fs/promises";
+import { mkdir, readdir, readFile, rm, stat, unlink } from "node:fs/promises";
 import { hostname as osHostname } from "node:os";
 import { join } from "node:path";
-import process from "node:process";
 import { TesseraError } from "../errors.ts";
 import { writeFileAtomic } from "../files.ts";
+import { alive } from "../write/spool.ts";
 
 /** One store's side of a replicator's status. */
 export interface TargetStatus {
@@ -66,66 +66,6 @@ export interface ReplicatorStatus {
 /** The directory holding `control/` requests. */
 function controlDir(spoolDir: string): string {
   return join(spoolDir, "control");
-}
-
-// Spools claimed by this process: a second replicator in the same process is refused as another would be.
-const claimed = new Set<string>();
-
-/** Claims `owner.json` for this process; throws `LEASE_HELD` when a live process on this host holds it. */
-export async function claimOwner(dir: string, path: string): Promise<() => Promise<void>> {
-  if (claimed.has(dir)) {
-    throw new TesseraError(
-      "LEASE_HELD",
-      `Cannot replicate "${path}": this process already replicates it from spool ${dir}`,
-    );
-  }
-  claimed.add(dir);
-  try {
-    return await claimOwnerFile(dir, path);
-  } catch (error) {
-    claimed.delete(dir);
-    throw error;
-  }
-}
-
-async function claimOwnerFile(dir: string, path: string): Promise<() => Promise<void>> {
-  const file = join(dir, "owner.json");
-  const me = { pid: process.pid, hostname: osHostname(), path, startedMs: Date.now() };
-  for (let attempt = 0; attempt < 2; attempt++) {
-    try {
-      const handle = await open(file, "wx", 0o600);
-      await handle.writeFile(JSON.stringify(me));
-      await handle.close();
-      return async () => {
-        const now = await readOwner(dir);
-        if (now?.pid === me.pid) await unlink(file).catch(() => {});
-        claimed.delete(dir);
-      };
-    } catch (error) {
-      if ((error as { code?: string }).code !== "EEXIST") throw error;
-      const owner = await readOwner(dir);
-      if (owner && owner.pid !== process.pid && alive(owner.pid)) {
-        throw new TesseraError(
-          "LEASE_HELD",
-          `Cannot replicate "${path}": replicator pid ${owner.pid} already replicates it from spool ${dir}; ` +
-            "stop it first (tessera status shows it)",
-        );
-      }
-      await unlink(file).catch(() => {});
-    }
-  }
-  throw new TesseraError(
-    "LEASE_HELD",
-    `Cannot claim ${file}: another replicator claimed it at the same time`,
-  );
-}
-
-async function readOwner(dir: string): Promise<{ pid: number } | undefined> {
-  try {
-    return JSON.parse(await readFile(join(dir, "owner.json"), "utf8"));
-  } catch {
-    return undefined;
-  }
 }
 
 /** Writes a replicator's status. */
@@ -212,14 +152,4 @@ export async function requestFlush(dir: string, timeoutMs: number): Promise<Reco
     "STALE",
     `No replicator answered the flush request in ${dir} within ${Math.round(timeoutMs / 1000)} s`,
   );
-}
-
-/** Whether process `pid` exists on this host. */
-export function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as { code?: string }).code === "EPERM";
-  }
 }

@@ -8,12 +8,13 @@
  */
 
 import { randomBytes } from "node:crypto";
-import { type FileHandle, link, lstat, mkdir, open, rename, unlink } from "node:fs/promises";
+import { link, lstat, mkdir, rename, unlink } from "node:fs/promises";
 import { basename, dirname, join, resolve } from "node:path";
-import { chunkSourceFor } from "../config/stores.ts";
-import type { TesseraConfig } from "../config/types.ts";
-import { isAbortError, TesseraError } from "../errors.ts";
-import { type LatestManifest, loadLatest } from "../restore/manifest_source.ts";
+import { readThrough } from "../chunk/layers.ts";
+import type { ChunkCache } from "../chunk/source.ts";
+import { errorMessage, TesseraError } from "../errors.ts";
+import { syncDir } from "../files.ts";
+import { findSnapshot, type FoundSnapshot } from "../manifest/catalog.ts";
 import { restoreImage } from "../restore/restore.ts";
 import type { BlobStore } from "../store/types.ts";
 
@@ -23,8 +24,9 @@ export interface RestoreIfMissingOptions {
   stores: BlobStore[];
   /** The database's name in the stores. */
   name: string;
-  /** The local chunk cache and other processes' caches to read through. @default {no caches} */
-  config?: Pick<TesseraConfig, "cache" | "readOnlyCaches"> | undefined;
+  /** Chunk caches to read through before the stores (a local cache directory, other processes' caches).
+   * @default {[]} */
+  caches?: readonly ChunkCache[] | undefined;
   signal?: AbortSignal | undefined;
   /** Chunks fetched at once. @default {8} */
   concurrency?: number | undefined;
@@ -94,16 +96,20 @@ export async function restoreIfMissing(
   try {
     await mkdir(dir, { recursive: true });
   } catch (error) {
-    throw new TesseraError("STORE_IO", `Cannot restore "${file}": cannot create "${dir}": ${reason(error)}`, {
-      cause: error,
-    });
+    throw new TesseraError(
+      "STORE_IO",
+      `Cannot restore "${file}": cannot create "${dir}": ${errorMessage(error)}`,
+      {
+        cause: error,
+      },
+    );
   }
   const temp = join(dir, `.${basename(file)}.tessera-restore-${randomBytes(6).toString("hex")}`);
   const { manifest } = best.loaded;
   try {
     const result = await restoreImage({
       manifest,
-      chunks: chunkSourceFor(options.config ?? { readOnlyCaches: [] }, best.store, stores),
+      chunks: readThrough(best.store, { caches: options.caches, stores }),
       out: temp,
       concurrency: options.concurrency,
       signal,
@@ -131,20 +137,10 @@ async function newest(
   name: string,
   file: string,
   signal: AbortSignal | undefined,
-): Promise<{ best: { loaded: LatestManifest; store: BlobStore } | undefined; warnings: string[] }> {
-  let best: { loaded: LatestManifest; store: BlobStore } | undefined;
-  const failures: { store: BlobStore; error: unknown }[] = [];
-  await Promise.all(stores.map(async (store) => {
-    try {
-      const loaded = await loadLatest(store, name, { signal });
-      if (!best || loaded.manifest.sequence > best.loaded.manifest.sequence) best = { loaded, store };
-    } catch (error) {
-      if (isAbortError(error) || signal?.aborted) throw error;
-      if (!(error instanceof TesseraError && error.code === "NOT_FOUND")) failures.push({ store, error });
-    }
-  }));
+): Promise<{ best: FoundSnapshot | undefined; warnings: string[] }> {
+  const { found: best, skipped: failures } = await findSnapshot(stores, { name }, { signal });
   signal?.throwIfAborted();
-  const warnings = failures.map(({ store, error }) => `skipped ${store.description}: ${reason(error)}`);
+  const warnings = failures.map(({ store, error }) => `skipped ${store.description}: ${errorMessage(error)}`);
   if (best || failures.length === 0) return { best, warnings };
   const first = failures[0]!;
   const what = failures.length === stores.length
@@ -164,7 +160,7 @@ async function present(path: string): Promise<boolean> {
     return true;
   } catch (error) {
     if ((error as { code?: string }).code === "ENOENT") return false;
-    throw new TesseraError("STORE_IO", `Cannot look at "${path}": ${reason(error)}`, { cause: error });
+    throw new TesseraError("STORE_IO", `Cannot look at "${path}": ${errorMessage(error)}`, { cause: error });
   }
 }
 
@@ -178,7 +174,9 @@ async function removeSidecars(file: string): Promise<string[]> {
       if ((error as { code?: string }).code === "ENOENT") continue;
       throw new TesseraError(
         "STORE_IO",
-        `Cannot remove the stale "${path}" beside the missing database: ${reason(error)}; SQLite would ` +
+        `Cannot remove the stale "${path}" beside the missing database: ${
+          errorMessage(error)
+        }; SQLite would ` +
           "apply it to the restored file, so remove it by hand",
         { cause: error },
       );
@@ -197,28 +195,16 @@ async function linkNoReplace(from: string, to: string): Promise<boolean> {
     const code = (error as { code?: string }).code;
     if (code === "EEXIST") return false;
     if (code !== "EPERM" && code !== "ENOTSUP" && code !== "EOPNOTSUPP" && code !== "ENOSYS") {
-      throw new TesseraError("STORE_IO", `Cannot move the restored database to "${to}": ${reason(error)}`, {
-        cause: error,
-      });
+      throw new TesseraError(
+        "STORE_IO",
+        `Cannot move the restored database to "${to}": ${errorMessage(error)}`,
+        {
+          cause: error,
+        },
+      );
     }
   }
   if (await present(to)) return false;
   await rename(from, to);
   return true;
-}
-
-async function syncDir(path: string): Promise<void> {
-  let handle: FileHandle | undefined;
-  try {
-    handle = await open(path, "r");
-    await handle.sync();
-  } catch {
-    // Some filesystems cannot sync a directory; the link itself is in place.
-  } finally {
-    await handle?.close().catch(() => {});
-  }
-}
-
-function reason(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }

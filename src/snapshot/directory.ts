@@ -9,19 +9,18 @@
 
 import { createClient, type Transaction } from "@libsql/client";
 import { createHash } from "node:crypto";
-import { type FileHandle, mkdir, open, stat, unlink } from "node:fs/promises";
+import { mkdir, stat, unlink } from "node:fs/promises";
 import { dirname, resolve } from "node:path";
-import { toHex } from "../bytes.ts";
 import { idsEqual, ZERO_ID } from "../chunk/ids.ts";
 import { StoreChunkSource } from "../chunk/source.ts";
-import { TesseraError } from "../errors.ts";
-import { manifestChunkIds } from "../manifest/chunk_list.ts";
-import { chunkKey, DATABASES_PREFIX, pointerKey } from "../manifest/keys.ts";
-import type { ChunkId } from "../manifest/types.ts";
-import { loadLatest } from "../restore/manifest_source.ts";
+import { errorMessage, TesseraError } from "../errors.ts";
+import { syncDir } from "../files.ts";
+import { listDatabases, loadLatest } from "../manifest/catalog.ts";
+import { chunkKey } from "../manifest/keys.ts";
+import { readImage } from "../restore/read_image.ts";
 import { LocalStore } from "../store/local.ts";
 import type { BlobStore } from "../store/types.ts";
-import { defaultSpoolDir, syncDatabase, type SyncReport } from "./sync.ts";
+import { defaultSpoolDir, syncDatabase, type SyncReport } from "../write/sync.ts";
 
 /** Options of {@linkcode snapshotToDirectory}. */
 export interface DirectorySnapshotOptions {
@@ -86,9 +85,13 @@ export async function snapshotToDirectory(
   try {
     await mkdir(root, { recursive: true });
   } catch (error) {
-    throw new TesseraError("STORE_IO", `Cannot create the snapshot directory "${root}": ${reason(error)}`, {
-      cause: error,
-    });
+    throw new TesseraError(
+      "STORE_IO",
+      `Cannot create the snapshot directory "${root}": ${errorMessage(error)}`,
+      {
+        cause: error,
+      },
+    );
   }
   const store = new LocalStore(root);
   const report = await syncDatabase(database, {
@@ -179,51 +182,32 @@ export async function verifySnapshot(
         `snapshot ${manifest.sequence}, so another writer published there; use one writer per directory`,
     );
   }
-  const chunks = new StoreChunkSource(store);
-  const ids = await manifestChunkIds(manifest, chunks, { doing: `verify ${what}`, signal });
-  const hash = createHash("sha256").update(manifest.chunk0);
-  let chunksRead = 0;
-  const readOne = async (id: ChunkId, i: number): Promise<Uint8Array> => {
-    const length = Math.min(manifest.chunkSize, manifest.imageLength - i * manifest.chunkSize);
-    if (idsEqual(id, ZERO_ID)) return new Uint8Array(length);
-    const key = chunkKey(id);
-    let bytes: Uint8Array | undefined;
-    try {
-      bytes = await chunks.get(id, { signal });
-    } catch (error) {
-      if (!(error instanceof TesseraError)) throw error;
-      throw new TesseraError(error.code, `Cannot verify ${what}: chunk #${i} at ${key}: ${error.message}`, {
-        cause: error,
-      });
-    }
-    if (bytes === undefined) {
-      throw new TesseraError("NOT_FOUND", `Cannot verify ${what}: chunk #${i} (${key}) is missing`);
-    }
-    if (bytes.length !== length) {
-      throw new TesseraError(
-        "CORRUPT_MANIFEST",
-        `Cannot verify ${what}: chunk #${i} (${key}) holds ${bytes.length} bytes, the manifest places ${length}`,
-      );
-    }
-    chunksRead++;
-    return bytes;
-  };
-  for (let start = 0; start < ids.length; start += concurrency) {
-    signal?.throwIfAborted();
-    const batch = ids.slice(start, start + concurrency);
-    const got = await Promise.all(batch.map((id, k) => readOne(id, start + k + 1)));
-    for (const bytes of got) hash.update(bytes);
+  const read = await readImage(manifest, new StoreChunkSource(store), {
+    doing: `verify ${what}`,
+    hasher: () => createHash("sha256"),
+    describe: (problem) => {
+      if (problem.kind === "image") return undefined;
+      const at = `chunk #${problem.index}`;
+      const key = chunkKey(problem.id);
+      if (problem.kind === "missing") return `Cannot verify ${what}: ${at} (${key}) is missing`;
+      if (problem.kind === "unreadable") {
+        return `Cannot verify ${what}: ${at} at ${key}: ${problem.error.message}`;
+      }
+      const { length, expected } = problem;
+      return `Cannot verify ${what}: ${at} (${key}) holds ${length} bytes, the manifest places ${expected}`;
+    },
+    concurrency,
+    signal,
+  });
+  const sha256 = read.sha256!;
+  if (options.sha256 !== undefined && options.sha256 !== sha256) {
+    throw new TesseraError(
+      "CHECKSUM_MISMATCH",
+      `Cannot verify ${what}: the rebuilt image's SHA-256 is ${sha256}, but the database as read says ` +
+        options.sha256,
+    );
   }
-  const sha256 = hash.digest("hex");
-  const stated = manifest.imageSha256.some((b) => b !== 0) ? toHex(manifest.imageSha256) : undefined;
-  for (const [expected, whose] of [[stated, "the manifest"], [options.sha256, "the database as read"]]) {
-    if (expected !== undefined && expected !== sha256) {
-      throw new TesseraError(
-        "CHECKSUM_MISMATCH",
-        `Cannot verify ${what}: the rebuilt image's SHA-256 is ${sha256}, but ${whose} says ${expected}`,
-      );
-    }
-  }
+  const chunksRead = read.ids.filter((id) => !idsEqual(id, ZERO_ID)).length;
   return { name, sequence: manifest.sequence, bytes: manifest.imageLength, sha256, chunksRead };
 }
 
@@ -238,13 +222,7 @@ export async function verifySnapshot(
  * ```
  */
 export async function databaseNames(store: BlobStore, signal?: AbortSignal): Promise<string[]> {
-  const names: string[] = [];
-  for await (const item of store.list(DATABASES_PREFIX, { delimiter: "/", signal })) {
-    if (item.type !== "prefix") continue;
-    const name = item.prefix.slice(DATABASES_PREFIX.length, -1);
-    if ((await store.head(pointerKey(name), { signal })).status === "ok") names.push(name);
-  }
-  return names.sort();
+  return (await listDatabases(store, { withPointer: true, signal })).sort();
 }
 
 const SIDECARS = ["-wal", "-shm", "-journal"];
@@ -293,7 +271,7 @@ async function removeIfUnchanged(
           if ((error as { code?: string }).code !== "ENOENT") {
             throw new TesseraError(
               "STORE_IO",
-              `Cannot remove "${path}": ${reason(error)}` +
+              `Cannot remove "${path}": ${errorMessage(error)}` +
                 (removed.length > 0 ? ` (already removed: ${removed.join(", ")})` : ""),
               { cause: error },
             );
@@ -307,7 +285,7 @@ async function removeIfUnchanged(
     }
   } catch (error) {
     if (error instanceof TesseraError) throw error;
-    throw new TesseraError("SOURCE_UNREADABLE", `Cannot remove "${file}": ${reason(error)}; ${kept}`, {
+    throw new TesseraError("SOURCE_UNREADABLE", `Cannot remove "${file}": ${errorMessage(error)}; ${kept}`, {
       cause: error,
     });
   } finally {
@@ -346,20 +324,4 @@ async function hashImage(tx: Transaction, file: string): Promise<{ bytes: number
 function isBusy(error: unknown): boolean {
   const code = (error as { code?: unknown } | null)?.code;
   return code === "SQLITE_BUSY" || code === "SQLITE_LOCKED";
-}
-
-function reason(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}
-
-async function syncDir(path: string): Promise<void> {
-  let handle: FileHandle | undefined;
-  try {
-    handle = await open(path, "r");
-    await handle.sync();
-  } catch {
-    // Some filesystems cannot sync a directory; the removal itself has happened.
-  } finally {
-    await handle?.close().catch(() => {});
-  }
 }

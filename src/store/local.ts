@@ -9,7 +9,8 @@
 import { randomUUID } from "node:crypto";
 import { type FileHandle, link, mkdir, open, readdir, rename, rmdir, stat, unlink } from "node:fs/promises";
 import { join, resolve } from "node:path";
-import { TesseraError } from "../errors.ts";
+import { errorMessage, TesseraError } from "../errors.ts";
+import { syncDir } from "../files.ts";
 import { checkKey, checkPrefix, compareKeys, RESERVED_SEGMENT_PREFIX } from "./keys.ts";
 import { checkRange, rangeBounds } from "../net/range.ts";
 import type {
@@ -131,7 +132,7 @@ export class LocalStore implements BlobStore {
       }
       signal?.throwIfAborted();
       await this.#publish(temp, path, key, options.ifNoneMatch === "*");
-      if (this.#durable) await syncDir(join(path, ".."));
+      if (this.#durable) await syncDir(join(path, ".."), { strict: true });
       return { etag: toInfo(key, stats).etag };
     } catch (error) {
       await unlink(temp).catch(() => {});
@@ -265,7 +266,7 @@ export class LocalStore implements BlobStore {
   }
 
   #ioError(action: string, key: string, error: unknown): TesseraError {
-    const reason = error instanceof Error ? error.message : String(error);
+    const reason = errorMessage(error);
     return new TesseraError("STORE_IO", `Cannot ${action} "${key}" in ${this.description}: ${reason}`, {
       cause: error,
     });
@@ -289,30 +290,4 @@ function toInfo(key: string, stats: BigStats): BlobInfo {
 function isMissing(error: unknown): boolean {
   const code = (error as { code?: string } | null)?.code;
   return code === "ENOENT" || code === "ENOTDIR";
-}
-
-async function isDirectory(path: string): Promise<boolean> {
-  try {
-    return (await stat(path)).isDirectory();
-  } catch {
-    return false;
-  }
-}
-
-async function syncDir(path: string): Promise<void> {
-  let handle: FileHandle;
-  try {
-    handle = await open(path, "r");
-  } catch (error) {
-    // A concurrent delete removed the folder with its last object: nothing is left to make durable.
-    if (isMissing(error)) return;
-    throw error;
-  }
-  try {
-    await handle.sync();
-  } catch {
-    // Some filesystems cannot sync a directory; the rename itself is still atomic.
-  } finally {
-    await handle.close();
-  }
 }

@@ -4,7 +4,7 @@
  * @module
  */
 
-import { TesseraError } from "../errors.ts";
+import { errorMessage, TesseraError } from "../errors.ts";
 import { s3OptionsFromEnv } from "../s3/env.ts";
 import { HttpStore } from "./http.ts";
 import { LocalStore } from "./local.ts";
@@ -67,7 +67,7 @@ function openS3(target: string, env: Record<string, string | undefined>): S3Stor
   try {
     return new S3Store(s3OptionsFromEnv(env, { bucket }), { prefix });
   } catch (error) {
-    const reason = error instanceof Error ? error.message : String(error);
+    const reason = errorMessage(error);
     throw new TesseraError("CONFIG_INVALID", `Cannot open store "${target}": ${reason}`, { cause: error });
   }
 }

@@ -27,3 +27,15 @@ export async function rejectsWithCode(
   }
   assert.fail(`expected a rejection with code ${code}`);
 }
+
+/** Asserts two byte arrays are equal, reporting the first difference instead of dumping megabytes. */
+export function assertBytes(actual: Uint8Array, expected: Uint8Array, what = "bytes"): void {
+  assert.equal(
+    actual.length,
+    expected.length,
+    `${what}: length ${actual.length}, expected ${expected.length}`,
+  );
+  for (let i = 0; i < actual.length; i++) {
+    if (actual[i] !== expected[i]) assert.fail(`${what}: first difference at byte ${i}`);
+  }
+}

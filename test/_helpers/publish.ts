@@ -1,6 +1,8 @@
 /**
- * Publishing database images to a store the way a writer does (chunks, then the manifest, then the
- * pointer), built from the format codecs alone, so read-side tests need no writer.
+ * Publishing arbitrary images (not SQLite files) to a store the way a writer does (chunks, then the
+ * manifest, then the pointer), so read-side tests need no database: the data chunks are put here, the
+ * manifest is built by the write pipeline's own `buildManifest`. Unlike a writer, it replaces whatever is
+ * there, so tests can build damaged and conflicting states.
  *
  * @module
  */
@@ -8,9 +10,9 @@
 import { createHash } from "node:crypto";
 import { encodeChunk } from "../../src/chunk/codec.ts";
 import { chunkIds, idsEqual, isZeroChunk, splitImage, ZERO_ID } from "../../src/chunk/ids.ts";
-import { buildChunkList } from "../../src/manifest/chunk_list.ts";
-import { encodeManifest, encodePointer } from "../../src/manifest/codec.ts";
+import { encodePointer } from "../../src/manifest/codec.ts";
 import { chunkKey, manifestKey, pointerKey } from "../../src/manifest/keys.ts";
+import { buildManifest } from "../../src/write/publish.ts";
 import type { ChunkId, Manifest } from "../../src/manifest/types.ts";
 import type { BlobStore } from "../../src/store/types.ts";
 
@@ -72,11 +74,8 @@ export async function publishImage(
     uploaded.add(key);
     await store.put(key, encodeChunk(chunks[i]!));
   }
-  const { list, indexChunks } = buildChunkList(ids.slice(1));
-  const indexIds = list.kind === "indexed" ? list.indexIds : [];
-  for (const [k, bytes] of indexChunks.entries()) await store.put(chunkKey(indexIds[k]!), encodeChunk(bytes));
   const now = Date.now();
-  const manifest: Manifest = {
+  const built = await buildManifest({
     identity: { name, hostname: "", sourcePath: "" },
     sequence,
     createdMs: now,
@@ -86,12 +85,14 @@ export async function publishImage(
     chunkSize,
     imageSha256: new Uint8Array(createHash("sha256").update(image).digest()),
     chunk0: image.slice(0, Math.min(chunkSize, image.length)),
-    chunks: list,
-  };
-  const manifestBytes = await encodeManifest(manifest);
+  }, ids.slice(1));
+  const { manifest, manifestSha256, indexIds } = built;
+  const manifestBytes = built.bytes;
+  for (const [k, bytes] of built.indexChunks.entries()) {
+    await store.put(chunkKey(indexIds[k] as ChunkId), encodeChunk(bytes));
+  }
   await store.put(manifestKey(name, sequence), manifestBytes);
   if (!options.skipPointer) {
-    const manifestSha256 = new Uint8Array(createHash("sha256").update(manifestBytes).digest());
     await store.put(
       pointerKey(name),
       await encodePointer({ sequence, manifestSha256, createdMs: now, writer: "test" }),

@@ -86,3 +86,25 @@ export async function startWriter(path: string, options: WriterOptions): Promise
     },
   };
 }
+
+/** Options of {@linkcode makeDb}. */
+export interface MakeDbOptions {
+  /** The journal mode. @default {"delete"} */
+  mode?: "wal" | "delete";
+  /** Bytes of random payload in each row. @default {the writer's} */
+  payload?: number;
+}
+
+/**
+ * Creates (or extends) the database at `path`: a writer process commits `rows` transactions of one row
+ * each, then stops.
+ */
+export async function makeDb(path: string, rows: number, options: MakeDbOptions = {}): Promise<void> {
+  const writer = await startWriter(path, {
+    mode: options.mode ?? "delete",
+    count: rows,
+    ...(options.payload === undefined ? {} : { payload: options.payload }),
+  });
+  await writer.waitFor(rows);
+  await writer.stop();
+}

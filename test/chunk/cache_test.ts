@@ -5,7 +5,8 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { decodeChunk } from "../../src/chunk/codec.ts";
 import { chunkId, idToHex } from "../../src/chunk/ids.ts";
-import { DirectoryChunkCache, MemoryChunkCache } from "../../src/chunk/source.ts";
+import { MemoryChunkCache } from "../../src/chunk/source.ts";
+import { DirectoryChunkCache } from "../../src/chunk/directory_cache.ts";
 import { makeTempDir, removeDir } from "../_helpers/temp.ts";
 
 /** Bytes that differ for every seed and do not compress, so the cache files hold them raw. */

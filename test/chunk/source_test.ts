@@ -6,12 +6,12 @@ import { encodeChunk } from "../../src/chunk/codec.ts";
 import { chunkId, idToHex, ZERO_ID } from "../../src/chunk/ids.ts";
 import {
   type ChunkCache,
-  DirectoryChunkCache,
   isChunkCache,
   LayeredChunkSource,
   MemoryChunkCache,
   StoreChunkSource,
 } from "../../src/chunk/source.ts";
+import { DirectoryChunkCache } from "../../src/chunk/directory_cache.ts";
 import { chunkKey } from "../../src/manifest/keys.ts";
 import { MemoryStore } from "../../src/store/memory.ts";
 import { CountingStore } from "../_helpers/counting.ts";

@@ -7,8 +7,9 @@ import { CHUNKS_PREFIX } from "../../src/manifest/keys.ts";
 import { LocalStore } from "../../src/store/local.ts";
 import { checkWriterDb } from "../_helpers/sqlite_check.ts";
 import { makeTempDir, removeDir } from "../_helpers/temp.ts";
-import { assertBytes } from "../store/conformance.ts";
-import { ageFiles, cli, keysUnder, makeDb } from "../history/_fixtures.ts";
+import { assertBytes } from "../_helpers/assert.ts";
+import { ageFiles, cli, keysUnder } from "../history/_fixtures.ts";
+import { makeDb } from "../_helpers/writer.ts";
 
 const DAY = 24 * 3_600_000;
 
@@ -64,7 +65,7 @@ describe("tessera ls --history, restore --at, prune and touch", () => {
     db = join(dir, "app.db");
     store = join(dir, "store");
     tessera = cli({ TESSERA_HOSTNAME: "history-host", TESSERA_CONFIG: "" });
-    await makeDb(db, 200);
+    await makeDb(db, 200, { payload: 1500 });
     await sync();
     await change("UPDATE items SET payload = zeroblob(1500) WHERE k % 3 = 0");
     await sync();

@@ -8,7 +8,7 @@ import { runScript } from "../_helpers/run.ts";
 import { startS3Server } from "../_helpers/s3_server.ts";
 import { awsCli } from "../_helpers/awscli.ts";
 import { makeTempDir, removeDir } from "../_helpers/temp.ts";
-import { pattern } from "../store/conformance.ts";
+import { pattern } from "../_helpers/store.ts";
 
 function capture(env: Record<string, string> = {}) {
   const out: Uint8Array[] = [];

@@ -6,7 +6,7 @@ import { readdir, readFile, stat } from "node:fs/promises";
 import { join, relative } from "node:path";
 import { formatTable, resultJson } from "../../src/cli/_results.ts";
 import { splitStatements } from "../../src/replica/statements.ts";
-import { syncDatabase } from "../../src/snapshot/sync.ts";
+import { syncDatabase } from "../../src/write/sync.ts";
 import { LocalStore } from "../../src/store/local.ts";
 import { startInteractive } from "../_helpers/interactive.ts";
 import { runScript } from "../_helpers/run.ts";

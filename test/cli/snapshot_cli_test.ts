@@ -8,8 +8,8 @@ import { run } from "../../src/cli/main.ts";
 import type { CliIo } from "../../src/cli/_io.ts";
 import { checkWriterDb, isCommittedState } from "../_helpers/sqlite_check.ts";
 import { makeTempDir, removeDir } from "../_helpers/temp.ts";
-import { startWriter } from "../_helpers/writer.ts";
-import { assertBytes } from "../store/conformance.ts";
+import { makeDb, startWriter } from "../_helpers/writer.ts";
+import { assertBytes } from "../_helpers/assert.ts";
 
 function cli(env: Record<string, string | undefined>) {
   return async (...args: string[]) => {
@@ -24,12 +24,6 @@ function cli(env: Record<string, string | undefined>) {
     const code = await run(args, io);
     return { code, out, err };
   };
-}
-
-async function makeDb(path: string, rows: number, mode: "wal" | "delete" = "delete"): Promise<void> {
-  const writer = await startWriter(path, { mode, count: rows, payload: 2500 });
-  await writer.waitFor(rows);
-  await writer.stop();
 }
 
 function cpR(from: string, to: string): Promise<void> {
@@ -85,7 +79,7 @@ describe("tessera snapshot and tessera restore DIR", () => {
 
   it("writes a snapshot DIR that restores into a new root, also from a cp -r copy of DIR", async () => {
     const db = join(dir, "app.db");
-    await makeDb(db, 80);
+    await makeDb(db, 80, { payload: 2500 });
     const snap = join(dir, "shared", "ckpt");
     const made = await tessera("snapshot", db, snap, "--verify", "--json", "--spool", join(dir, "spool"));
     assert.equal(made.code, 0, made.err);
@@ -123,8 +117,8 @@ describe("tessera snapshot and tessera restore DIR", () => {
     const snap = join(dir, "multi");
     const a = join(dir, "a.db");
     const b = join(dir, "b.db");
-    await makeDb(a, 10);
-    await makeDb(b, 20);
+    await makeDb(a, 10, { payload: 2500 });
+    await makeDb(b, 20, { payload: 2500 });
     for (const [db, name] of [[a, "alpha"], [b, "beta"]] as const) {
       const made = await tessera("snapshot", db, snap, "--name", name, "--spool", join(dir, "spool"));
       assert.equal(made.code, 0, made.err);
@@ -185,7 +179,7 @@ describe("tessera snapshot and tessera restore DIR", () => {
 
   it("--remove-source exits 1 and keeps the source when the snapshot does not read back intact", async () => {
     const db = join(dir, "keep.db");
-    await makeDb(db, 40);
+    await makeDb(db, 40, { payload: 2500 });
     const snap = join(dir, "damaged");
     const first = await tessera("snapshot", db, snap, "--json", "--spool", join(dir, "spool"));
     assert.equal(first.code, 0, first.err);

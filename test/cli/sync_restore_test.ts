@@ -9,8 +9,8 @@ import { startFaultProxy } from "../_helpers/fault_proxy.ts";
 import { runScript } from "../_helpers/run.ts";
 import { startS3Server } from "../_helpers/s3_server.ts";
 import { makeTempDir, removeDir } from "../_helpers/temp.ts";
-import { startWriter } from "../_helpers/writer.ts";
-import { assertBytes } from "../store/conformance.ts";
+import { makeDb } from "../_helpers/writer.ts";
+import { assertBytes } from "../_helpers/assert.ts";
 
 function cli(env: Record<string, string | undefined>) {
   return async (...args: string[]) => {
@@ -27,12 +27,6 @@ function cli(env: Record<string, string | undefined>) {
   };
 }
 
-async function makeDb(path: string, rows: number, mode: "wal" | "delete" = "delete"): Promise<void> {
-  const writer = await startWriter(path, { mode, count: rows, payload: 1500 });
-  await writer.waitFor(rows);
-  await writer.stop();
-}
-
 describe("tessera sync, restore, manifest and ls", () => {
   let dir: string;
   let db: string;
@@ -47,7 +41,7 @@ describe("tessera sync, restore, manifest and ls", () => {
     store = join(dir, "backups");
     env = { TESSERA_HOSTNAME: "cli-host", TESSERA_CONFIG: "" };
     tessera = cli(env);
-    await makeDb(db, 400);
+    await makeDb(db, 400, { payload: 1500 });
   });
   after(() => removeDir(dir));
 
@@ -329,7 +323,7 @@ describe("tessera sync, restore, manifest and ls", () => {
 
   it("sync --optimize moves a WAL database to 64 KiB pages before the snapshot, and it restores", async () => {
     const wal = join(dir, "optimize.db");
-    await makeDb(wal, 200, "wal");
+    await makeDb(wal, 200, { mode: "wal", payload: 1500 });
     const result = await tessera(
       "sync",
       wal,

@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { handler } from "../../examples/edge.ts";
 import { openReplica } from "../../src/replica/open.ts";
 import type { Replica } from "../../src/replica/replica.ts";
-import { syncDatabase } from "../../src/snapshot/sync.ts";
+import { syncDatabase } from "../../src/write/sync.ts";
 import { LocalStore } from "../../src/store/local.ts";
 import { startInteractive } from "../_helpers/interactive.ts";
 import { makeTempDir, removeDir } from "../_helpers/temp.ts";

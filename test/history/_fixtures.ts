@@ -18,14 +18,8 @@ import { chunkKey, manifestKey, manifestsPrefix, pointerKey } from "../../src/ma
 import type { Manifest } from "../../src/manifest/types.ts";
 import type { BlobStore } from "../../src/store/types.ts";
 import { makeImage, publishImage } from "../_helpers/publish.ts";
-import { startWriter } from "../_helpers/writer.ts";
 
 /** Makes a real SQLite database at `path` holding `rows` rows of the test writer's schema. */
-export async function makeDb(path: string, rows: number, mode: "wal" | "delete" = "delete"): Promise<void> {
-  const writer = await startWriter(path, { mode, count: rows, payload: 1500 });
-  await writer.waitFor(rows);
-  await writer.stop();
-}
 
 /** Every file under `dir`, recursively, whose path passes `keep`. */
 export async function filesUnder(

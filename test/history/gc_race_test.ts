@@ -5,16 +5,17 @@ import { join } from "node:path";
 import { StoreChunkSource } from "../../src/chunk/source.ts";
 import { collectGarbage, type GarbageReport } from "../../src/history/gc.ts";
 import { CHUNKS_PREFIX } from "../../src/manifest/keys.ts";
-import { loadLatest } from "../../src/restore/manifest_source.ts";
+import { loadLatest } from "../../src/manifest/catalog.ts";
 import { restoreImage } from "../../src/restore/restore.ts";
-import { syncDatabase, type SyncReport } from "../../src/snapshot/sync.ts";
+import { syncDatabase, type SyncReport } from "../../src/write/sync.ts";
 import { LocalStore } from "../../src/store/local.ts";
 import type { HeadResult, PutOptions, StoreCallOptions } from "../../src/store/types.ts";
 import { runScript } from "../_helpers/run.ts";
 import { checkWriterDb } from "../_helpers/sqlite_check.ts";
 import { makeTempDir, removeDir } from "../_helpers/temp.ts";
-import { assertBytes } from "../store/conformance.ts";
-import { ageFiles, forgetDatabase, keysUnder, makeDb, referencedKeys } from "./_fixtures.ts";
+import { assertBytes } from "../_helpers/assert.ts";
+import { ageFiles, forgetDatabase, keysUnder, referencedKeys } from "./_fixtures.ts";
+import { makeDb } from "../_helpers/writer.ts";
 
 const GRACE_MS = 30 * 60_000;
 const DAY = 24 * 3_600_000;
@@ -106,7 +107,7 @@ describe("gc racing a sync", () => {
   before(async () => {
     dir = await makeTempDir("gc-race");
     db = join(dir, "app.db");
-    await makeDb(db, 400);
+    await makeDb(db, 400, { payload: 1500 });
   });
   after(() => removeDir(dir));
 

@@ -5,14 +5,15 @@ import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { pruneDatabase } from "../../src/history/prune.ts";
 import { CHUNKS_PREFIX } from "../../src/manifest/keys.ts";
-import { loadLatest, loadSequence } from "../../src/restore/manifest_source.ts";
-import { syncDatabase } from "../../src/snapshot/sync.ts";
+import { loadLatest, loadSequence } from "../../src/manifest/catalog.ts";
+import { syncDatabase } from "../../src/write/sync.ts";
 import { S3Store } from "../../src/store/s3.ts";
 import { checkWriterDb } from "../_helpers/sqlite_check.ts";
 import { type S3TestServer, startS3Server } from "../_helpers/s3_server.ts";
 import { makeTempDir, removeDir } from "../_helpers/temp.ts";
-import { assertBytes } from "../store/conformance.ts";
-import { ageFiles, cli, keysUnder, makeDb, referencedKeys } from "./_fixtures.ts";
+import { assertBytes } from "../_helpers/assert.ts";
+import { ageFiles, cli, keysUnder, referencedKeys } from "./_fixtures.ts";
+import { makeDb } from "../_helpers/writer.ts";
 
 const DAY = 24 * 3_600_000;
 
@@ -37,7 +38,7 @@ describe("tessera gc against a real S3 server (s3rver)", () => {
       credentials: { accessKeyId: server.accessKeyId, secretAccessKey: server.secretAccessKey },
     }, { prefix: "gc/" });
     const db = join(dir, "app.db");
-    await makeDb(db, 300);
+    await makeDb(db, 300, { payload: 1500 });
     const options = { stores: [s3], hostname: "s3-host", spoolDir: join(dir, "spool"), chunkSize: 4096 };
     const { name } = await syncDatabase(db, options);
     const change = createClient({ url: `file:${db}` });

@@ -12,9 +12,9 @@ import { collectGarbage } from "../../src/history/gc.ts";
 import { pruneDatabase } from "../../src/history/prune.ts";
 import { chunkListIndexIds } from "../../src/manifest/chunk_list.ts";
 import { chunkKey, CHUNKS_PREFIX, manifestKey } from "../../src/manifest/keys.ts";
-import { loadLatest, loadSequence } from "../../src/restore/manifest_source.ts";
+import { loadLatest, loadSequence } from "../../src/manifest/catalog.ts";
 import { restoreImage } from "../../src/restore/restore.ts";
-import { syncDatabase } from "../../src/snapshot/sync.ts";
+import { syncDatabase } from "../../src/write/sync.ts";
 import { LocalStore } from "../../src/store/local.ts";
 import type {
   BlobStore,
@@ -25,8 +25,9 @@ import type {
 } from "../../src/store/types.ts";
 import { checkWriterDb } from "../_helpers/sqlite_check.ts";
 import { makeTempDir, removeDir } from "../_helpers/temp.ts";
-import { assertBytes } from "../store/conformance.ts";
-import { ageFiles, keysUnder, makeDb, referencedKeys } from "./_fixtures.ts";
+import { assertBytes } from "../_helpers/assert.ts";
+import { ageFiles, keysUnder, referencedKeys } from "./_fixtures.ts";
+import { makeDb } from "../_helpers/writer.ts";
 
 const DAY = 24 * 3_600_000;
 const HOUR = 3_600_000;
@@ -76,8 +77,8 @@ describe("collectGarbage() on a directory store", () => {
     store = new LocalStore(root);
     a = join(dir, "a.db");
     b = join(dir, "b.db");
-    await makeDb(a, 1500);
-    await makeDb(b, 150);
+    await makeDb(a, 1500, { payload: 1500 });
+    await makeDb(b, 150, { payload: 1500 });
     nameA = (await sync(a)).name;
     const change = createClient({ url: `file:${a}` });
     await change.execute("UPDATE items SET payload = zeroblob(1500) WHERE k % 7 = 0");

@@ -2,12 +2,8 @@ import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { join } from "node:path";
-import {
-  chooseRetained,
-  listDatabases,
-  pruneDatabase,
-  type RetentionPolicy,
-} from "../../src/history/prune.ts";
+import { chooseRetained, pruneDatabase, type RetentionPolicy } from "../../src/history/prune.ts";
+import { listDatabases } from "../../src/manifest/catalog.ts";
 import { CHUNKS_PREFIX, manifestKey, manifestsPrefix } from "../../src/manifest/keys.ts";
 import { LocalStore } from "../../src/store/local.ts";
 import { makeTempDir, removeDir } from "../_helpers/temp.ts";

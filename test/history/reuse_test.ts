@@ -11,11 +11,12 @@ import {
   MIN_GC_GRACE_MS,
   reusable,
   REVERIFY_AFTER_MS,
-} from "../../src/history/reuse.ts";
+} from "../../src/write/reuse.ts";
 import { LocalStore } from "../../src/store/local.ts";
 import type { HeadResult, PutOptions, StoreCallOptions } from "../../src/store/types.ts";
 import { makeTempDir, removeDir } from "../_helpers/temp.ts";
-import { assertBytes, mustGet } from "../store/conformance.ts";
+import { mustGet } from "../_helpers/store.ts";
+import { assertBytes } from "../_helpers/assert.ts";
 
 /** A real directory store that records the puts and heads it is asked for, with their times. */
 class RecordingStore extends LocalStore {

@@ -4,7 +4,8 @@ import { createHash } from "node:crypto";
 import fc from "fast-check";
 import { idToHex, ZERO_ID } from "../../src/chunk/ids.ts";
 import { TesseraError } from "../../src/errors.ts";
-import { buildChunkList, chunkListIndexIds, expandChunkList } from "../../src/manifest/chunk_list.ts";
+import { buildChunkList } from "../../src/manifest/build_chunk_list.ts";
+import { chunkListIndexIds, expandChunkList } from "../../src/manifest/chunk_list.ts";
 import type { ChunkList } from "../../src/manifest/types.ts";
 import { randomBytes } from "../chunk/_random.ts";
 

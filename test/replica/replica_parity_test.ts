@@ -5,7 +5,7 @@ import type { Client } from "@libsql/client";
 import type { IntMode } from "@libsql/core/api";
 import { openReplica } from "../../src/replica/open.ts";
 import type { Replica } from "../../src/replica/replica.ts";
-import { syncDatabase } from "../../src/snapshot/sync.ts";
+import { syncDatabase } from "../../src/write/sync.ts";
 import { LocalStore } from "../../src/store/local.ts";
 import { assertSameResult, INT_MODES, makeParityDatabase, PARITY_CASES } from "./_parity.ts";
 import { makeTempDir, removeDir } from "../_helpers/temp.ts";

@@ -6,7 +6,7 @@ import { mkdir, readdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { chunkKey, manifestKey, pointerKey } from "../../src/manifest/keys.ts";
 import { decodePointer, encodePointer } from "../../src/manifest/codec.ts";
-import { syncDatabase } from "../../src/snapshot/sync.ts";
+import { syncDatabase } from "../../src/write/sync.ts";
 import { LocalStore } from "../../src/store/local.ts";
 import type {
   BlobStore,
@@ -18,7 +18,7 @@ import type {
 import { openReplica, type OpenReplicaOptions } from "../../src/replica/open.ts";
 import type { Replica } from "../../src/replica/replica.ts";
 import { TesseraError } from "../../src/errors.ts";
-import { loadLatest } from "../../src/restore/manifest_source.ts";
+import { loadLatest } from "../../src/manifest/catalog.ts";
 import { idToHex } from "../../src/chunk/ids.ts";
 import { expandChunkList } from "../../src/manifest/chunk_list.ts";
 import { makeTempDir, removeDir } from "../_helpers/temp.ts";

@@ -11,7 +11,7 @@ import { TesseraError } from "../../src/errors.ts";
 import { decodePointer } from "../../src/manifest/codec.ts";
 import { pointerKey } from "../../src/manifest/keys.ts";
 import type { Pointer } from "../../src/manifest/types.ts";
-import { loadSequence } from "../../src/restore/manifest_source.ts";
+import { loadSequence } from "../../src/manifest/catalog.ts";
 import type {
   BlobStore,
   GetOptions,

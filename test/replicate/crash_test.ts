@@ -22,7 +22,7 @@ import { manifestChunkIds } from "../../src/manifest/chunk_list.ts";
 import { decodePointer } from "../../src/manifest/codec.ts";
 import { chunkKey, pointerKey } from "../../src/manifest/keys.ts";
 import type { Manifest, Pointer } from "../../src/manifest/types.ts";
-import { listHistory, loadPointed, loadSequence } from "../../src/restore/manifest_source.ts";
+import { listHistory, loadPointed, loadSequence } from "../../src/manifest/catalog.ts";
 import { restoreImage } from "../../src/restore/restore.ts";
 import { LocalStore } from "../../src/store/local.ts";
 import { S3Store } from "../../src/store/s3.ts";

@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { decodePointer } from "../../src/manifest/codec.ts";
 import { pointerKey } from "../../src/manifest/keys.ts";
-import { listHistory } from "../../src/restore/manifest_source.ts";
+import { listHistory } from "../../src/manifest/catalog.ts";
 import { Replicator, type ReplicatorEvent } from "../../src/replicate/replicator.ts";
 import { S3Store } from "../../src/store/s3.ts";
 import { type FaultProxy, type FaultRule, startFaultProxy } from "../_helpers/fault_proxy.ts";

@@ -6,15 +6,14 @@ import { mkdir, readdir, readFile, stat, utimes, writeFile } from "node:fs/promi
 import { join } from "node:path";
 import { TesseraError } from "../../src/errors.ts";
 import { restoreIfMissing } from "../../src/replicate/restore_missing.ts";
-import { parseWal } from "../../src/snapshot/wal.ts";
-import { syncDatabase, type SyncReport } from "../../src/snapshot/sync.ts";
+import { parseWal } from "../../src/write/wal.ts";
+import { syncDatabase, type SyncReport } from "../../src/write/sync.ts";
 import { LocalStore } from "../../src/store/local.ts";
 import type { BlobStore, GetResult, HeadResult, ListItem } from "../../src/store/types.ts";
-import { rejectsWithCode } from "../_helpers/assert.ts";
+import { assertBytes, rejectsWithCode } from "../_helpers/assert.ts";
 import { checkWriterDb } from "../_helpers/sqlite_check.ts";
 import { makeTempDir, removeDir } from "../_helpers/temp.ts";
-import { startWriter } from "../_helpers/writer.ts";
-import { assertBytes } from "../store/conformance.ts";
+import { makeDb, startWriter } from "../_helpers/writer.ts";
 
 /** A store that cannot be reached: every call fails as an S3 endpoint that is down would. */
 class UnreachableStore implements BlobStore {
@@ -48,12 +47,6 @@ class UnreachableStore implements BlobStore {
   }
 }
 
-async function makeDb(path: string, mode: "wal" | "delete", rows: number): Promise<void> {
-  const writer = await startWriter(path, { mode, count: rows, payload: 2500 });
-  await writer.waitFor(rows);
-  await writer.stop();
-}
-
 async function exists(path: string): Promise<boolean> {
   return await stat(path).then(() => true, () => false);
 }
@@ -81,7 +74,7 @@ describe("restoreIfMissing()", () => {
     // A WAL-mode database with 50 commits, published as "app".
     walDb = join(dir, "source", "app.db");
     await mkdir(join(dir, "source"));
-    await makeDb(walDb, "wal", 50);
+    await makeDb(walDb, 50, { mode: "wal", payload: 2500 });
     store = new LocalStore(join(dir, "store"));
     report = await syncDatabase(walDb, {
       stores: [store],
@@ -132,7 +125,7 @@ describe("restoreIfMissing()", () => {
 
   it("creates the parent directories and keeps a rollback-journal image in rollback-journal mode", async () => {
     const source = join(dir, "source", "rollback.db");
-    await makeDb(source, "delete", 30);
+    await makeDb(source, 30, { payload: 2500 });
     await syncDatabase(source, {
       stores: [store],
       hostname: "h1",
@@ -183,7 +176,7 @@ describe("restoreIfMissing()", () => {
   it("skips a failing store when another has the snapshot, and takes the newest pointer", async () => {
     // A second store that lags: it holds an older snapshot (sequence 1) of "lagging".
     const source = join(dir, "source", "lagging.db");
-    await makeDb(source, "delete", 10);
+    await makeDb(source, 10, { payload: 2500 });
     const old = new LocalStore(join(dir, "store-old"));
     await syncDatabase(source, {
       stores: [old, store],

@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { describe, it } from "node:test";
 import { StoreChunkSource } from "../../src/chunk/source.ts";
 import { TesseraError } from "../../src/errors.ts";
-import { loadSequence } from "../../src/restore/manifest_source.ts";
+import { loadSequence } from "../../src/manifest/catalog.ts";
 import { restoreImage } from "../../src/restore/restore.ts";
 import { Replicator, type ReplicatorEvent } from "../../src/replicate/replicator.ts";
 import { LocalStore } from "../../src/store/local.ts";

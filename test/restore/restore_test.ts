@@ -7,30 +7,22 @@ import { encodeChunk } from "../../src/chunk/codec.ts";
 import { idsEqual, idToHex, ZERO_ID } from "../../src/chunk/ids.ts";
 import {
   type ChunkSource,
-  DirectoryChunkCache,
   LayeredChunkSource,
   MemoryChunkCache,
   StoreChunkSource,
 } from "../../src/chunk/source.ts";
+import { DirectoryChunkCache } from "../../src/chunk/directory_cache.ts";
 import { chunkKey } from "../../src/manifest/keys.ts";
-import { loadLatest } from "../../src/restore/manifest_source.ts";
+import { loadLatest } from "../../src/manifest/catalog.ts";
 import { restoreImage } from "../../src/restore/restore.ts";
 import { MemoryStore } from "../../src/store/memory.ts";
 import { CountingChunkSource, CountingStore } from "../_helpers/counting.ts";
 import { makeImage, type Published, publishImage } from "../_helpers/publish.ts";
 import { makeTempDir, removeDir } from "../_helpers/temp.ts";
-import { rejectsWithCode } from "../_helpers/assert.ts";
+import { assertBytes, rejectsWithCode } from "../_helpers/assert.ts";
 
 function sha256(bytes: Uint8Array): string {
   return createHash("sha256").update(bytes).digest("hex");
-}
-
-/** Asserts two byte arrays are equal, reporting the first difference instead of dumping megabytes. */
-function assertBytes(actual: Uint8Array, expected: Uint8Array): void {
-  assert.equal(actual.length, expected.length, "length");
-  for (let i = 0; i < actual.length; i++) {
-    if (actual[i] !== expected[i]) assert.fail(`first difference at byte ${i}`);
-  }
 }
 
 /** The non-zero chunk ids after chunk 0, each once. */

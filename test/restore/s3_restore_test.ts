@@ -4,15 +4,11 @@ import { mkdir, readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { idToHex } from "../../src/chunk/ids.ts";
-import {
-  DirectoryChunkCache,
-  LayeredChunkSource,
-  MemoryChunkCache,
-  StoreChunkSource,
-} from "../../src/chunk/source.ts";
+import { LayeredChunkSource, MemoryChunkCache, StoreChunkSource } from "../../src/chunk/source.ts";
+import { DirectoryChunkCache } from "../../src/chunk/directory_cache.ts";
 import { TesseraError } from "../../src/errors.ts";
 import { chunkKey } from "../../src/manifest/keys.ts";
-import { listHistory, loadLatest } from "../../src/restore/manifest_source.ts";
+import { listHistory, loadLatest } from "../../src/manifest/catalog.ts";
 import { restoreImage } from "../../src/restore/restore.ts";
 import { S3Store } from "../../src/store/s3.ts";
 import { CountingStore } from "../_helpers/counting.ts";

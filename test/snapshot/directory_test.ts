@@ -11,23 +11,16 @@ import { idToHex, ZERO_ID } from "../../src/chunk/ids.ts";
 import { StoreChunkSource } from "../../src/chunk/source.ts";
 import { manifestChunkIds } from "../../src/manifest/chunk_list.ts";
 import { chunkKey, manifestKey, pointerKey } from "../../src/manifest/keys.ts";
-import { loadLatest } from "../../src/restore/manifest_source.ts";
+import { loadLatest } from "../../src/manifest/catalog.ts";
 import { restoreImage } from "../../src/restore/restore.ts";
 import { snapshotToDirectory, verifySnapshot } from "../../src/snapshot/directory.ts";
-import { parseWal } from "../../src/snapshot/wal.ts";
+import { parseWal } from "../../src/write/wal.ts";
 import { LocalStore } from "../../src/store/local.ts";
-import { rejectsWithCode } from "../_helpers/assert.ts";
+import { assertBytes, rejectsWithCode } from "../_helpers/assert.ts";
 import { isDeno, ROOT } from "../_helpers/run.ts";
 import { checkWriterDb, isCommittedState } from "../_helpers/sqlite_check.ts";
 import { makeTempDir, removeDir } from "../_helpers/temp.ts";
-import { startWriter } from "../_helpers/writer.ts";
-import { assertBytes } from "../store/conformance.ts";
-
-async function makeDb(path: string, mode: "wal" | "delete", rows: number): Promise<void> {
-  const writer = await startWriter(path, { mode, count: rows, payload: 3000 });
-  await writer.waitFor(rows);
-  await writer.stop();
-}
+import { makeDb, startWriter } from "../_helpers/writer.ts";
 
 /** Runs the test writer until it has committed `rows`, then kills it with SIGKILL: its -wal (with
  * frames no checkpoint has copied) and -shm stay behind, as after a crash. Returns the last commit seen. */
@@ -201,7 +194,7 @@ describe("snapshotToDirectory()", () => {
 
   it("verifySnapshot() reads every chunk file back and names the one that is damaged or missing", async () => {
     const t = await fresh("verify");
-    await makeDb(t.db, "delete", 60);
+    await makeDb(t.db, 60, { payload: 3000 });
     const report = await snapshotToDirectory(t.db, t.snap, { hostname: "h1", spoolDir: t.spoolDir });
     const store = new LocalStore(t.snap);
     const good = await verifySnapshot(store, report.name, { sequence: 1, sha256: report.imageSha256! });
@@ -252,7 +245,7 @@ describe("snapshotToDirectory()", () => {
 
   it("removeSource refuses and keeps the source when a chunk file in the directory is damaged", async () => {
     const t = await fresh("damaged");
-    await makeDb(t.db, "delete", 60);
+    await makeDb(t.db, 60, { payload: 3000 });
     const first = await snapshotToDirectory(t.db, t.snap, { hostname: "h1", spoolDir: t.spoolDir });
     const key = await damageChunk(t.snap, first.name);
     const before = new Uint8Array(await readFile(t.db));
@@ -269,7 +262,7 @@ describe("snapshotToDirectory()", () => {
 
   it("removeSource refuses while another connection holds a write transaction", async () => {
     const t = await fresh("busy");
-    await makeDb(t.db, "delete", 30);
+    await makeDb(t.db, 30, { payload: 3000 });
     const holder = createClient({ url: `file:${t.db}` });
     const tx = await holder.transaction("write");
     try {

@@ -7,8 +7,9 @@
 
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import type { BlobStore, GetResult, ListItem } from "../../src/store/types.ts";
-import { rejectsWithCode } from "../_helpers/assert.ts";
+import type { BlobStore, ListItem } from "../../src/store/types.ts";
+import { assertBytes, rejectsWithCode } from "../_helpers/assert.ts";
+import { listAll, mustGet, pattern } from "../_helpers/store.ts";
 
 /** A backend under test: `store` is what is checked, `writer` writes the same data (the store itself when
  * it can write; for a read-only store, the writable store it serves). */
@@ -16,45 +17,6 @@ export interface StoreFixture {
   store: BlobStore;
   writer: BlobStore;
   teardown(): Promise<void>;
-}
-
-/** Bytes that differ for every seed, so a test can tell which write won. */
-export function pattern(size: number, seed: number): Uint8Array {
-  const bytes = new Uint8Array(size);
-  let x = (seed * 2654435761) >>> 0 || 1;
-  for (let i = 0; i < size; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    bytes[i] = x & 0xff;
-  }
-  return bytes;
-}
-
-/** Asserts two byte arrays are equal, reporting the first difference instead of dumping megabytes. */
-export function assertBytes(actual: Uint8Array, expected: Uint8Array, what = "bytes"): void {
-  assert.equal(
-    actual.length,
-    expected.length,
-    `${what}: length ${actual.length}, expected ${expected.length}`,
-  );
-  for (let i = 0; i < actual.length; i++) {
-    if (actual[i] !== expected[i]) assert.fail(`${what}: first difference at byte ${i}`);
-  }
-}
-
-/** Reads an object that must exist and returns its bytes. */
-export async function mustGet(store: BlobStore, key: string): Promise<Uint8Array> {
-  const got = await store.get(key);
-  assert.equal(got.status, "ok", `expected "${key}" to exist in ${store.description}`);
-  return (got as GetResult & { status: "ok" }).body;
-}
-
-/** Every item of a listing. */
-export async function listAll(store: BlobStore, prefix: string, delimiter?: "/"): Promise<ListItem[]> {
-  const items: ListItem[] = [];
-  for await (const item of store.list(prefix, delimiter ? { delimiter } : {})) items.push(item);
-  return items;
 }
 
 function names(items: ListItem[]): string[] {

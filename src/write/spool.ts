@@ -1,8 +1,11 @@
 /**
- * The replicator's spool: every consistent image it has captured but not yet published to every store,
- * kept on local disk so that a store outage or a crash of the replicator loses nothing it had seen.
+ * The spool: every consistent image a writer has captured but not yet published to every store, kept on
+ * local disk so that a store outage or a crash loses nothing it had seen, and the record of the last
+ * capture that lets the next one read only what changed. The replicator keeps one per database under
+ * `<spoolDir>/replicate/<name>/`; `tessera sync` keeps its own under `<spoolDir>/sync/<name>/` (an image
+ * normally leaves it as soon as the sync publishes it).
  *
- * Layout under `<spoolDir>/replicate/<name>/`:
+ * Layout:
  * - `chunks/<hex id>`: a chunk some pending image holds that may not be in every store, stored as the chunk
  *   object it is uploaded as (`docs/FORMAT.md`: header, zstd);
  * - `pending/<16 hex sequence>.json`: one captured image (its chunk ids, chunk 0, sizes, times) and the
@@ -10,7 +13,8 @@
  * - `capture.json`: what the last capture saw (evidence, chunk ids, the last sequence it assigned), so the
  *   next capture reads only what changed;
  * - `identity.json`: this spool's writer id, stable across restarts;
- * - `status.json`, `owner.json`, `control/`: see `control.ts`.
+ * - `owner.json`: the process using this spool (one at a time, see {@linkcode claimOwner});
+ * - `status.json`, `control/`: the replicator's, see `replicate/control.ts`.
  *
  * Invariant: every chunk id of a pending image is either a file in `chunks/` or in every store (it was in
  * the last image fully published before that image was captured). Chunk files are deleted only when no
@@ -20,13 +24,31 @@
  */
 
 import { randomUUID } from "node:crypto";
-import { mkdir, readdir, readFile, rename, rm, stat, unlink, writeFile } from "node:fs/promises";
+import { mkdir, open, readdir, readFile, rename, rm, stat, unlink, writeFile } from "node:fs/promises";
+import { hostname as osHostname, tmpdir, userInfo } from "node:os";
 import { join } from "node:path";
+import process from "node:process";
 import { fromBase64, toBase64 } from "../bytes.ts";
 import { decodeChunk } from "../chunk/codec.ts";
-import { hexToId } from "../chunk/ids.ts";
+import { hexToId, ZERO_HEX } from "../chunk/ids.ts";
+import { TesseraError } from "../errors.ts";
 import { writeFileAtomic } from "../files.ts";
-import type { SourceEvidence } from "../snapshot/source.ts";
+import type { SourceEvidence } from "./source.ts";
+
+/** Default spool directory: its contents only save work, or hold images not yet published. */
+export function defaultSpoolDir(): string {
+  // Per user: a record another user could write would decide what this user's syncs upload.
+  let user = "";
+  try {
+    user = `-${userInfo().uid}`;
+  } catch {
+    // No user database (some containers): a shared name, still created with mode 0700.
+  }
+  return join(tmpdir(), `tessera-spool${user}`);
+}
+
+/** Who keeps a spool: the replicator of a database, or `tessera sync`. */
+export type SpoolKind = "replicate" | "sync";
 
 /** One captured image waiting to be published. */
 export interface PendingImage {
@@ -65,9 +87,12 @@ export interface CaptureRecord {
    * checkpoint moved the WAL into the file) makes no image. Absent in records of older versions.
    */
   chunk0Sha256?: string | undefined;
+  /**
+   * Hex SHA-256 of the manifest this record's image became, once it reached every store (`tessera sync`
+   * sets it). While every store's pointer still names that manifest, the stores hold every chunk in `ids`.
+   */
+  manifestSha256?: string | undefined;
 }
-
-const ZERO_HEX = "0".repeat(64);
 
 /** The spool of one database. Not safe for two processes: the replicator holds `owner.json` first. */
 export class Spool {
@@ -89,13 +114,13 @@ export class Spool {
   }
 
   /** The spool directory of database `name` under `spoolDir`. */
-  static dirFor(spoolDir: string, name: string): string {
-    return join(spoolDir, "replicate", name);
+  static dirFor(spoolDir: string, name: string, kind: SpoolKind = "replicate"): string {
+    return join(spoolDir, kind, name);
   }
 
   /** Opens (creating) the spool and reads what a previous run left in it. */
-  static async open(spoolDir: string, name: string): Promise<Spool> {
-    const spool = new Spool(Spool.dirFor(spoolDir, name));
+  static async open(spoolDir: string, name: string, kind: SpoolKind = "replicate"): Promise<Spool> {
+    const spool = new Spool(Spool.dirFor(spoolDir, name, kind));
     await mkdir(spool.#chunkDir, { recursive: true, mode: 0o700 });
     await mkdir(spool.#pendingDir, { recursive: true, mode: 0o700 });
     await spool.#load();
@@ -142,16 +167,17 @@ export class Spool {
     await this.sweep();
     try {
       const record = JSON.parse(await readFile(join(this.dir, "capture.json"), "utf8")) as CaptureRecord;
-      if (record.version === 1 && Number.isSafeInteger(record.sequence)) this.#capture = record;
+      if (isCaptureRecord(record)) this.#capture = record;
+      else if (record && Number.isSafeInteger(record.sequence) && record.sequence > 0) {
+        // A damaged record: the next capture reads everything, but sequences still move forward.
+        this.#capture = { ...forgotten(), sequence: record.sequence };
+      }
     } catch {
       this.#capture = undefined;
     }
     if (damaged && this.#capture) {
       // Keep the sequence it reached: only the evidence is forgotten.
-      this.#capture = {
-        ...this.#capture,
-        evidence: { size: -1, mtimeMs: -1, ino: -1, changeCounter: -1, wal: null },
-      };
+      this.#capture = { ...forgotten(), sequence: this.#capture.sequence };
       await this.setCapture(this.#capture);
     }
   }
@@ -313,4 +339,123 @@ export function pendingChunk0(image: PendingImage): Uint8Array {
 /** Encodes chunk 0 for a pending image. */
 export function encodeChunk0(bytes: Uint8Array): string {
   return toBase64(bytes);
+}
+
+// A record that proves nothing: its sizes match no source, so the next capture reads the whole database.
+function forgotten(): CaptureRecord {
+  return {
+    version: 1,
+    sequence: 0,
+    chunkSize: 0,
+    pageSize: 0,
+    imageLength: -1,
+    evidence: { size: -1, mtimeMs: -1, ino: -1, changeCounter: -1, wal: null },
+    ids: [],
+  };
+}
+
+const HEX_ID = /^[0-9a-f]{64}$/;
+
+// A record that is not a capture record shape for shape is not used: the next capture then reads
+// everything, which is slow but always right.
+function isCaptureRecord(record: CaptureRecord): boolean {
+  if (typeof record !== "object" || record === null || record.version !== 1) return false;
+  const counts = [record.chunkSize, record.pageSize, record.imageLength, record.sequence];
+  if (!counts.every((n) => Number.isSafeInteger(n) && n >= 0) || record.chunkSize <= 0) return false;
+  if (!Array.isArray(record.ids)) return false;
+  if (record.ids.length !== Math.max(0, Math.ceil(record.imageLength / record.chunkSize) - 1)) return false;
+  if (!record.ids.every((id) => typeof id === "string" && HEX_ID.test(id))) return false;
+  for (const hex of [record.chunk0Sha256, record.manifestSha256]) {
+    if (hex !== undefined && (typeof hex !== "string" || !HEX_ID.test(hex))) return false;
+  }
+  const e = record.evidence;
+  if (typeof e !== "object" || e === null) return false;
+  if (![e.size, e.mtimeMs, e.ino, e.changeCounter].every((n) => typeof n === "number")) return false;
+  return e.wal === null ||
+    (typeof e.wal === "object" &&
+      [e.wal.salt1, e.wal.salt2, e.wal.frames].every((n) => typeof n === "number"));
+}
+
+// Spools claimed by this process: a second user in the same process is refused as another would be.
+const claimed = new Set<string>();
+
+/**
+ * Claims `owner.json` of the spool `dir` for this process, for `doing` the database at `path`; throws
+ * `LEASE_HELD` when a live process on this host holds it. Returns the release.
+ */
+export async function claimOwner(
+  dir: string,
+  path: string,
+  doing: SpoolKind = "replicate",
+): Promise<() => Promise<void>> {
+  if (claimed.has(dir)) {
+    throw new TesseraError(
+      "LEASE_HELD",
+      doing === "replicate"
+        ? `Cannot replicate "${path}": this process already replicates it from spool ${dir}`
+        : `Cannot sync "${path}": this process is syncing it already (spool ${dir})`,
+    );
+  }
+  claimed.add(dir);
+  try {
+    return await claimOwnerFile(dir, path, doing);
+  } catch (error) {
+    claimed.delete(dir);
+    throw error;
+  }
+}
+
+async function claimOwnerFile(dir: string, path: string, doing: SpoolKind): Promise<() => Promise<void>> {
+  const file = join(dir, "owner.json");
+  const me = { pid: process.pid, hostname: osHostname(), path, startedMs: Date.now() };
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      const handle = await open(file, "wx", 0o600);
+      await handle.writeFile(JSON.stringify(me));
+      await handle.close();
+      return async () => {
+        const now = await readOwner(dir);
+        if (now?.pid === me.pid) await unlink(file).catch(() => {});
+        claimed.delete(dir);
+      };
+    } catch (error) {
+      if ((error as { code?: string }).code !== "EEXIST") throw error;
+      const owner = await readOwner(dir);
+      if (owner && owner.pid !== process.pid && alive(owner.pid)) {
+        throw new TesseraError(
+          "LEASE_HELD",
+          doing === "replicate"
+            ? `Cannot replicate "${path}": replicator pid ${owner.pid} already replicates it from spool ${dir}; ` +
+              "stop it first (tessera status shows it)"
+            : `Cannot sync "${path}": tessera sync pid ${owner.pid} is syncing it now (spool ${dir}); ` +
+              "sync again when it has finished",
+        );
+      }
+      await unlink(file).catch(() => {});
+    }
+  }
+  throw new TesseraError(
+    "LEASE_HELD",
+    `Cannot claim ${file}: another ${
+      doing === "replicate" ? "replicator" : "tessera sync"
+    } claimed it at the same time`,
+  );
+}
+
+async function readOwner(dir: string): Promise<{ pid: number } | undefined> {
+  try {
+    return JSON.parse(await readFile(join(dir, "owner.json"), "utf8"));
+  } catch {
+    return undefined;
+  }
+}
+
+/** Whether process `pid` exists on this host. */
+export function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as { code?: string }).code === "EPERM";
+  }
 }

@@ -1,5 +1,7 @@
 /**
- * Capturing: copy one consistent image of a live database into the spool. Only local work happens while
+ * Capturing, the first step of every write: copy one consistent image of a live database into the spool.
+ * `tessera sync` captures once and publishes; the replicator captures on every change and publishes from
+ * the spool as stores allow. Only local work happens while
  * the source's read transaction is open (reading pages, hashing them, writing changed chunks to local disk),
  * so a rollback-journal writer waits no longer than that copy, and a WAL writer not at all. Uploading
  * happens later, from the spool.
@@ -10,14 +12,8 @@
 import { createHash } from "node:crypto";
 import { encodeChunk } from "../chunk/codec.ts";
 import { TesseraError } from "../errors.ts";
-import { chunkIds, idToHex, isZeroChunk } from "../chunk/ids.ts";
-import { checkChunkSize } from "../snapshot/sync.ts";
-import {
-  sameEvidence,
-  type SourceReader,
-  type SourceSnapshot,
-  withSourceSnapshot,
-} from "../snapshot/source.ts";
+import { chunkIds, idToHex, isZeroChunk, ZERO_HEX } from "../chunk/ids.ts";
+import { sameEvidence, type SourceReader, type SourceSnapshot, withSourceSnapshot } from "./source.ts";
 import { type CaptureRecord, encodeChunk0, type PendingImage, type Spool } from "./spool.ts";
 
 /** Options of {@linkcode captureImage}. */
@@ -35,6 +31,13 @@ export interface CaptureOptions {
   busyTimeoutMs?: number | undefined;
   /** A connection kept for capture after capture (see SourceReader); else one is opened for this one. */
   reader?: SourceReader | undefined;
+  /**
+   * The stores hold snapshots of this database already: an empty source (0 pages) is refused even when the
+   * spool remembers no capture.
+   */
+  hasSnapshots?: boolean | undefined;
+  /** Called as chunks are read: bytes read so far and bytes to read in all. */
+  onProgress?: ((done: number, total: number) => void) | undefined;
 }
 
 /** What a capture did. */
@@ -44,12 +47,13 @@ export interface CaptureResult {
   /** Chunks read from the source, and chunk files written to the spool. */
   read: number;
   spooled: number;
+  /** Bytes read from the source. */
+  bytesRead: number;
   /** Milliseconds the source's read transaction was open. */
   heldMs: number;
 }
 
 const READ_BATCH_BYTES = 4 * 1024 * 1024;
-const ZERO_HEX = "0".repeat(64);
 
 /** Captures the database at `path` into `spool`, as the next pending image. */
 export async function captureImage(
@@ -72,16 +76,17 @@ export async function captureImage(
         signal: options.signal,
       });
     heldMs = performance.now() - heldSince;
-    if (!copied) return { image: null, read: 0, spooled: 0, heldMs };
+    if (!copied) return { image: null, read: 0, spooled: 0, bytesRead: 0, heldMs };
+    const { read, bytesRead } = copied;
     if (!copied.image) {
       // The same content under new evidence: remember the evidence, so the next capture compares with it.
       await spool.setCapture(copied.record);
-      return { image: null, read: copied.read, spooled: 0, heldMs };
+      return { image: null, read, spooled: 0, bytesRead, heldMs };
     }
     // The source is released: compress and spool what was kept in memory, then record the image.
     for (const [hex, bytes] of fresh) await spool.writeChunk(hex, encodeChunk(bytes));
     await spool.addPending(copied.image, copied.record);
-    return { image: copied.image, read: copied.read, spooled: copied.spooled, heldMs };
+    return { image: copied.image, read, spooled: copied.spooled, bytesRead, heldMs };
   } catch (error) {
     await spool.sweep().catch(() => {});
     throw error;
@@ -97,6 +102,7 @@ interface Copied {
   image: PendingImage | null;
   record: CaptureRecord;
   read: number;
+  bytesRead: number;
   spooled: number;
 }
 
@@ -108,13 +114,21 @@ async function copy(
   fresh: Map<string, Uint8Array>,
 ): Promise<Copied | null> {
   const last = spool.capture;
-  if (snap.pageCount === 0 && last && last.imageLength > 0 && !options.force) {
+  if (snap.pageCount === 0 && !options.force) {
     // An empty file where a database was: deleted and being created again, or truncated. Publishing it
     // would make "nothing" the newest snapshot; the next change is captured instead.
-    throw new TesseraError(
-      "SOURCE_UNREADABLE",
-      `Cannot capture "${snap.path}": the file holds no database (0 pages) where the last capture held ${last.imageLength} bytes; not publishing an empty snapshot`,
-    );
+    if (last && last.imageLength > 0) {
+      throw new TesseraError(
+        "SOURCE_UNREADABLE",
+        `Cannot capture "${snap.path}": the file holds no database (0 pages) where the last capture held ${last.imageLength} bytes; not publishing an empty snapshot`,
+      );
+    }
+    if (options.hasSnapshots) {
+      throw new TesseraError(
+        "SOURCE_UNREADABLE",
+        `Cannot capture "${snap.path}": the file holds no database (0 pages) while the stores hold snapshots of it; not publishing an empty snapshot`,
+      );
+    }
   }
   const chunkSize = checkChunkSize(options.chunkSize, snap.pageSize);
   const previous = usable(last, chunkSize, snap.pageSize);
@@ -142,12 +156,14 @@ async function copy(
   let freshBytes = 0;
   let chunk0 = new Uint8Array(0);
   let read = 0;
+  let bytesRead = 0;
   let written = 0;
   for (let b = 0; b < order.length; b += perBatch) {
     options.signal?.throwIfAborted();
     const batch = order.slice(b, b + perBatch);
     const chunks = await readChunks(snap, batch, perChunk);
     read += chunks.length;
+    for (const bytes of chunks) bytesRead += bytes.length;
     for (const bytes of chunks) hash?.update(bytes);
     const batchIds = await chunkIds(chunks.map((c, k) => (batch[k] === 0 ? new Uint8Array(0) : c)));
     for (const [k, i] of batch.entries()) {
@@ -169,13 +185,14 @@ async function copy(
       }
       spooled.add(hex);
     }
+    options.onProgress?.(Math.min(order.length, b + perBatch) * chunkSize, order.length * chunkSize);
   }
   const chunk0Sha256 = createHash("sha256").update(chunk0).digest("hex");
   if (
     previous && !options.full && !options.force && previous.chunk0Sha256 === chunk0Sha256 &&
     previous.imageLength === snap.imageLength && sameIds(previous.ids, ids)
   ) {
-    return { image: null, record: { ...previous, evidence: snap.evidence }, read, spooled: 0 };
+    return { image: null, record: { ...previous, evidence: snap.evidence }, read, bytesRead, spooled: 0 };
   }
   const sequence = Math.max(options.nextSequence, (spool.capture?.sequence ?? 0) + 1);
   const image: PendingImage = {
@@ -203,7 +220,7 @@ async function copy(
     ids,
     chunk0Sha256,
   };
-  return { image, record, read, spooled: written };
+  return { image, record, read, bytesRead, spooled: written };
 }
 
 // Reads the chunks `batch` names (ascending), one request per run of neighbouring chunks: every request
@@ -263,4 +280,18 @@ function chooseChunks(
   for (let i = Math.max(1, before - 1); i < total; i++) wanted.add(i);
   if (previous.imageLength !== snap.imageLength) wanted.add(total - 1);
   return wanted;
+}
+
+/** The chunk size a capture uses: `chunkSize` checked, and never smaller than a page. */
+export function checkChunkSize(chunkSize: number, pageSize: number): number {
+  if (
+    !Number.isInteger(chunkSize) || chunkSize < 4096 || chunkSize > 1 << 20 ||
+    (chunkSize & (chunkSize - 1)) !== 0
+  ) {
+    throw new TesseraError(
+      "CONFIG_INVALID",
+      `Cannot use chunk size ${chunkSize}: expected a power of two from 4096 to 1048576 bytes`,
+    );
+  }
+  return Math.max(chunkSize, pageSize);
 }

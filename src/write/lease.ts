@@ -11,7 +11,7 @@
 import { TesseraError } from "../errors.ts";
 import { leaseKey } from "../manifest/keys.ts";
 import type { BlobStore } from "../store/types.ts";
-import { alive } from "./control.ts";
+import { alive } from "./spool.ts";
 
 /** What a lease object holds (JSON). */
 export interface LeaseBody {

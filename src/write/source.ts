@@ -9,7 +9,7 @@
 
 import { stat } from "node:fs/promises";
 import { resolve } from "node:path";
-import { isAbortError, TesseraError } from "../errors.ts";
+import { errorMessage, isAbortError, TesseraError } from "../errors.ts";
 import { ReaderProcess } from "./reader_process.ts";
 import { readWal, type WalSummary } from "./wal.ts";
 
@@ -150,7 +150,7 @@ export class SourceReader {
       if (error instanceof TesseraError || isAbortError(error)) throw error;
       // Deleted between the first look and the reader's open: say so as the first look would have.
       await statSource(file);
-      throw new TesseraError("SOURCE_UNREADABLE", `Cannot read database "${file}": ${messageOf(error)}`, {
+      throw new TesseraError("SOURCE_UNREADABLE", `Cannot read database "${file}": ${errorMessage(error)}`, {
         cause: error,
       });
     } finally {
@@ -197,8 +197,4 @@ function changedPages(
   const pages = new Set<number>([1]);
   for (const page of walAfter.framePages.slice(previous.wal.frames)) pages.add(page);
   return pages;
-}
-
-function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }

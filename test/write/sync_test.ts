@@ -4,23 +4,18 @@ import { createClient } from "@libsql/client";
 import { readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { StoreChunkSource } from "../../src/chunk/source.ts";
-import { loadLatest } from "../../src/restore/manifest_source.ts";
+import { loadLatest } from "../../src/manifest/catalog.ts";
 import { restoreImage } from "../../src/restore/restore.ts";
 import { manifestKey, pointerKey } from "../../src/manifest/keys.ts";
-import { syncDatabase, type SyncOptions } from "../../src/snapshot/sync.ts";
+import { syncDatabase, type SyncOptions } from "../../src/write/sync.ts";
 import { LocalStore } from "../../src/store/local.ts";
 import { MemoryStore } from "../../src/store/memory.ts";
 import type { BlobStore, PutOptions } from "../../src/store/types.ts";
 import { checkWriterDb, isCommittedState } from "../_helpers/sqlite_check.ts";
 import { makeTempDir, removeDir } from "../_helpers/temp.ts";
-import { startWriter } from "../_helpers/writer.ts";
-import { assertBytes, listAll } from "../store/conformance.ts";
-
-async function makeDb(path: string, mode: "wal" | "delete", rows: number): Promise<void> {
-  const writer = await startWriter(path, { mode, count: rows, payload: 2000 });
-  await writer.waitFor(rows);
-  await writer.stop();
-}
+import { makeDb, startWriter } from "../_helpers/writer.ts";
+import { listAll } from "../_helpers/store.ts";
+import { assertBytes } from "../_helpers/assert.ts";
 
 async function restoreLatest(store: BlobStore, name: string, out: string) {
   const { manifest } = await loadLatest(store, name);
@@ -70,7 +65,7 @@ describe("syncDatabase()", () => {
 
   it("publishes a snapshot that restores byte for byte; a second sync is a no-op that uploads nothing", async () => {
     const t = await fresh("roundtrip");
-    await makeDb(t.db, "delete", 300);
+    await makeDb(t.db, 300, { payload: 2000 });
     const first = await syncDatabase(t.db, opts(t.store, t.spoolDir));
     assert.equal(first.noop, false);
     assert.equal(first.sequence, 1);
@@ -93,7 +88,7 @@ describe("syncDatabase()", () => {
   for (const mode of ["wal", "delete"] as const) {
     it(`uploads only the changed chunk and a small manifest after a one-row update (${mode} mode)`, async () => {
       const t = await fresh(`one-row-${mode}`);
-      await makeDb(t.db, mode, 2000);
+      await makeDb(t.db, 2000, { mode, payload: 2000 });
       const first = await syncDatabase(t.db, opts(t.store, t.spoolDir));
       assert.ok(first.chunks.total > 40, `a database of ${first.imageLength} bytes`);
       // The application keeps its connection, as applications do: the last connection to close would
@@ -132,7 +127,7 @@ describe("syncDatabase()", () => {
 
   it("loses only time without its spool: a full re-read uploads no chunk again", async () => {
     const t = await fresh("spool-lost");
-    await makeDb(t.db, "wal", 500);
+    await makeDb(t.db, 500, { mode: "wal", payload: 2000 });
     const first = await syncDatabase(t.db, opts(t.store, t.spoolDir));
     await rm(t.spoolDir, { recursive: true, force: true });
     const again = await syncDatabase(t.db, opts(t.store, t.spoolDir));
@@ -146,7 +141,7 @@ describe("syncDatabase()", () => {
   it("publishes chunks, then the manifest, then the pointer", async () => {
     const t = await fresh("order");
     const store = new RecordingStore(`${t.db}-recorded`);
-    await makeDb(t.db, "delete", 200);
+    await makeDb(t.db, 200, { payload: 2000 });
     const report = await syncDatabase(t.db, opts(store, t.spoolDir));
     const kinds = store.puts.map((
       k,
@@ -160,7 +155,7 @@ describe("syncDatabase()", () => {
 
   it("skips a manifest that a publish left without its pointer, keeping it as history", async () => {
     const t = await fresh("orphan");
-    await makeDb(t.db, "wal", 100);
+    await makeDb(t.db, 100, { mode: "wal", payload: 2000 });
     const first = await syncDatabase(t.db, opts(t.store, t.spoolDir));
     // A publish that died after its manifest and before its pointer.
     await t.store.put(manifestKey(first.name, 2), new TextEncoder().encode("an orphaned manifest"));
@@ -174,7 +169,7 @@ describe("syncDatabase()", () => {
 
   it("refuses to replace a manifest another writer published first, leaving the pointer alone", async () => {
     const t = await fresh("conflict");
-    await makeDb(t.db, "wal", 100);
+    await makeDb(t.db, 100, { mode: "wal", payload: 2000 });
     const first = await syncDatabase(t.db, opts(t.store, t.spoolDir));
     const pointerBefore = await t.store.get(pointerKey(first.name));
     // The other writer's manifest lands between this sync's look for a free sequence and its put.
@@ -198,7 +193,7 @@ describe("syncDatabase()", () => {
 
   it("still publishes when the spool cannot be written, and says so", async () => {
     const t = await fresh("bad-spool");
-    await makeDb(t.db, "delete", 50);
+    await makeDb(t.db, 50, { payload: 2000 });
     const blocker = `${t.spoolDir}-file`;
     await writeFile(blocker, "not a directory");
     const report = await syncDatabase(t.db, opts(t.store, join(blocker, "spool")));
@@ -210,9 +205,9 @@ describe("syncDatabase()", () => {
 
   it("ignores a damaged sync record and reads everything again", async () => {
     const t = await fresh("damaged-record");
-    await makeDb(t.db, "wal", 300);
+    await makeDb(t.db, 300, { mode: "wal", payload: 2000 });
     const first = await syncDatabase(t.db, opts(t.store, t.spoolDir));
-    const recordPath = join(t.spoolDir, "sync", `${first.name}.json`);
+    const recordPath = join(t.spoolDir, "sync", first.name, "capture.json");
     const record = JSON.parse(await readFile(recordPath, "utf8"));
     record.ids[0] = "not-a-chunk-id";
     await writeFile(recordPath, JSON.stringify(record));
@@ -226,7 +221,7 @@ describe("syncDatabase()", () => {
   it("writes every snapshot to every store", async () => {
     const t = await fresh("two-stores");
     const second = new MemoryStore();
-    await makeDb(t.db, "wal", 100);
+    await makeDb(t.db, 100, { mode: "wal", payload: 2000 });
     const report = await syncDatabase(t.db, { ...opts(t.store, t.spoolDir), stores: [t.store, second] });
     const { result } = await restoreLatest(second, report.name, t.out);
     assert.equal(result.sha256, report.imageSha256);

@@ -1,0 +1,282 @@
+/**
+ * Reading a database image from a manifest: the one reader behind `restoreImage`, both replica engines and
+ * directory snapshot verification. It expands the chunk list, skips what the caller already holds, fetches
+ * the rest with bounded concurrency (a chunk repeated while in flight is fetched once), checks each chunk's
+ * length against the image's layout, and hands every chunk to the caller's sink. Chunk sources check every
+ * chunk against its id (`src/chunk/source.ts`); the reader hashes the whole image, in order, when the caller
+ * gives it a hasher, and checks the manifest's SHA-256 when it holds one.
+ *
+ * Web APIs only: a caller on a runtime with an incremental SHA-256 (`node:crypto`) passes it in.
+ *
+ * @module
+ */
+
+import { toHex } from "../bytes.ts";
+import { type ChunkId, idsEqual, idToHex, ZERO_ID } from "../chunk/ids.ts";
+import type { ChunkSource } from "../chunk/source.ts";
+import { TesseraError } from "../errors.ts";
+import { type IndexCache, manifestChunkIds } from "../manifest/chunk_list.ts";
+import type { Manifest } from "../manifest/types.ts";
+import { forEachLimit } from "../pool.ts";
+import { Sequencer } from "./_sequencer.ts";
+
+/** One chunk of the image, as handed to {@linkcode ReadImageOptions.sink}. */
+export interface ImageChunk {
+  /** Its position: 0 for the chunk the manifest holds, then 1 .. n-1. */
+  index: number;
+  /** Where it goes in the image: `index * chunkSize`. */
+  offset: number;
+  /** Its id as the manifest lists it; `undefined` for chunk 0. */
+  id: ChunkId | undefined;
+  /** Its bytes, shared with others (zero chunks share one buffer): never modify them. */
+  bytes: Uint8Array;
+  /** Where the bytes came from: the manifest (chunk 0), zeros by construction, the caller's `have`, or the
+   * chunk source. */
+  from: "manifest" | "zero" | "have" | "fetched";
+}
+
+/**
+ * What the caller already has of a chunk: `true` when the sink holds it in place (it is skipped: not
+ * fetched, not handed over, not hashed), its bytes when the caller can read them without the chunk source
+ * (handed over, not fetched; the caller vouches that they match the id), nothing to fetch it.
+ */
+export type HaveResult = boolean | Uint8Array | undefined;
+
+/** An incremental SHA-256, such as `node:crypto`'s `createHash("sha256")`. */
+export interface ImageHash {
+  update(bytes: Uint8Array): unknown;
+  digest(encoding: "hex"): string;
+}
+
+/** A check {@linkcode readImage} made that failed, for {@linkcode ReadImageOptions.describe}. */
+export type ReadProblem =
+  /** The chunk source lacks chunk `index` (`NOT_FOUND`). */
+  | { kind: "missing"; index: number; id: ChunkId; source: string }
+  /** Chunk `index` is not the length the image's layout gives it (`CORRUPT_MANIFEST`). */
+  | { kind: "length"; index: number; id: ChunkId; length: number; expected: number }
+  /** The chunk source failed to read chunk `index` (the error's code: `CHECKSUM_MISMATCH`, ...). */
+  | { kind: "unreadable"; index: number; id: ChunkId; error: TesseraError }
+  /** The image's SHA-256 is not the manifest's (`CHECKSUM_MISMATCH`); both lower-case hex. */
+  | { kind: "image"; sha256: string; expected: string };
+
+/** Options of {@linkcode readImage}. */
+export interface ReadImageOptions {
+  /** What the caller is doing, for messages ("Cannot <doing>: ...").
+   * @default {`read snapshot <sequence> of database "<name>"`} */
+  doing?: string | undefined;
+  /** Where index chunks come from. @default {the chunk source} */
+  indexChunks?: ChunkSource | undefined;
+  /** Index chunks already known by id; told of every index chunk the manifest uses. */
+  indexCache?: IndexCache | undefined;
+  /** Asked about every chunk after chunk 0 (zero chunks included) before it is fetched.
+   * @default {nothing is held} */
+  have?: ((id: ChunkId, index: number) => HaveResult | Promise<HaveResult>) | undefined;
+  /** Receives every chunk not skipped by `have`, chunk 0 first, the others as they arrive. A chunk counts
+   * as read once its sink call settles. @default {chunks are only checked} */
+  sink?: ((chunk: ImageChunk) => void | Promise<void>) | undefined;
+  /** Creates the hash the whole image is fed to, in order; then at most `2 * concurrency` chunks run ahead
+   * of the hash. No hash is made when `have` skips a chunk. @default {the image is not hashed} */
+  hasher?: (() => ImageHash) | undefined;
+  /** Chunks read at once. @default {8} */
+  concurrency?: number | undefined;
+  /** Cancels the read; it then rejects with the signal's reason once no sink call is running. */
+  signal?: AbortSignal | undefined;
+  /** Called as chunks are read (in order when hashing) with the chunks done and the chunks in all. */
+  onProgress?: ((done: number, total: number) => void) | undefined;
+  /** Words the message of a failed check; `undefined` keeps the reader's. A source's own error is passed
+   * on as it is unless this words one (it then keeps the error's code). */
+  describe?: ((problem: ReadProblem) => string | undefined) | undefined;
+}
+
+/** What {@linkcode readImage} read. */
+export interface ReadImageResult {
+  /** The ids of chunks 1 .. n-1, as the manifest lists them. */
+  ids: ChunkId[];
+  /** Chunks read from the chunk source (index chunks not counted). */
+  fetched: number;
+  /** SHA-256 of the whole image, lower-case hex, when it was hashed. */
+  sha256: string | undefined;
+  /** True when the manifest held the image's SHA-256 and the image hashed matched it. */
+  imageVerified: boolean;
+}
+
+/**
+ * Reads the image `manifest` describes from `chunks`, handing each chunk to `options.sink`. Throws
+ * `TesseraError` `NOT_FOUND` for a missing chunk or index chunk, `CORRUPT_MANIFEST` for a chunk list or
+ * chunk that does not fit the image, `CHECKSUM_MISMATCH` for an image whose SHA-256 is not the manifest's,
+ * and passes on the chunk source's errors (`CHECKSUM_MISMATCH`, `CORRUPT_CHUNK`, ...). After a failure no
+ * sink call starts; the call settles once those running have.
+ *
+ * @example Reading an image into memory
+ * ```ts
+ * import { createHash } from "node:crypto";
+ * import { MemoryChunkCache } from "../chunk/source.ts";
+ * import { readImage } from "./read_image.ts";
+ *
+ * const chunk0 = new Uint8Array(4096).fill(1);
+ * const manifest = {
+ *   identity: { name: "app", hostname: "", sourcePath: "" }, sequence: 1, createdMs: 0, sourceMtimeMs: 0,
+ *   pageSize: 4096, imageLength: 8192, chunkSize: 4096,
+ *   imageSha256: new Uint8Array(createHash("sha256").update(chunk0).update(new Uint8Array(4096)).digest()),
+ *   chunk0, chunks: { kind: "inline" as const, ids: [new Uint8Array(32)] },
+ * };
+ * const image = new Uint8Array(manifest.imageLength);
+ * const result = await readImage(manifest, new MemoryChunkCache({ capacityBytes: 0 }), {
+ *   sink: ({ bytes, offset }) => image.set(bytes, offset),
+ *   hasher: () => createHash("sha256"),
+ * });
+ * console.log(result.imageVerified); // true
+ * ```
+ */
+export async function readImage(
+  manifest: Manifest,
+  chunks: ChunkSource,
+  options: ReadImageOptions = {},
+): Promise<ReadImageResult> {
+  const { have, sink, signal, onProgress, describe } = options;
+  const concurrency = options.concurrency ?? 8;
+  if (!Number.isSafeInteger(concurrency) || concurrency < 1) {
+    throw new RangeError(`Cannot read an image: concurrency ${concurrency} is not a positive integer`);
+  }
+  signal?.throwIfAborted();
+  const doing = options.doing ?? `read snapshot ${manifest.sequence} of database "${manifest.identity.name}"`;
+  const fail = (problem: CheckProblem): TesseraError =>
+    new TesseraError(
+      CODES[problem.kind],
+      describe?.(problem) ?? `Cannot ${doing}: ${defaultMessage(problem)}`,
+    );
+  const { chunkSize, imageLength } = manifest;
+  // Stops the reads still running when one fails, so no sink call starts after the caller sees the error.
+  const stop = new AbortController();
+  const onAbort = () => stop.abort(signal?.reason);
+  signal?.addEventListener("abort", onAbort, { once: true });
+  let hash = options.hasher?.();
+  let ids: ChunkId[] = [];
+  let total = 0;
+  let done = 0;
+  const progress = () => onProgress?.(++done, total);
+  // The hash reads chunks in order, so only a bounded window may run ahead of it.
+  const sequencer = hash === undefined ? undefined : new Sequencer<Uint8Array | undefined>(
+    2 * concurrency,
+    (bytes) => {
+      if (bytes) hash?.update(bytes);
+      progress();
+    },
+  );
+  let zeros: Uint8Array | undefined;
+  let fetched = 0;
+  const inFlight = new Map<string, Promise<Uint8Array | undefined>>();
+
+  // A chunk asked for again while its read is in flight is read once.
+  const fetchChunk = async (id: ChunkId, index: number, length: number): Promise<Uint8Array> => {
+    const hex = idToHex(id);
+    let pending = inFlight.get(hex);
+    const mine = pending === undefined;
+    if (pending === undefined) {
+      fetched++;
+      pending = chunks.get(id, { signal: stop.signal });
+      inFlight.set(hex, pending);
+    }
+    try {
+      let bytes: Uint8Array | undefined;
+      try {
+        bytes = await pending;
+      } catch (error) {
+        if (stop.signal.aborted || !(error instanceof TesseraError)) throw error;
+        const message = describe?.({ kind: "unreadable", index, id, error });
+        throw message === undefined ? error : new TesseraError(error.code, message, { cause: error });
+      }
+      if (bytes === undefined) throw fail({ kind: "missing", index, id, source: chunks.description });
+      if (bytes.length !== length) {
+        throw fail({ kind: "length", index, id, length: bytes.length, expected: length });
+      }
+      return bytes;
+    } finally {
+      if (mine) inFlight.delete(hex);
+    }
+  };
+
+  const readChunk = async (index: number): Promise<void> => {
+    if (sequencer) await sequencer.turn(index, stop.signal);
+    const id = ids[index - 1]!;
+    const offset = index * chunkSize;
+    const length = Math.min(chunkSize, imageLength - offset);
+    const had = await have?.(id, index);
+    let chunk: ImageChunk | undefined;
+    if (had === true) {
+      hash = undefined; // the sink holds bytes the hash never sees
+    } else if (had instanceof Uint8Array) {
+      if (had.length !== length) {
+        throw fail({ kind: "length", index, id, length: had.length, expected: length });
+      }
+      chunk = { index, offset, id, bytes: had, from: "have" };
+    } else if (idsEqual(id, ZERO_ID)) {
+      zeros ??= new Uint8Array(chunkSize);
+      chunk = { index, offset, id, bytes: zeros.subarray(0, length), from: "zero" };
+    } else {
+      chunk = { index, offset, id, bytes: await fetchChunk(id, index, length), from: "fetched" };
+    }
+    stop.signal.throwIfAborted();
+    if (chunk) await sink?.(chunk);
+    if (sequencer) sequencer.complete(index, chunk?.bytes);
+    else progress();
+  };
+
+  try {
+    ids = await manifestChunkIds(manifest, options.indexChunks ?? chunks, {
+      doing,
+      indexCache: options.indexCache,
+      signal: stop.signal,
+    });
+    total = ids.length + (imageLength > 0 ? 1 : 0);
+    if (imageLength > 0) {
+      await sink?.({ index: 0, offset: 0, id: undefined, bytes: manifest.chunk0, from: "manifest" });
+      hash?.update(manifest.chunk0);
+      progress();
+    }
+    const indexes = Array.from({ length: ids.length }, (_, i) => i + 1);
+    await forEachLimit(indexes, async (index) => {
+      try {
+        await readChunk(index);
+      } catch (error) {
+        stop.abort(error);
+        throw error;
+      }
+    }, { concurrency, signal: stop.signal });
+  } catch (error) {
+    stop.abort(error);
+    throw signal?.aborted ? signal.reason : error;
+  } finally {
+    signal?.removeEventListener("abort", onAbort);
+  }
+
+  const sha256 = hash?.digest("hex");
+  const stated = manifest.imageSha256.some((b) => b !== 0) ? toHex(manifest.imageSha256) : undefined;
+  if (sha256 !== undefined && stated !== undefined && sha256 !== stated) {
+    throw fail({ kind: "image", sha256, expected: stated });
+  }
+  return { ids, fetched, sha256, imageVerified: sha256 !== undefined && stated !== undefined };
+}
+
+/** The checks the reader itself makes (a source's errors are its own). */
+type CheckProblem = Exclude<ReadProblem, { kind: "unreadable" }>;
+
+const CODES = {
+  missing: "NOT_FOUND",
+  length: "CORRUPT_MANIFEST",
+  image: "CHECKSUM_MISMATCH",
+} as const;
+
+function defaultMessage(problem: CheckProblem): string {
+  switch (problem.kind) {
+    case "missing":
+      return `chunk ${idToHex(problem.id)} (chunk #${problem.index}) is missing from ${problem.source}`;
+    case "length":
+      return `chunk ${
+        idToHex(problem.id)
+      } (chunk #${problem.index}) holds ${problem.length} bytes, but the ` +
+        `manifest places ${problem.expected} bytes there`;
+    case "image":
+      return `the rebuilt image's SHA-256 is ${problem.sha256}, but the manifest says ${problem.expected}`;
+  }
+}

@@ -1,0 +1,76 @@
+/**
+ * Tessera for browsers and edge isolates: read replicas over memory, S3 and HTTP stores, with verified
+ * chunks and fresh snapshots, and nothing that needs a filesystem, a process or native code. Nothing in this
+ * entry point's import closure is a `node:` module (a test bundles it for the browser and checks); where
+ * Deno, Bun or Node offer more (zstd in `node:zlib`), it is looked up at run time, with a pure-JS fallback.
+ *
+ * Writing (sync, replicate), restoring to files, directory stores and caches, the native engine and the CLI
+ * live behind the main entry point (`mod.ts`).
+ *
+ * @example A replica over a store served by a static host
+ * ```ts
+ * import { HttpStore, openReplica } from "./web.ts";
+ *
+ * const store = new HttpStore("https://backups.example.com/store/");
+ * const replica = await openReplica("app", { store }).catch((error) => console.log(error.code));
+ * replica?.close();
+ * ```
+ *
+ * @module
+ */
+
+import { openReplicaOn, type OpenReplicaOptions, type ReplicaSource } from "./replica/open_core.ts";
+import type { Replica } from "./replica/replica.ts";
+
+export { TesseraError, type TesseraErrorCode } from "./errors.ts";
+export { VERSION } from "./version.ts";
+export { DEFAULT_RETRY_POLICY, type RetryPolicy } from "./net/backoff.ts";
+export { S3Client, type S3ClientOptions, type S3Credentials } from "./s3/client.ts";
+export { S3Error } from "./s3/errors.ts";
+export type {
+  BlobInfo,
+  BlobStore,
+  GetOptions,
+  GetResult,
+  HeadResult,
+  ListItem,
+  ListOptions,
+  PutOptions,
+  Range,
+  StoreCallOptions,
+  StoreCapabilities,
+} from "./store/types.ts";
+export { MemoryStore } from "./store/memory.ts";
+export { S3Store, type S3StoreOptions } from "./store/s3.ts";
+export { HttpStore, type HttpStoreOptions } from "./store/http.ts";
+export type { ChunkList, DatabaseIdentity, Manifest, Pointer } from "./manifest/types.ts";
+export { decodeManifest, decodePointer } from "./manifest/codec.ts";
+export { deriveName, parseSource } from "./manifest/naming.ts";
+export { chunkKey, manifestKey, pointerKey } from "./manifest/keys.ts";
+export {
+  listDatabases,
+  listHistory,
+  loadLatest,
+  readPointer,
+  resolveSnapshot,
+  type SnapshotSelector,
+} from "./manifest/catalog.ts";
+export { decodeChunk } from "./chunk/codec.ts";
+export {
+  type ChunkCache,
+  type ChunkSource,
+  LayeredChunkSource,
+  MemoryChunkCache,
+  StoreChunkSource,
+} from "./chunk/source.ts";
+export { readImage, type ReadImageOptions } from "./restore/read_image.ts";
+export type { OpenReplicaOptions, ReplicaSource } from "./replica/open_core.ts";
+export { Replica, type ReplicaStatus } from "./replica/replica.ts";
+
+/**
+ * Opens a read replica on the wasm engine (the only one here). A database named by `tessera:///PATH` needs
+ * the `hostname` option: a browser has no host name of its own.
+ */
+export function openReplica(source: ReplicaSource, options: OpenReplicaOptions = {}): Promise<Replica> {
+  return openReplicaOn({}, source, options);
+}

@@ -1,0 +1,206 @@
+/**
+ * `sync`: publish one consistent snapshot of a live database to every writable store. A sync is the two
+ * steps every write takes: capture (`capture.ts`: read what changed into the sync's spool while the source
+ * is held) and then publish to each store (`publish.ts`: the chunks it lacks, the manifest, the pointer).
+ * The capture record left in the spool lets the next sync skip a no-op and read only what changed.
+ *
+ * @module
+ */
+
+import { mkdtemp, rm } from "node:fs/promises";
+import { join, resolve } from "node:path";
+import process from "node:process";
+import { tmpdir } from "node:os";
+import { toHex } from "../bytes.ts";
+import { ZERO_HEX } from "../chunk/ids.ts";
+import { errorMessage, TesseraError } from "../errors.ts";
+import { nextSequence } from "../manifest/catalog.ts";
+import { manifestKey } from "../manifest/keys.ts";
+import { checkChosenName, deriveName } from "../manifest/naming.ts";
+import type { Pointer } from "../manifest/types.ts";
+import type { BlobStore } from "../store/types.ts";
+import { captureImage } from "./capture.ts";
+import { refuseIfLeased } from "./lease.ts";
+import { PublishTarget } from "./publish.ts";
+import { claimOwner, defaultSpoolDir, Spool } from "./spool.ts";
+
+export { defaultSpoolDir };
+
+/** Options of {@linkcode syncDatabase}. */
+export interface SyncOptions {
+  /** Writable stores; every one receives the snapshot. */
+  stores: BlobStore[];
+  /** The host name that, with the absolute path, names the database. */
+  hostname: string;
+  /** A chosen name instead of the derived one. */
+  name?: string | undefined;
+  /** Chunk size in bytes, a power of two from 4 KiB to 1 MiB. @default {65536} */
+  chunkSize?: number | undefined;
+  /** Where the record of the last sync lives. @default {`<tmpdir>/tessera-spool`} */
+  spoolDir?: string | undefined;
+  /** Read and hash the whole database even when the record proves what changed. */
+  full?: boolean | undefined;
+  /** Uploads in flight at once, per store. @default {8} */
+  concurrency?: number | undefined;
+  /** Who publishes, recorded in the pointer. @default {""} */
+  writer?: string | undefined;
+  signal?: AbortSignal | undefined;
+  /** Called as chunks are read: bytes read so far and in all. */
+  onProgress?: ((done: number, total: number) => void) | undefined;
+}
+
+/** What a sync did. */
+export interface SyncReport {
+  name: string;
+  sequence: number;
+  /** Nothing changed since the last sync: nothing was uploaded. */
+  noop: boolean;
+  imageLength: number;
+  /** SHA-256 of the image when it was read whole, else null. */
+  imageSha256: string | null;
+  chunks: { total: number; read: number; uploaded: number; skipped: number; zero: number };
+  bytes: { read: number; data: number; manifest: number };
+  manifestKey: string;
+  /** Things that went wrong without failing the sync, such as an unwritable spool directory. */
+  warnings: string[];
+}
+
+/**
+ * Publishes a snapshot of the database at `path`.
+ *
+ * @example
+ * ```ts
+ * import { LocalStore } from "../store/local.ts";
+ * import { syncDatabase } from "./sync.ts";
+ * const report = await syncDatabase("app.db", { stores: [new LocalStore("backups")], hostname: "db1" });
+ * console.log(report.name, report.sequence, report.chunks.uploaded);
+ * ```
+ */
+export async function syncDatabase(path: string, options: SyncOptions): Promise<SyncReport> {
+  const { stores, signal } = options;
+  if (stores.length === 0) throw new TypeError("Cannot sync: give at least one store");
+  for (const store of stores) {
+    if (!store.capabilities.write) {
+      throw new TesseraError("READONLY", `Cannot sync to ${store.description}: the store is read-only`);
+    }
+  }
+  const file = resolve(path);
+  let name: string;
+  if (options.name !== undefined) {
+    checkChosenName(options.name);
+    name = options.name;
+  } else {
+    name = await deriveName(options.hostname, file);
+  }
+  const writer = options.writer ?? "";
+  // A running replicator owns the database's pointer: a one-off sync would interleave with it.
+  const me = { writer, hostname: options.hostname, pid: process.pid, path: file };
+  await Promise.all(stores.map((store) => refuseIfLeased(store, name, me, signal)));
+
+  const warnings: string[] = [];
+  const spoolDir = options.spoolDir ?? defaultSpoolDir();
+  const { spool, release } = await openSyncSpool(spoolDir, name, file, warnings);
+  try {
+    // Images a sync captured and never published (it was stopped): the stores have not seen them.
+    for (const image of spool.pending()) await spool.drop(image.sequence);
+    const targets = stores.map((store) =>
+      new PublishTarget(store, name, writer, { role: "sync", concurrency: options.concurrency })
+    );
+    const record = spool.capture;
+    await Promise.all(targets.map((target) => target.init(signal, false, record)));
+    // The record proves what the stores hold only while every pointer still names its image's manifest.
+    const trusted = record?.manifestSha256 !== undefined &&
+      targets.every((t) => t.pointer !== undefined && pointerSha(t.pointer) === record.manifestSha256);
+    // Otherwise it is forgotten: the capture reads everything, and the sequence comes from the stores alone.
+    if (record && !trusted) await spool.setCapture(undefined);
+    const captured = await captureImage(file, spool, {
+      chunkSize: options.chunkSize ?? 65536,
+      hostname: options.name !== undefined ? "" : options.hostname,
+      nextSequence: await nextSequence(stores, name, { pointers: targets.map((t) => t.pointer), signal }),
+      full: options.full,
+      hasSnapshots: targets.some((t) => t.pointer !== undefined),
+      signal,
+      onProgress: options.onProgress,
+    });
+    const chunks = { total: 0, read: captured.read, uploaded: 0, skipped: 0, zero: 0 };
+    const bytes = { read: captured.bytesRead, data: 0, manifest: 0 };
+    const image = captured.image;
+    const ids = image?.ids ?? spool.capture?.ids ?? [];
+    chunks.total = ids.length + 1;
+    chunks.zero = ids.filter((id) => id === ZERO_HEX).length;
+    const sequence = image?.sequence ?? spool.capture?.sequence ?? 0;
+    const report: SyncReport = {
+      name,
+      sequence,
+      noop: image === null,
+      imageLength: image?.imageLength ?? spool.capture?.imageLength ?? 0,
+      imageSha256: image?.imageSha256 ?? null,
+      chunks,
+      bytes,
+      manifestKey: manifestKey(name, sequence),
+      warnings,
+    };
+    if (!image) return report;
+    const uploaded = new Set<string>();
+    let manifestSha256 = "";
+    for (const target of targets) {
+      const sent = await target.publish(image, spool, signal);
+      for (const hex of sent.uploadedIds) uploaded.add(hex);
+      bytes.data += sent.dataBytes;
+      bytes.manifest += sent.manifestBytes;
+      manifestSha256 = sent.manifestSha256;
+      await spool.markPublished(image.sequence, target.store.description, stores.map((s) => s.description));
+    }
+    chunks.uploaded = uploaded.size;
+    chunks.skipped = Math.max(0, chunks.total - 1 - chunks.uploaded - chunks.zero);
+    const published = spool.capture;
+    if (published && published.sequence === image.sequence) {
+      try {
+        await spool.setCapture({ ...published, manifestSha256 });
+      } catch (error) {
+        // The snapshot is published; without the record the next sync only reads more.
+        warnings.push(`Cannot save the sync record in "${spoolDir}": ${errorMessage(error)}`);
+      }
+    }
+    return report;
+  } finally {
+    await release();
+  }
+}
+
+// The sync's spool, claimed for this process. When the spool directory cannot be written, a temporary one
+// serves this sync and is removed after it: the snapshot is still published, the next sync reads more.
+async function openSyncSpool(
+  spoolDir: string,
+  name: string,
+  file: string,
+  warnings: string[],
+): Promise<{ spool: Spool; release: () => Promise<void> }> {
+  let spool: Spool;
+  let temp: string | undefined;
+  try {
+    spool = await Spool.open(spoolDir, name, "sync");
+  } catch (error) {
+    warnings.push(`Cannot save the sync record in "${spoolDir}": ${errorMessage(error)}`);
+    temp = await mkdtemp(join(tmpdir(), "tessera-sync-"));
+    spool = await Spool.open(temp, name, "sync");
+  }
+  let releaseOwner: () => Promise<void>;
+  try {
+    releaseOwner = await claimOwner(spool.dir, file, "sync");
+  } catch (error) {
+    if (temp) await rm(temp, { recursive: true, force: true });
+    throw error;
+  }
+  return {
+    spool,
+    release: async () => {
+      await releaseOwner();
+      if (temp) await rm(temp, { recursive: true, force: true });
+    },
+  };
+}
+
+function pointerSha(pointer: Pointer): string {
+  return toHex(pointer.manifestSha256);
+}
