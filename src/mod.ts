@@ -57,7 +57,8 @@ export {
   StoreChunkSource,
 } from "./chunk/source.ts";
 export { DirectoryChunkCache } from "./chunk/directory_cache.ts";
-export { defaultSpoolDir, syncDatabase, type SyncOptions, type SyncReport } from "./write/sync.ts";
+export { defaultSpoolDir } from "./write/spool.ts";
+export { syncDatabase, type SyncOptions, type SyncReport } from "./write/sync.ts";
 export { Replicator, type ReplicatorEvent, type ReplicatorOptions } from "./replicate/replicator.ts";
 export { readStatus, type ReplicatorStatus, requestFlush, type TargetStatus } from "./replicate/control.ts";
 export {

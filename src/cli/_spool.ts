@@ -7,7 +7,7 @@
 
 import { resolve } from "node:path";
 import { deriveName } from "../manifest/naming.ts";
-import { defaultSpoolDir } from "../write/sync.ts";
+import { defaultSpoolDir } from "../write/spool.ts";
 import { commandContext, localHostname } from "./_common.ts";
 import type { CliIo } from "./_io.ts";
 

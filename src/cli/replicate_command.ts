@@ -14,7 +14,7 @@ import { deriveName } from "../manifest/naming.ts";
 import { Replicator, type ReplicatorEvent } from "../replicate/replicator.ts";
 import { restoreIfMissing } from "../replicate/restore_missing.ts";
 import { Spool } from "../write/spool.ts";
-import { defaultSpoolDir } from "../write/sync.ts";
+import { defaultSpoolDir } from "../write/spool.ts";
 import { commandContext, localHostname, STORE_OPTIONS, STORE_OPTIONS_HELP } from "./_common.ts";
 import { type CliIo, EXIT, UsageError } from "./_io.ts";
 import { durationOption, wholeNumberOption } from "./_values.ts";

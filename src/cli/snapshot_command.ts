@@ -8,7 +8,7 @@
 import { parseArgs } from "node:util";
 import { loadConfig } from "../config/load.ts";
 import { type DirectorySnapshotReport, snapshotToDirectory } from "../snapshot/directory.ts";
-import { defaultSpoolDir } from "../write/sync.ts";
+import { defaultSpoolDir } from "../write/spool.ts";
 import { localHostname } from "./_common.ts";
 import { type CliIo, EXIT, UsageError } from "./_io.ts";
 import { progressPrinter } from "./_progress.ts";
@@ -28,7 +28,7 @@ Options:
   --hostname HOST      the host name used in the derived name (default: this machine, or $TESSERA_HOSTNAME)
   --chunk-size BYTES   chunk size, a power of two from 4096 to 1048576 (default 65536)
   --spool DIR          where the record of the last sync lives (default: config spool_dir, or
-                       $TMPDIR/tessera-spool)
+                       $TMPDIR/tessera-spool-UID)
   --verify             read the snapshot back from DIR: every chunk against its id, the whole image
                        against the SHA-256 of the database as read
   --remove-source      after a verified snapshot, remove DB and its -wal, -shm and -journal, but only

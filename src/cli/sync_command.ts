@@ -7,7 +7,8 @@
 import { createClient } from "@libsql/client";
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { defaultSpoolDir, syncDatabase, type SyncReport } from "../write/sync.ts";
+import { defaultSpoolDir } from "../write/spool.ts";
+import { syncDatabase, type SyncReport } from "../write/sync.ts";
 import { commandContext, localHostname, STORE_OPTIONS, STORE_OPTIONS_HELP } from "./_common.ts";
 import { type CliIo, EXIT, UsageError } from "./_io.ts";
 import { progressPrinter } from "./_progress.ts";
@@ -24,7 +25,7 @@ Options:
   --hostname HOST      the host name used in the derived name (default: this machine, or $TESSERA_HOSTNAME)
   --chunk-size BYTES   chunk size, a power of two from 4096 to 1048576 (default 65536)
   --spool DIR          where the record of the last sync lives (default: config spool_dir, or
-                       $TMPDIR/tessera-spool); losing it only costs a full read next time
+                       $TMPDIR/tessera-spool-UID); losing it only costs a full read next time
   --full               read and hash the whole database even when the record proves what changed
   --optimize           first set 64 KiB pages and VACUUM: this REWRITES the database file in place
                        (while it runs, writers wait); fewer, larger chunks afterwards

@@ -1,7 +1,7 @@
 /**
  * `tessera gc`: delete the chunk objects no manifest in a store references, once they are older than a
  * grace period, without ever deleting a chunk a sync running at the same time relies on. The rule that
- * makes it safe is in `reuse.ts`; `docs/HISTORY.md` gives the argument.
+ * makes it safe is in `write/reuse.ts`; `docs/HISTORY.md` gives the argument.
  *
  * @module
  */

@@ -88,7 +88,7 @@ export async function openReplicaOn(
     : [options.store as BlobStore];
   if (stores.length === 0) {
     throw new TypeError(
-      "Cannot open a replica: give `store` (a BlobStore) or `config` with at least one target",
+      "Cannot open a replica: give `store` (a BlobStore; with the config-taking openReplica, a config with at least one target)",
     );
   }
   const { origin, first } = await originFor(source, stores, {

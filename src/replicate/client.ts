@@ -24,7 +24,7 @@ import type {
 } from "@libsql/core/api";
 import { expandConfig } from "@libsql/core/config";
 import { TesseraError } from "../errors.ts";
-import { defaultSpoolDir } from "../write/sync.ts";
+import { defaultSpoolDir } from "../write/spool.ts";
 import type { BlobStore } from "../store/types.ts";
 import type { ReplicatorStatus } from "./control.ts";
 import { Replicator, type ReplicatorOptions } from "./replicator.ts";

@@ -20,7 +20,8 @@ import { chunkKey } from "../manifest/keys.ts";
 import { readImage } from "../restore/read_image.ts";
 import { LocalStore } from "../store/local.ts";
 import type { BlobStore } from "../store/types.ts";
-import { defaultSpoolDir, syncDatabase, type SyncReport } from "../write/sync.ts";
+import { defaultSpoolDir } from "../write/spool.ts";
+import { syncDatabase, type SyncReport } from "../write/sync.ts";
 
 /** Options of {@linkcode snapshotToDirectory}. */
 export interface DirectorySnapshotOptions {
@@ -30,7 +31,7 @@ export interface DirectorySnapshotOptions {
   name?: string | undefined;
   /** Chunk size in bytes, a power of two from 4 KiB to 1 MiB. @default {65536} */
   chunkSize?: number | undefined;
-  /** Where the record of the last sync lives. @default {`<tmpdir>/tessera-spool`} */
+  /** Where the record of the last sync lives. @default {`<tmpdir>/tessera-spool-<uid>`} */
   spoolDir?: string | undefined;
   /** Read the snapshot back from the directory and check it. @default {false} */
   verify?: boolean | undefined;

@@ -83,7 +83,7 @@ export interface PublishTargetOptions {
   concurrency?: number | undefined;
 }
 
-/** One store the replicator publishes to, and what it knows of it. */
+/** One store a writer (the replicator, or `tessera sync`) publishes to, and what it knows of it. */
 export class PublishTarget {
   readonly store: BlobStore;
   readonly #name: string;

@@ -24,8 +24,6 @@ import { refuseIfLeased } from "./lease.ts";
 import { PublishTarget } from "./publish.ts";
 import { claimOwner, defaultSpoolDir, Spool } from "./spool.ts";
 
-export { defaultSpoolDir };
-
 /** Options of {@linkcode syncDatabase}. */
 export interface SyncOptions {
   /** Writable stores; every one receives the snapshot. */
@@ -36,7 +34,7 @@ export interface SyncOptions {
   name?: string | undefined;
   /** Chunk size in bytes, a power of two from 4 KiB to 1 MiB. @default {65536} */
   chunkSize?: number | undefined;
-  /** Where the record of the last sync lives. @default {`<tmpdir>/tessera-spool`} */
+  /** Where the record of the last sync lives. @default {`<tmpdir>/tessera-spool-<uid>`} */
   spoolDir?: string | undefined;
   /** Read and hash the whole database even when the record proves what changed. */
   full?: boolean | undefined;
