@@ -18,7 +18,7 @@ import { TesseraError } from "../errors.ts";
 import { checkChosenName, deriveName } from "../manifest/naming.ts";
 import { type LeaseHolder, releaseLease } from "../write/lease.ts";
 import { PublishTarget } from "../write/publish.ts";
-import { claimOwner, defaultSpoolDir, Spool } from "../write/spool.ts";
+import { defaultSpoolDir, Spool } from "../write/spool.ts";
 import { CaptureLoop } from "./capture_loop.ts";
 import { Chores } from "./chores.ts";
 import type { ReplicatorStatus } from "./control.ts";
@@ -159,8 +159,12 @@ export class Replicator {
       checkChosenName(options.name);
       name = options.name;
     } else name = await deriveName(options.hostname, file);
-    const spool = await Spool.open(options.spoolDir ?? defaultSpoolDir(), name);
-    const releaseOwner = await claimOwner(spool.dir, file);
+    const { spool, release: releaseOwner } = await Spool.claim(
+      options.spoolDir ?? defaultSpoolDir(),
+      name,
+      "replicate",
+      file,
+    );
     let replicator: Replicator | undefined;
     try {
       const writer = await spool.writerId(options.hostname);

@@ -118,7 +118,47 @@ export class Spool {
     return join(spoolDir, kind, name);
   }
 
-  /** Opens (creating) the spool and reads what a previous run left in it. */
+  /**
+   * Claims the spool of database `name` for this process ({@linkcode claimOwner}) and only then opens it:
+   * opening sweeps chunk files no pending image names, which, in a spool another process still uses, would
+   * be files its capture has just written. With `waitMs`, a spool another live process holds is waited for
+   * that long before `LEASE_HELD` is thrown. Returns the spool and the release of the claim.
+   */
+  static async claim(
+    spoolDir: string,
+    name: string,
+    kind: SpoolKind,
+    path: string,
+    options: { waitMs?: number | undefined; signal?: AbortSignal | undefined } = {},
+  ): Promise<{ spool: Spool; release: () => Promise<void> }> {
+    const dir = Spool.dirFor(spoolDir, name, kind);
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    const deadline = Date.now() + (options.waitMs ?? 0);
+    let release: () => Promise<void>;
+    for (;;) {
+      try {
+        release = await claimOwner(dir, path, kind);
+        break;
+      } catch (error) {
+        if (!(error instanceof TesseraError && error.code === "LEASE_HELD") || Date.now() >= deadline) {
+          throw error;
+        }
+        options.signal?.throwIfAborted();
+        await new Promise((resolve) => setTimeout(resolve, 200));
+      }
+    }
+    try {
+      return { spool: await Spool.open(spoolDir, name, kind), release };
+    } catch (error) {
+      await release();
+      throw error;
+    }
+  }
+
+  /**
+   * Opens (creating) the spool and reads what a previous run left in it. The caller holds the spool's
+   * claim ({@linkcode Spool.claim} does both).
+   */
   static async open(spoolDir: string, name: string, kind: SpoolKind = "replicate"): Promise<Spool> {
     const spool = new Spool(Spool.dirFor(spoolDir, name, kind));
     await mkdir(spool.#chunkDir, { recursive: true, mode: 0o700 });

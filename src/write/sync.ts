@@ -17,12 +17,11 @@ import { errorMessage, TesseraError } from "../errors.ts";
 import { nextSequence } from "../manifest/catalog.ts";
 import { manifestKey } from "../manifest/keys.ts";
 import { checkChosenName, deriveName } from "../manifest/naming.ts";
-import type { Pointer } from "../manifest/types.ts";
 import type { BlobStore } from "../store/types.ts";
 import { captureImage } from "./capture.ts";
 import { refuseIfLeased } from "./lease.ts";
 import { PublishTarget } from "./publish.ts";
-import { claimOwner, defaultSpoolDir, Spool } from "./spool.ts";
+import { defaultSpoolDir, Spool } from "./spool.ts";
 
 /** Options of {@linkcode syncDatabase}. */
 export interface SyncOptions {
@@ -63,8 +62,12 @@ export interface SyncReport {
   warnings: string[];
 }
 
+/** How long a sync waits for another process's sync of the same database to finish. */
+const SYNC_WAIT_MS = 10 * 60 * 1000;
+
 /**
- * Publishes a snapshot of the database at `path`.
+ * Publishes a snapshot of the database at `path`. A sync of the same database running in another process is
+ * waited for (ten minutes at most), so overlapping runs (a cron job slower than its period) queue up.
  *
  * @example
  * ```ts
@@ -97,7 +100,7 @@ export async function syncDatabase(path: string, options: SyncOptions): Promise<
 
   const warnings: string[] = [];
   const spoolDir = options.spoolDir ?? defaultSpoolDir();
-  const { spool, release } = await openSyncSpool(spoolDir, name, file, warnings);
+  const { spool, release } = await openSyncSpool(spoolDir, name, file, warnings, signal);
   try {
     // Images a sync captured and never published (it was stopped): the stores have not seen them.
     for (const image of spool.pending()) await spool.drop(image.sequence);
@@ -108,7 +111,9 @@ export async function syncDatabase(path: string, options: SyncOptions): Promise<
     await Promise.all(targets.map((target) => target.init(signal, false, record)));
     // The record proves what the stores hold only while every pointer still names its image's manifest.
     const trusted = record?.manifestSha256 !== undefined &&
-      targets.every((t) => t.pointer !== undefined && pointerSha(t.pointer) === record.manifestSha256);
+      targets.every((t) =>
+        t.pointer !== undefined && toHex(t.pointer.manifestSha256) === record.manifestSha256
+      );
     // Otherwise it is forgotten: the capture reads everything, and the sequence comes from the stores alone.
     if (record && !trusted) await spool.setCapture(undefined);
     const captured = await captureImage(file, spool, {
@@ -166,39 +171,39 @@ export async function syncDatabase(path: string, options: SyncOptions): Promise<
   }
 }
 
-// The sync's spool, claimed for this process. When the spool directory cannot be written, a temporary one
-// serves this sync and is removed after it: the snapshot is still published, the next sync reads more.
+// The sync's spool, claimed for this process; a sync of the same database running in another process is
+// waited for (up to SYNC_WAIT_MS), then this one reads what it left and publishes what changed since. When
+// the spool directory cannot be written, a temporary one serves this sync and is removed after it: the
+// snapshot is still published, the next sync reads more.
 async function openSyncSpool(
   spoolDir: string,
   name: string,
   file: string,
   warnings: string[],
+  signal: AbortSignal | undefined,
 ): Promise<{ spool: Spool; release: () => Promise<void> }> {
-  let spool: Spool;
-  let temp: string | undefined;
+  let claimed: { spool: Spool; release: () => Promise<void> };
   try {
-    spool = await Spool.open(spoolDir, name, "sync");
+    claimed = await Spool.claim(spoolDir, name, "sync", file, { waitMs: SYNC_WAIT_MS, signal });
   } catch (error) {
+    if (error instanceof TesseraError && error.code === "LEASE_HELD") throw error;
+    if (signal?.aborted) throw error;
     warnings.push(`Cannot save the sync record in "${spoolDir}": ${errorMessage(error)}`);
-    temp = await mkdtemp(join(tmpdir(), "tessera-sync-"));
-    spool = await Spool.open(temp, name, "sync");
+    const temp = await mkdtemp(join(tmpdir(), "tessera-sync-"));
+    try {
+      claimed = await Spool.claim(temp, name, "sync", file);
+    } catch (inner) {
+      await rm(temp, { recursive: true, force: true });
+      throw inner;
+    }
+    const { spool, release } = claimed;
+    return {
+      spool,
+      release: async () => {
+        await release();
+        await rm(temp, { recursive: true, force: true });
+      },
+    };
   }
-  let releaseOwner: () => Promise<void>;
-  try {
-    releaseOwner = await claimOwner(spool.dir, file, "sync");
-  } catch (error) {
-    if (temp) await rm(temp, { recursive: true, force: true });
-    throw error;
-  }
-  return {
-    spool,
-    release: async () => {
-      await releaseOwner();
-      if (temp) await rm(temp, { recursive: true, force: true });
-    },
-  };
-}
-
-function pointerSha(pointer: Pointer): string {
-  return toHex(pointer.manifestSha256);
+  return claimed;
 }

@@ -218,6 +218,24 @@ describe("syncDatabase()", () => {
     assert.ok(isCommittedState(await checkWriterDb(t.out)));
   });
 
+  it("queues overlapping syncs of one database: the second waits, then finds nothing new", async () => {
+    const t = await fresh("overlap");
+    await makeDb(t.db, 2000, { mode: "wal", payload: 2000 });
+    const reports = await Promise.all([
+      syncDatabase(t.db, opts(t.store, t.spoolDir)),
+      syncDatabase(t.db, opts(t.store, t.spoolDir)),
+    ]);
+    assert.deepEqual(reports.map((r) => r.sequence), [1, 1]);
+    assert.deepEqual(reports.map((r) => r.noop).sort(), [false, true]);
+    const published = reports.find((r) => !r.noop)!;
+    const { result } = await restoreLatest(t.store, published.name, t.out);
+    assert.equal(result.sha256, published.imageSha256);
+    await addRow(t.db);
+    const next = await syncDatabase(t.db, opts(t.store, t.spoolDir));
+    assert.equal(next.sequence, 2);
+    assert.ok(next.chunks.read < next.chunks.total, "the record the first sync left is used");
+  });
+
   it("writes every snapshot to every store", async () => {
     const t = await fresh("two-stores");
     const second = new MemoryStore();
