@@ -77,6 +77,7 @@ export async function syncCommand(args: string[], io: CliIo): Promise<number> {
       spoolDir: values.spool ?? context.config.spoolDir ?? defaultSpoolDir(),
       full: values.full,
       onProgress: progress.update,
+      onWait: (message) => io.stderr(`tessera: ${message.replace(/^Cannot sync /, "waiting to sync ")}\n`),
     });
     progress.done();
     reports.push(report);

@@ -68,9 +68,11 @@ function begin(): { mode: string; pageSize: number; pageCount: number } {
   opened.exec(`PRAGMA busy_timeout = ${busyTimeoutMs}`);
   opened.exec("BEGIN");
   const mode = String(one("PRAGMA journal_mode") ?? "");
-  pageSize = Number(one("PRAGMA page_size"));
-  // The first read of the database: the read transaction's snapshot is taken here.
+  // The first read of the database: the read transaction's snapshot is taken here. The page size is asked
+  // after it, so it is the snapshot's: asked first, it could be the size from before a VACUUM that changed
+  // it (the pager answers from what it last read), and every page would then have the wrong length.
   pageCount = Number(one("PRAGMA page_count"));
+  pageSize = Number(one("PRAGMA page_size"));
   return { mode, pageSize, pageCount };
 }
 

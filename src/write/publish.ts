@@ -68,6 +68,8 @@ export interface PublishResult {
   manifestSha256: string;
   /** The image was already there (a previous run published it and stopped before recording it). */
   already: boolean;
+  /** The store's pointer after the publish. */
+  pointer: Pointer;
 }
 
 /** Options of {@linkcode PublishTarget}. */
@@ -81,6 +83,13 @@ export interface PublishTargetOptions {
   role?: "replicator" | "sync" | undefined;
   /** Chunk uploads in flight at once. @default {8} */
   concurrency?: number | undefined;
+  /**
+   * Take the chunks of the manifest the store's pointer names as present (read from the manifest, not
+   * checked one by one). `tessera sync` does not: without a record it can trust, it asks the store about
+   * every chunk, so a store that lost chunks is repaired, and a pointer whose manifest is gone does not
+   * stop it. @default {true}
+   */
+  trustPointer?: boolean | undefined;
 }
 
 /** One store a writer (the replicator, or `tessera sync`) publishes to, and what it knows of it. */
@@ -98,6 +107,7 @@ export class PublishTarget {
   readonly #adoptOwn: boolean;
   readonly #who: string;
   readonly #concurrency: number;
+  readonly #trustPointer: boolean;
   // The pointer as it was when this run first read it (undefined: none, or not read yet).
   #initial: Pointer | undefined;
 
@@ -109,6 +119,7 @@ export class PublishTarget {
     this.#adoptOwn = (options.role ?? "replicator") === "replicator";
     this.#who = this.#adoptOwn ? "this replicator" : "this sync";
     this.#concurrency = options.concurrency ?? 8;
+    this.#trustPointer = options.trustPointer ?? true;
   }
 
   /** The pointer as last seen or written (undefined: none, or not read yet). */
@@ -145,7 +156,7 @@ export class PublishTarget {
     this.#present = new Set();
     if (pointer && known?.manifestSha256 === toHex(pointer.manifestSha256)) {
       for (const hex of known.ids) this.#present.add(hex);
-    } else if (pointer) {
+    } else if (pointer && this.#trustPointer) {
       const { manifest } = await loadPointed(this.store, this.#name, pointer, { signal });
       const source = new StoreChunkSource(this.store);
       const ids = await manifestChunkIds(manifest, source, {
@@ -161,10 +172,24 @@ export class PublishTarget {
     this.#ready = true;
   }
 
-  /** Publishes `image` from `spool`; the store's pointer must still be what this target last saw. */
-  async publish(image: PendingImage, spool: Spool, signal?: AbortSignal): Promise<PublishResult> {
+  /**
+   * Publishes `image` from `spool`; the store's pointer must still be what this target last saw, or one of
+   * `ours`: pointers this writer has just published elsewhere (two targets naming the same storage), which
+   * mean the image is there already.
+   */
+  async publish(
+    image: PendingImage,
+    spool: Spool,
+    signal?: AbortSignal,
+    ours: readonly Pointer[] = [],
+  ): Promise<PublishResult> {
     if (!this.#ready) await this.init(signal, true);
     let pointer = await this.#readPointer(signal);
+    if (pointer && !samePointer(pointer, this.#expected) && ours.some((p) => samePointer(p, pointer))) {
+      this.#expected = pointer;
+      this.#present = new Set(image.ids);
+      return nothingSent(pointer);
+    }
     if (!samePointer(pointer, this.#expected)) {
       if (this.#adoptOwn && pointer && pointer.writer === this.#writer) {
         // This replicator's own pointer: a publish whose answer was lost, or one a crash kept from being
@@ -257,6 +282,7 @@ export class PublishTarget {
       uploadedIds,
       manifestSha256: toHex(manifestSha256),
       already: false,
+      pointer: next_,
     };
   }
 
@@ -274,6 +300,7 @@ function nothingSent(pointer: Pointer): PublishResult {
     uploadedIds: [],
     manifestSha256: toHex(pointer.manifestSha256),
     already: true,
+    pointer,
   };
 }
 

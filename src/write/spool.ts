@@ -129,12 +129,26 @@ export class Spool {
     name: string,
     kind: SpoolKind,
     path: string,
-    options: { waitMs?: number | undefined; signal?: AbortSignal | undefined } = {},
+    options: {
+      waitMs?: number | undefined;
+      signal?: AbortSignal | undefined;
+      /** Told, once, why the claim waits. */
+      onWait?: ((reason: string) => void) | undefined;
+    } = {},
   ): Promise<{ spool: Spool; release: () => Promise<void> }> {
     const dir = Spool.dirFor(spoolDir, name, kind);
+    if (kind === "sync") {
+      // Before this layout a sync kept a record file at sync/<name>.json: it is no longer read, and for a
+      // database named "<name>.json" it would stand where the spool folder goes.
+      await rm(`${dir}.json`, { force: true }).catch(() => {});
+      if (dir.endsWith(".json") && (await stat(dir).catch(() => undefined))?.isFile()) {
+        await rm(dir, { force: true });
+      }
+    }
     await mkdir(dir, { recursive: true, mode: 0o700 });
     const deadline = Date.now() + (options.waitMs ?? 0);
     let release: () => Promise<void>;
+    let told = false;
     for (;;) {
       try {
         release = await claimOwner(dir, path, kind);
@@ -142,6 +156,10 @@ export class Spool {
       } catch (error) {
         if (!(error instanceof TesseraError && error.code === "LEASE_HELD") || Date.now() >= deadline) {
           throw error;
+        }
+        if (!told) {
+          told = true;
+          options.onWait?.(error.message);
         }
         options.signal?.throwIfAborted();
         await new Promise((resolve) => setTimeout(resolve, 200));
@@ -468,7 +486,16 @@ async function claimOwnerFile(dir: string, path: string, doing: SpoolKind): Prom
             ? `Cannot replicate "${path}": replicator pid ${owner.pid} already replicates it from spool ${dir}; ` +
               "stop it first (tessera status shows it)"
             : `Cannot sync "${path}": tessera sync pid ${owner.pid} is syncing it now (spool ${dir}); ` +
-              "sync again when it has finished",
+              `sync again when it has finished (if no sync runs, the pid was reused: remove ${file})`,
+        );
+      }
+      if (!owner && await youngerThan(file, FRESH_OWNER_MS)) {
+        // Created but not yet written: another process is claiming it at this moment.
+        throw new TesseraError(
+          "LEASE_HELD",
+          `Cannot claim ${file}: another ${
+            doing === "replicate" ? "replicator" : "tessera sync"
+          } is claiming it`,
         );
       }
       await unlink(file).catch(() => {});
@@ -480,6 +507,17 @@ async function claimOwnerFile(dir: string, path: string, doing: SpoolKind): Prom
       doing === "replicate" ? "replicator" : "tessera sync"
     } claimed it at the same time`,
   );
+}
+
+// An owner file with no owner in it yet is someone's claim in progress while it is this young.
+const FRESH_OWNER_MS = 10_000;
+
+async function youngerThan(file: string, ms: number): Promise<boolean> {
+  try {
+    return Date.now() - (await stat(file)).mtimeMs < ms;
+  } catch {
+    return false;
+  }
 }
 
 async function readOwner(dir: string): Promise<{ pid: number } | undefined> {

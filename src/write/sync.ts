@@ -15,12 +15,13 @@ import { toHex } from "../bytes.ts";
 import { ZERO_HEX } from "../chunk/ids.ts";
 import { errorMessage, TesseraError } from "../errors.ts";
 import { nextSequence } from "../manifest/catalog.ts";
+import type { Pointer } from "../manifest/types.ts";
 import { manifestKey } from "../manifest/keys.ts";
 import { checkChosenName, deriveName } from "../manifest/naming.ts";
 import type { BlobStore } from "../store/types.ts";
 import { captureImage } from "./capture.ts";
 import { refuseIfLeased } from "./lease.ts";
-import { PublishTarget } from "./publish.ts";
+import { PublishTarget, SpoolIncompleteError } from "./publish.ts";
 import { defaultSpoolDir, Spool } from "./spool.ts";
 
 /** Options of {@linkcode syncDatabase}. */
@@ -42,6 +43,8 @@ export interface SyncOptions {
   /** Who publishes, recorded in the pointer. @default {""} */
   writer?: string | undefined;
   signal?: AbortSignal | undefined;
+  /** Told when this sync waits for another sync of the same database (in another process) to finish. */
+  onWait?: ((message: string) => void) | undefined;
   /** Called as chunks are read: bytes read so far and in all. */
   onProgress?: ((done: number, total: number) => void) | undefined;
 }
@@ -100,75 +103,108 @@ export async function syncDatabase(path: string, options: SyncOptions): Promise<
 
   const warnings: string[] = [];
   const spoolDir = options.spoolDir ?? defaultSpoolDir();
-  const { spool, release } = await openSyncSpool(spoolDir, name, file, warnings, signal);
+  const { spool, release } = await openSyncSpool(spoolDir, name, file, warnings, options);
   try {
-    // Images a sync captured and never published (it was stopped): the stores have not seen them.
-    for (const image of spool.pending()) await spool.drop(image.sequence);
     const targets = stores.map((store) =>
-      new PublishTarget(store, name, writer, { role: "sync", concurrency: options.concurrency })
+      new PublishTarget(store, name, writer, {
+        role: "sync",
+        concurrency: options.concurrency,
+        trustPointer: false,
+      })
     );
-    const record = spool.capture;
-    await Promise.all(targets.map((target) => target.init(signal, false, record)));
-    // The record proves what the stores hold only while every pointer still names its image's manifest.
-    const trusted = record?.manifestSha256 !== undefined &&
-      targets.every((t) =>
-        t.pointer !== undefined && toHex(t.pointer.manifestSha256) === record.manifestSha256
-      );
-    // Otherwise it is forgotten: the capture reads everything, and the sequence comes from the stores alone.
-    if (record && !trusted) await spool.setCapture(undefined);
-    const captured = await captureImage(file, spool, {
-      chunkSize: options.chunkSize ?? 65536,
-      hostname: options.name !== undefined ? "" : options.hostname,
-      nextSequence: await nextSequence(stores, name, { pointers: targets.map((t) => t.pointer), signal }),
-      full: options.full,
-      hasSnapshots: targets.some((t) => t.pointer !== undefined),
-      signal,
-      onProgress: options.onProgress,
-    });
-    const chunks = { total: 0, read: captured.read, uploaded: 0, skipped: 0, zero: 0 };
-    const bytes = { read: captured.bytesRead, data: 0, manifest: 0 };
-    const image = captured.image;
-    const ids = image?.ids ?? spool.capture?.ids ?? [];
-    chunks.total = ids.length + 1;
-    chunks.zero = ids.filter((id) => id === ZERO_HEX).length;
-    const sequence = image?.sequence ?? spool.capture?.sequence ?? 0;
-    const report: SyncReport = {
-      name,
-      sequence,
-      noop: image === null,
-      imageLength: image?.imageLength ?? spool.capture?.imageLength ?? 0,
-      imageSha256: image?.imageSha256 ?? null,
-      chunks,
-      bytes,
-      manifestKey: manifestKey(name, sequence),
-      warnings,
-    };
-    if (!image) return report;
-    const uploaded = new Set<string>();
-    let manifestSha256 = "";
-    for (const target of targets) {
-      const sent = await target.publish(image, spool, signal);
-      for (const hex of sent.uploadedIds) uploaded.add(hex);
-      bytes.data += sent.dataBytes;
-      bytes.manifest += sent.manifestBytes;
-      manifestSha256 = sent.manifestSha256;
-      await spool.markPublished(image.sequence, target.store.description, stores.map((s) => s.description));
-    }
-    chunks.uploaded = uploaded.size;
-    chunks.skipped = Math.max(0, chunks.total - 1 - chunks.uploaded - chunks.zero);
-    const published = spool.capture;
-    if (published && published.sequence === image.sequence) {
+    let report: SyncReport | undefined;
+    for (let attempt = 1; !report; attempt++) {
       try {
-        await spool.setCapture({ ...published, manifestSha256 });
+        report = await captureAndPublish(file, name, spool, targets, options, warnings);
       } catch (error) {
-        // The snapshot is published; without the record the next sync only reads more.
-        warnings.push(`Cannot save the sync record in "${spoolDir}": ${errorMessage(error)}`);
+        // A chunk the record said every store holds is in neither the spool nor a store (something
+        // deleted it): forget the record and sync once more, reading and checking everything.
+        if (!(error instanceof SpoolIncompleteError) || attempt >= 2) throw error;
+        await spool.setCapture(undefined);
       }
     }
     return report;
   } finally {
     await release();
   }
+}
+
+async function captureAndPublish(
+  file: string,
+  name: string,
+  spool: Spool,
+  targets: PublishTarget[],
+  options: SyncOptions,
+  warnings: string[],
+): Promise<SyncReport> {
+  const { stores, signal } = options;
+  // Images a sync captured and never published (it was stopped): the stores have not seen them.
+  for (const image of spool.pending()) await spool.drop(image.sequence);
+  const record = spool.capture;
+  // The record proves what the stores hold only while every pointer still names its image's manifest;
+  // `full` checks every chunk with the store again.
+  await Promise.all(targets.map((target) => target.init(signal, false, options.full ? undefined : record)));
+  const trusted = record?.manifestSha256 !== undefined &&
+    targets.every((t) =>
+      t.pointer !== undefined && toHex(t.pointer.manifestSha256) === record.manifestSha256
+    );
+  // Otherwise it is forgotten: the capture reads everything, and the sequence comes from the stores alone.
+  if (record && !trusted) await spool.setCapture(undefined);
+  const captured = await captureImage(file, spool, {
+    chunkSize: options.chunkSize ?? 65536,
+    hostname: options.name !== undefined ? "" : options.hostname,
+    nextSequence: await nextSequence(stores, name, { pointers: targets.map((t) => t.pointer), signal }),
+    full: options.full,
+    hasSnapshots: targets.some((t) => t.pointer !== undefined),
+    signal,
+    onProgress: options.onProgress,
+  });
+  const chunks = { total: 0, read: captured.read, uploaded: 0, skipped: 0, zero: 0 };
+  const bytes = { read: captured.bytesRead, data: 0, manifest: 0 };
+  const image = captured.image;
+  const ids = image?.ids ?? spool.capture?.ids ?? [];
+  chunks.total = ids.length + 1;
+  chunks.zero = ids.filter((id) => id === ZERO_HEX).length;
+  chunks.skipped = Math.max(0, chunks.total - 1 - chunks.zero);
+  const sequence = image?.sequence ?? spool.capture?.sequence ?? 0;
+  const report: SyncReport = {
+    name,
+    sequence,
+    noop: image === null,
+    imageLength: image?.imageLength ?? spool.capture?.imageLength ?? 0,
+    imageSha256: image?.imageSha256 ?? null,
+    chunks,
+    bytes,
+    manifestKey: manifestKey(name, sequence),
+    warnings,
+  };
+  if (!image) return report;
+  const uploaded = new Set<string>();
+  const ours: Pointer[] = [];
+  let manifestSha256 = "";
+  // Publication is recorded per target, by position: two stores may share a description.
+  const keys = targets.map((t, i) => `${i}:${t.store.description}`);
+  for (const [i, target] of targets.entries()) {
+    const sent = await target.publish(image, spool, signal, ours);
+    for (const hex of sent.uploadedIds) uploaded.add(hex);
+    bytes.data += sent.dataBytes;
+    bytes.manifest += sent.manifestBytes;
+    manifestSha256 = sent.manifestSha256;
+    ours.push(sent.pointer);
+    await spool.markPublished(image.sequence, keys[i] as string, keys);
+  }
+  chunks.uploaded = uploaded.size;
+  chunks.skipped = Math.max(0, chunks.total - 1 - chunks.uploaded - chunks.zero);
+  const published = spool.capture;
+  if (published && published.sequence === image.sequence) {
+    try {
+      await spool.setCapture({ ...published, manifestSha256 });
+    } catch (error) {
+      // The snapshot is published; without the record the next sync only reads more.
+      warnings.push(`Cannot save the sync record in "${spool.dir}": ${errorMessage(error)}`);
+    }
+  }
+  return report;
 }
 
 // The sync's spool, claimed for this process; a sync of the same database running in another process is
@@ -180,11 +216,16 @@ async function openSyncSpool(
   name: string,
   file: string,
   warnings: string[],
-  signal: AbortSignal | undefined,
+  options: Pick<SyncOptions, "signal" | "onWait">,
 ): Promise<{ spool: Spool; release: () => Promise<void> }> {
+  const { signal } = options;
   let claimed: { spool: Spool; release: () => Promise<void> };
   try {
-    claimed = await Spool.claim(spoolDir, name, "sync", file, { waitMs: SYNC_WAIT_MS, signal });
+    claimed = await Spool.claim(spoolDir, name, "sync", file, {
+      waitMs: SYNC_WAIT_MS,
+      signal,
+      onWait: options.onWait,
+    });
   } catch (error) {
     if (error instanceof TesseraError && error.code === "LEASE_HELD") throw error;
     if (signal?.aborted) throw error;

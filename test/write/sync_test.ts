@@ -81,6 +81,7 @@ describe("syncDatabase()", () => {
     assert.equal(second.noop, true);
     assert.equal(second.sequence, 1);
     assert.equal(second.chunks.uploaded, 0);
+    assert.equal(second.chunks.skipped, second.chunks.total - 1 - second.chunks.zero);
     assert.equal(second.bytes.data + second.bytes.manifest, 0);
     assert.deepEqual(await listAll(t.store, ""), listed, "a no-op sync writes nothing");
   });
@@ -234,6 +235,52 @@ describe("syncDatabase()", () => {
     const next = await syncDatabase(t.db, opts(t.store, t.spoolDir));
     assert.equal(next.sequence, 2);
     assert.ok(next.chunks.read < next.chunks.total, "the record the first sync left is used");
+  });
+
+  it("without its record, checks every chunk with the store: a chunk the store lost is written again", async () => {
+    const t = await fresh("lost-chunk");
+    await makeDb(t.db, 500, { mode: "wal", payload: 2000 });
+    const first = await syncDatabase(t.db, opts(t.store, t.spoolDir));
+    const chunkKeys = (await listAll(t.store, "chunks/")).map((item) => (item as { key: string }).key).sort();
+    await t.store.delete(chunkKeys[0]!);
+    await rm(t.spoolDir, { recursive: true, force: true });
+    await addRow(t.db);
+    const second = await syncDatabase(t.db, opts(t.store, t.spoolDir));
+    assert.equal(second.sequence, first.sequence + 1);
+    const { result } = await restoreLatest(t.store, second.name, t.out);
+    assert.equal(result.sha256, second.imageSha256);
+  });
+
+  it("without its record, publishes over a pointer whose manifest is gone", async () => {
+    const t = await fresh("manifest-gone");
+    await makeDb(t.db, 200, { mode: "wal", payload: 2000 });
+    const first = await syncDatabase(t.db, opts(t.store, t.spoolDir));
+    await t.store.delete(manifestKey(first.name, first.sequence));
+    await rm(t.spoolDir, { recursive: true, force: true });
+    const second = await syncDatabase(t.db, opts(t.store, t.spoolDir));
+    assert.equal(second.sequence, first.sequence + 1);
+    const { result } = await restoreLatest(t.store, second.name, t.out);
+    assert.equal(result.sha256, second.imageSha256);
+  });
+
+  it("syncs to two targets that are one storage, and to two stores with the same description", async () => {
+    const t = await fresh("aliases");
+    await makeDb(t.db, 200, { mode: "wal", payload: 2000 });
+    const alias = new LocalStore(t.store.root);
+    const one = await syncDatabase(t.db, { ...opts(t.store, t.spoolDir), stores: [t.store, alias] });
+    await addRow(t.db);
+    const two = await syncDatabase(t.db, { ...opts(t.store, t.spoolDir), stores: [t.store, alias] });
+    assert.deepEqual([one.sequence, two.sequence], [1, 2]);
+    const restored = await restoreLatest(alias, two.name, t.out);
+    assert.equal(restored.manifest.sequence, 2);
+    assert.ok(isCommittedState(await checkWriterDb(t.out)));
+    const a = new MemoryStore();
+    const b = new MemoryStore();
+    assert.equal(a.description, b.description);
+    const both = await syncDatabase(t.db, { ...opts(a, `${t.spoolDir}-memory`), stores: [a, b] });
+    for (const store of [a, b]) {
+      assert.equal((await restoreLatest(store, both.name, t.out)).result.sha256, both.imageSha256);
+    }
   });
 
   it("writes every snapshot to every store", async () => {
