@@ -10,6 +10,7 @@
 
 import { TesseraError } from "../errors.ts";
 import { sleep } from "../net/backoff.ts";
+import { forEachLimit } from "../pool.ts";
 import type { BlobStore } from "../store/types.ts";
 
 /** A writer relies on an existing chunk only when the store wrote it less than this long ago. */
@@ -127,19 +128,14 @@ export class ChunkUploader {
       }
       const last = Math.max(...batch.map((r) => r.putAt));
       await sleep(Math.max(0, last + REVERIFY_AFTER_MS - performance.now()), signal);
-      let next = 0;
-      const worker = async () => {
-        while (next < batch.length) {
-          const renewal = batch[next++] as Renewal;
-          const head = await renewal.store.head(renewal.key, { signal });
-          if (head.status === "ok") continue;
-          const body = await renewal.encoded();
-          await renewal.store.put(renewal.key, body, { signal });
-          bytes += body.length;
-          this.#renewed.push({ ...renewal, putAt: performance.now() });
-        }
-      };
-      await Promise.all(Array.from({ length: Math.min(8, batch.length) }, worker));
+      await forEachLimit(batch, async (renewal) => {
+        const head = await renewal.store.head(renewal.key, { signal });
+        if (head.status === "ok") return;
+        const body = await renewal.encoded();
+        await renewal.store.put(renewal.key, body, { signal });
+        bytes += body.length;
+        this.#renewed.push({ ...renewal, putAt: performance.now() });
+      }, { concurrency: 8, signal });
     }
     return bytes;
   }
