@@ -104,6 +104,8 @@ export class Spool {
   readonly #refs = new Map<string, number>();
   // The chunk files, with their sizes.
   readonly #files = new Map<string, number>();
+  // The chunk files this process wrote, with their sizes.
+  readonly #writtenHere = new Map<string, number>();
   #chunkBytes = 0;
   #capture: CaptureRecord | undefined;
 
@@ -281,7 +283,9 @@ export class Spool {
   async readChunk(hex: string): Promise<Uint8Array | undefined> {
     try {
       const object = new Uint8Array(await readFile(join(this.#chunkDir, hex)));
-      await decodeChunk(hexToId(hex), object);
+      // A file this process wrote and renamed into place is whole (a crash would have ended the process);
+      // its bytes were hashed to `hex` as they were captured. Only files from an earlier run are checked.
+      if (this.#writtenHere.get(hex) !== object.length) await decodeChunk(hexToId(hex), object);
       return object;
     } catch {
       return undefined;
@@ -301,6 +305,7 @@ export class Spool {
     await rename(temp, path);
     this.#files.set(hex, object.length);
     this.#chunkBytes += object.length;
+    this.#writtenHere.set(hex, object.length);
   }
 
   /** Removes chunk files no pending image names (left by a capture that failed before it was recorded). */
@@ -314,6 +319,7 @@ export class Spool {
     await unlink(join(this.#chunkDir, hex)).catch(() => {});
     this.#chunkBytes = Math.max(0, this.#chunkBytes - (this.#files.get(hex) ?? 0));
     this.#files.delete(hex);
+    this.#writtenHere.delete(hex);
   }
 
   /**
