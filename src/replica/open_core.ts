@@ -14,7 +14,7 @@ import { type LoadedManifest, resolveSnapshot, type SkippedStore } from "../mani
 import { decodeManifest } from "../manifest/codec.ts";
 import { parseManifestKey } from "../manifest/keys.ts";
 import { isDatabaseName, parseSource } from "../manifest/naming.ts";
-import type { BlobStore } from "../store/types.ts";
+import { type BlobStore, storeList } from "../store/types.ts";
 import type { ReplicaEngine } from "./engine.ts";
 import { type FirstSnapshot, type FreshnessOptions, Replica, type ReplicaOrigin } from "./replica.ts";
 import { WasmEngine } from "./wasm.ts";
@@ -81,11 +81,7 @@ export async function openReplicaOn(
   options: OpenReplicaOptions = {},
 ): Promise<Replica> {
   const env = options.env ?? host.env ?? {};
-  const stores = options.store === undefined
-    ? []
-    : Array.isArray(options.store)
-    ? [...options.store]
-    : [options.store as BlobStore];
+  const stores = storeList(options.store);
   if (stores.length === 0) {
     throw new TypeError(
       "Cannot open a replica: give `store` (a BlobStore; with the config-taking openReplica, a config with at least one target)",

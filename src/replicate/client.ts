@@ -25,7 +25,7 @@ import type {
 import { expandConfig } from "@libsql/core/config";
 import { TesseraError } from "../errors.ts";
 import { defaultSpoolDir } from "../write/spool.ts";
-import type { BlobStore } from "../store/types.ts";
+import { type BlobStore, storeList } from "../store/types.ts";
 import type { ReplicatorStatus } from "./control.ts";
 import { Replicator, type ReplicatorOptions } from "./replicator.ts";
 
@@ -77,11 +77,7 @@ export interface FlushResult {
 export async function createReplicatingClient(options: ReplicatingClientOptions): Promise<ReplicatingClient> {
   const { path, url } = localDatabase(options);
   const env = options.env ?? process.env;
-  const stores = options.store === undefined
-    ? []
-    : Array.isArray(options.store)
-    ? [...options.store]
-    : [options.store as BlobStore];
+  const stores = storeList(options.store);
   if (stores.length === 0) {
     throw new TypeError(
       "Cannot create a replicating client: give `store` (a BlobStore) or `config` with a writable target",

@@ -88,3 +88,9 @@ export interface BlobStore {
   /** Deletes an object; deleting a missing key succeeds. */
   delete(key: string, options?: StoreCallOptions): Promise<void>;
 }
+
+/** The stores an option names: none, one, or a list (copied). */
+export function storeList(option: BlobStore | readonly BlobStore[] | undefined): BlobStore[] {
+  if (option === undefined) return [];
+  return Array.isArray(option) ? [...option] : [option as BlobStore];
+}

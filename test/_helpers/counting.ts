@@ -19,6 +19,46 @@ import type {
 } from "../../src/store/types.ts";
 
 /**
+ * A {@linkcode BlobStore} that passes every call to `inner`: the base of the test stores that watch or
+ * change some calls of a real store (override those).
+ */
+export class PassThroughStore implements BlobStore {
+  protected readonly inner: BlobStore;
+
+  constructor(inner: BlobStore) {
+    this.inner = inner;
+  }
+
+  get description(): string {
+    return this.inner.description;
+  }
+
+  get capabilities(): BlobStore["capabilities"] {
+    return this.inner.capabilities;
+  }
+
+  get(key: string, options?: GetOptions): Promise<GetResult> {
+    return this.inner.get(key, options);
+  }
+
+  head(key: string, options?: StoreCallOptions): Promise<HeadResult> {
+    return this.inner.head(key, options);
+  }
+
+  put(key: string, body: Uint8Array, options?: PutOptions): Promise<{ etag: string }> {
+    return this.inner.put(key, body, options);
+  }
+
+  list(prefix: string, options?: ListOptions): AsyncIterable<ListItem> {
+    return this.inner.list(prefix, options);
+  }
+
+  delete(key: string, options?: StoreCallOptions): Promise<void> {
+    return this.inner.delete(key, options);
+  }
+}
+
+/**
  * A {@linkcode BlobStore} that passes every call to `inner` and records the keys it was asked to get.
  *
  * @example Counting chunk reads
@@ -31,22 +71,9 @@ import type {
  * console.log(store.gets("chunks/")); // 1
  * ```
  */
-export class CountingStore implements BlobStore {
+export class CountingStore extends PassThroughStore {
   /** Every key passed to `get`, in call order. */
   readonly getKeys: string[] = [];
-  readonly #inner: BlobStore;
-
-  constructor(inner: BlobStore) {
-    this.#inner = inner;
-  }
-
-  get description(): string {
-    return this.#inner.description;
-  }
-
-  get capabilities(): BlobStore["capabilities"] {
-    return this.#inner.capabilities;
-  }
 
   /** How many gets asked for a key starting with `prefix`. */
   gets(prefix = ""): number {
@@ -58,25 +85,9 @@ export class CountingStore implements BlobStore {
     this.getKeys.length = 0;
   }
 
-  get(key: string, options?: GetOptions): Promise<GetResult> {
+  override get(key: string, options?: GetOptions): Promise<GetResult> {
     this.getKeys.push(key);
-    return this.#inner.get(key, options);
-  }
-
-  head(key: string, options?: StoreCallOptions): Promise<HeadResult> {
-    return this.#inner.head(key, options);
-  }
-
-  put(key: string, body: Uint8Array, options?: PutOptions): Promise<{ etag: string }> {
-    return this.#inner.put(key, body, options);
-  }
-
-  list(prefix: string, options?: ListOptions): AsyncIterable<ListItem> {
-    return this.#inner.list(prefix, options);
-  }
-
-  delete(key: string, options?: StoreCallOptions): Promise<void> {
-    return this.#inner.delete(key, options);
+    return this.inner.get(key, options);
   }
 }
 

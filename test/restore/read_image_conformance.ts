@@ -16,17 +16,9 @@ import { encodeManifest, encodePointer } from "../../src/manifest/codec.ts";
 import { chunkKey, manifestKey, pointerKey } from "../../src/manifest/keys.ts";
 import type { ChunkId, Manifest } from "../../src/manifest/types.ts";
 import { MemoryStore } from "../../src/store/memory.ts";
-import type {
-  BlobStore,
-  GetOptions,
-  GetResult,
-  HeadResult,
-  ListItem,
-  ListOptions,
-  PutOptions,
-  StoreCallOptions,
-} from "../../src/store/types.ts";
+import type { BlobStore, GetOptions, GetResult } from "../../src/store/types.ts";
 import { rejectsWithCode } from "../_helpers/assert.ts";
+import { PassThroughStore } from "../_helpers/counting.ts";
 import { makeImage, type Published, publishImage } from "../_helpers/publish.ts";
 
 /** Options of {@linkcode ImageReaderSubject.read}. */
@@ -318,54 +310,29 @@ async function copyStore(from: MemoryStore): Promise<MemoryStore> {
 }
 
 /** A store that counts the chunk reads in flight, can slow each down, and reports every chunk read. */
-class WatchedStore implements BlobStore {
+class WatchedStore extends PassThroughStore {
   inFlight = 0;
   maxInFlight = 0;
   chunkGets = 0;
   onChunkGet: ((count: number) => void) | undefined;
-  readonly #inner: BlobStore;
   readonly #delayMs: number;
 
   constructor(inner: BlobStore, options: { delayMs?: number } = {}) {
-    this.#inner = inner;
+    super(inner);
     this.#delayMs = options.delayMs ?? 0;
   }
 
-  get description(): string {
-    return this.#inner.description;
-  }
-
-  get capabilities(): BlobStore["capabilities"] {
-    return this.#inner.capabilities;
-  }
-
-  async get(key: string, options?: GetOptions): Promise<GetResult> {
-    if (!key.startsWith("chunks/")) return await this.#inner.get(key, options);
+  override async get(key: string, options?: GetOptions): Promise<GetResult> {
+    if (!key.startsWith("chunks/")) return await this.inner.get(key, options);
     this.inFlight++;
     this.maxInFlight = Math.max(this.maxInFlight, this.inFlight);
     try {
       this.onChunkGet?.(++this.chunkGets);
       if (this.#delayMs > 0) await new Promise((resolve) => setTimeout(resolve, this.#delayMs));
       options?.signal?.throwIfAborted();
-      return await this.#inner.get(key, options);
+      return await this.inner.get(key, options);
     } finally {
       this.inFlight--;
     }
-  }
-
-  head(key: string, options?: StoreCallOptions): Promise<HeadResult> {
-    return this.#inner.head(key, options);
-  }
-
-  put(key: string, body: Uint8Array, options?: PutOptions): Promise<{ etag: string }> {
-    return this.#inner.put(key, body, options);
-  }
-
-  list(prefix: string, options?: ListOptions): AsyncIterable<ListItem> {
-    return this.#inner.list(prefix, options);
-  }
-
-  delete(key: string, options?: StoreCallOptions): Promise<void> {
-    return this.#inner.delete(key, options);
   }
 }
