@@ -7,6 +7,7 @@
 import process from "node:process";
 import { VERSION } from "../version.ts";
 import { type CliIo, EXIT, processIo, reportError, UsageError } from "./_io.ts";
+import { BENCH_HELP, benchCommand } from "./bench_command.ts";
 import { FLUSH_HELP, flushCommand } from "./flush_command.ts";
 import { GC_HELP, gcCommand } from "./gc_command.ts";
 import { LS_HELP, lsCommand } from "./ls_command.ts";
@@ -43,6 +44,7 @@ Commands:
   query     Run SQL on a read replica and print the rows (a table, or --json)
   shell     A read-only SQL prompt on a read replica (reads a script from a pipe)
   store     Look at and move objects in a store (ls, get, head, put, rm)
+  bench     Measure a store's throughput and latency; recommend a restore concurrency
   version   Print the version
   help      Show help for a command: tessera help store
 
@@ -73,6 +75,7 @@ const COMMANDS: Record<string, { help: string; run: (args: string[], io: CliIo) 
   query: { help: QUERY_HELP, run: queryCommand },
   shell: { help: SHELL_HELP, run: shellCommand },
   store: { help: STORE_HELP, run: storeCommand },
+  bench: { help: BENCH_HELP, run: benchCommand },
 };
 
 /**
