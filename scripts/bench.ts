@@ -1,310 +1,168 @@
 /**
- * The end-to-end benchmark: a SQLite database of random rows synced to, and restored from, a real S3
- * server (s3rver, through S3Store) and a local directory store, each step beside what a user would do
- * without Tessera, measured in the same run: Debian's awscli copying the whole file up and down, and `cp`
- * of the whole file. Every restore is checked byte for byte (SHA-256) against the source file, and the run
- * fails if one differs. There are no thresholds: it reports times, ratios, bytes and requests.
+ * The end-to-end benchmark. For several database sizes, Tessera's CLI syncs a database of random rows to
+ * three store setups and restores it from each: s3rver on loopback, the same s3rver behind a proxy adding
+ * a fixed latency to every request (as a distant S3 endpoint would), and a static HTTP server (nginx, else
+ * python3's http.server) over the files a directory store holds. Each is set beside what a user would run
+ * instead, in the same run: awscli uploading and downloading the whole file, curl downloading it from the
+ * static server, and `cp`. Then restore throughput against `--concurrency` on the latency store, and the
+ * step-by-step run through library calls (incremental and WAL syncs, cached restores). Every restore and
+ * download is checked byte for byte (SHA-256) against the source; the run fails if one differs. There are
+ * no thresholds: it reports times, ratios and requests, writes bench/results/LATEST.md, latest.json and SVG
+ * charts, and prints the markdown (or, with --json, the JSON).
  *
- * Usage: deno run -A scripts/bench.ts [--size-mib N] [--json]     (or: bun scripts/bench.ts ...)
+ * Usage: deno task bench:e2e [options]     (or: bun scripts/bench.ts [options]); --help lists them.
  *
  * @module
  */
 
-import { existsSync } from "node:fs";
-import { writeFile } from "node:fs/promises";
-import { availableParallelism } from "node:os";
+import { execFile } from "node:child_process";
+import { mkdir, readFile, unlink } from "node:fs/promises";
+import { availableParallelism, cpus, release, totalmem } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
-import { parseArgs } from "node:util";
-import { type ChunkSource, LayeredChunkSource, StoreChunkSource } from "../src/chunk/source.ts";
-import { DirectoryChunkCache } from "../src/chunk/directory_cache.ts";
-import { loadLatest } from "../src/manifest/catalog.ts";
-import { restoreImage } from "../src/restore/restore.ts";
-import { syncDatabase } from "../src/write/sync.ts";
-import { LocalStore } from "../src/store/local.ts";
-import { S3Store } from "../src/store/s3.ts";
-import { type S3TestServer, startS3Server } from "../test/_helpers/s3_server.ts";
-import { makeTempDir, removeDir } from "../test/_helpers/temp.ts";
-import { awsCopy, awsVersion, copyTimes, sha256File, timed } from "./_bench/alternatives.ts";
-import { CountingStore } from "./_bench/counting_store.ts";
-import { createRandomDatabase, openWalCopy, updateOneRow, type WalDatabase } from "./_bench/database.ts";
-import { measureManifestGrowth } from "./_bench/manifest_growth.ts";
-import {
-  type Alternative,
-  type BenchResult,
-  renderText,
-  type RestoreStep,
-  type SyncStep,
-} from "./_bench/report.ts";
+import { promisify } from "node:util";
+import { startS3Server } from "../test/_helpers/s3_server.ts";
+import { ROOT } from "../test/_helpers/run.ts";
+import { makeTempDir } from "../test/_helpers/temp.ts";
+import { awsVersion, curlVersion } from "./_bench/alternatives.ts";
+import { parseBenchArgs } from "./_bench/e2e_args.ts";
+import { type MadeDatabase, measureSize, type Setups } from "./_bench/e2e_sizes.ts";
+import { measureSweep } from "./_bench/e2e_sweep.ts";
+import { startLatencyStore } from "./_bench/latency_store.ts";
+import type { E2eResults, Measurement, Sweep } from "./_bench/results.ts";
+import { renderMarkdown, writeResults } from "./_bench/results.ts";
+import { removeWorkDir, runtimeName } from "./_bench/run.ts";
+import { startStaticHttp } from "./_bench/static_http.ts";
+import { measureSteps } from "./_bench/steps.ts";
+import { tesseraVersion } from "./_bench/tessera_cli.ts";
 
-const CHUNK_SIZE = 64 * 1024;
-const USAGE = "usage: bench.ts [--size-mib N] [--json]";
-
-/** A store under test, with its own spool (the record of its last sync) and chunk cache. */
-interface Target {
-  label: string;
-  store: CountingStore;
-  spoolDir: string;
-  cache: DirectoryChunkCache;
-  /** The alternative to a whole-file upload and a whole-file download, for this store. */
-  up: () => Alternative;
-  upUpdated: () => Alternative;
-  down: () => Alternative;
-}
-
-const { values } = parseArgs({
-  args: process.argv.slice(2),
-  options: {
-    "size-mib": { type: "string", default: "256" },
-    json: { type: "boolean", default: false },
-    help: { type: "boolean", default: false },
-  },
-});
-if (values.help) {
-  console.log(USAGE);
-  process.exit(0);
-}
-const sizeMiB = Number(values["size-mib"]);
-if (!Number.isInteger(sizeMiB) || sizeMiB < 1) {
-  console.error(`bench: --size-mib takes a whole number of MiB ≥ 1, not "${values["size-mib"]}"\n${USAGE}`);
-  process.exit(2);
-}
-const progress = process.stderr.isTTY && !values.json
-  ? (line: string) => process.stderr.write(`bench: ${line}\n`)
+const args = parseBenchArgs(process.argv.slice(2));
+const progress = process.stderr.isTTY || args.verbose
+  ? (line: string) => process.stderr.write(`bench:e2e: ${line}\n`)
   : () => {};
 
-async function main(): Promise<BenchResult> {
+async function main(): Promise<E2eResults> {
   const started = performance.now();
+  const date = new Date().toISOString();
   const work = await makeTempDir("bench-e2e");
-  let server: S3TestServer | undefined;
-  let wal: WalDatabase | undefined;
+  const stops: (() => Promise<void>)[] = [];
   try {
-    server = await startS3Server({ buckets: ["tessera-bench"] });
-    const s3 = server;
-    const source = join(work, "app.db");
-    progress(`creating a ${sizeMiB} MiB database`);
-    const info = await createRandomDatabase(source, sizeMiB * 1024 * 1024);
-    const chunks = Math.ceil(info.bytes / CHUNK_SIZE);
-    const rows = info.rows;
-
-    progress("timing the alternatives on the original file");
-    const awscli = await awsVersion(s3);
-    const tiny = join(work, "one-byte");
-    await writeFile(tiny, "x");
-    const awsOneByteUpload = await awsCopy(s3, tiny, `s3://${s3.bucket}/whole/one-byte`);
-    const awsUpload = await awsCopy(s3, source, `s3://${s3.bucket}/whole/app.db`);
-    const copies = await copyTimes(source, {
-      durable: join(work, "cp-durable.db"),
-      plain: join(work, "cp-plain.db"),
+    const tessera = await tesseraVersion();
+    const s3 = await startS3Server({ buckets: ["tessera-bench"] });
+    stops.push(() => s3.stop());
+    const latency = await startLatencyStore(s3, args.latencyMs);
+    stops.push(() => latency.stop());
+    const webRoot = join(work, "www");
+    await mkdir(webRoot);
+    await mkdir(join(work, "static-server"));
+    const web = await startStaticHttp(webRoot, {
+      work: join(work, "static-server"),
+      kind: args.staticServer,
     });
-    const alt = { awsUpload, awsUploadUpdated: 0, awsDownload: 0, cpFsync: copies.cpFsync };
+    stops.push(() => web.stop());
+    const setups: Setups = { s3, latency, web, webRoot };
+    progress(`static server: ${web.server}`);
 
-    const cacheCapacity = Math.max(10_000, chunks * 8);
-    const makeTarget = (label: string, key: string, inner: S3Store | LocalStore, isS3: boolean): Target => ({
-      label,
-      store: new CountingStore(inner),
-      spoolDir: join(work, `spool-${key}`),
-      cache: new DirectoryChunkCache({ directory: join(work, `cache-${key}`), capacity: cacheCapacity }),
-      up: () => isS3 ? awsAlt("awscli up", alt.awsUpload) : cpAlt(),
-      upUpdated: () => isS3 ? awsAlt("awscli up", alt.awsUploadUpdated) : cpAlt(),
-      down: () => isS3 ? awsAlt("awscli down", alt.awsDownload) : cpAlt(),
-    });
-    const awsAlt = (name: string, seconds: number): Alternative => ({ name, seconds });
-    const cpAlt = (): Alternative => ({ name: "cp+fsync", seconds: alt.cpFsync });
-    const s3Store = new S3Store({
-      bucket: s3.bucket,
-      endpoint: s3.endpoint,
-      region: s3.region,
-      credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey },
-    }, { prefix: "tessera/" });
-    const targets = [
-      makeTarget("S3 (s3rver, S3Store)", "s3", s3Store, true),
-      makeTarget("local directory (LocalStore, fsync)", "local", new LocalStore(join(work, "store")), false),
-    ];
-
-    const sync: SyncStep[] = [];
-    const syncEach = async (run: Omit<SyncRun, "alternative">, alternative: "up" | "upUpdated") => {
-      for (const t of targets) {
-        progress(`${run.step}: ${t.label}`);
-        sync.push(await runSync(t, { ...run, alternative: t[alternative]() }));
-      }
-    };
-    const sourceSha = await sha256File(source);
-    const app = { path: source, name: "app" };
-    await syncEach({ ...app, step: "full sync (empty store)", expectedSha: sourceSha }, "up");
-    await syncEach({ ...app, step: "no-op sync", expectedSha: sourceSha }, "up");
-
-    await updateOneRow(source, Math.ceil(rows / 2));
-    const updatedSha = await sha256File(source);
-    progress("timing awscli on the updated file");
-    alt.awsUploadUpdated = await awsCopy(s3, source, `s3://${s3.bucket}/whole/app.db`);
-    const awsOut = join(work, "aws-download.db");
-    alt.awsDownload = await awsCopy(s3, `s3://${s3.bucket}/whole/app.db`, awsOut);
-    await checkSha(awsOut, updatedSha, "the awscli download");
-    await syncEach({ ...app, step: "1-row update, sync", expectedSha: updatedSha }, "upUpdated");
-
-    // Same store and prefix: the copy's chunks are already there, which shows content addressing at work.
-    const walDb = { path: join(work, "wal.db"), name: "wal" };
-    wal = await openWalCopy(source, walDb.path, Math.ceil(rows / 4));
-    await syncEach({ ...walDb, step: "WAL copy: first sync (chunks shared)" }, "up");
-    await syncEach({ ...walDb, step: "WAL: no-op sync" }, "up");
-    await wal.update(Math.ceil((rows * 3) / 4));
-    await syncEach({ ...walDb, step: "WAL: 1-row update, sync" }, "upUpdated");
-
-    const restore: RestoreStep[] = [];
-    for (const t of targets) {
-      progress(`restores from ${t.label}`);
-      const out = join(work, "restored.db");
-      const store = new StoreChunkSource(t.store);
-      const cached = new LayeredChunkSource([t.cache, store]);
-      const latest = { name: "app", out, expectedSha: updatedSha };
-      restore.push(await runRestore(t, { ...latest, step: "cold, no cache", chunks: store }));
-      restore.push(await runRestore(t, { ...latest, step: "cold, filling an empty cache", chunks: cached }));
-      restore.push(await runRestore(t, { ...latest, step: "warm (cache filled above)", chunks: cached }));
+    const databases: MadeDatabase[] = [];
+    const measurements: Measurement[] = [];
+    const sizes = args.sections.has("sizes")
+      ? args.sizesMiB
+      : args.sections.has("sweep")
+      ? [args.sweepMiB]
+      : [];
+    for (const sizeMiB of sizes) {
+      const made = await measureSize(sizeMiB, { setups, work, reps: args.reps, progress });
+      databases.push(made.database);
+      measurements.push(...made.measurements);
+      if (sizeMiB !== args.sweepMiB) await unlink(made.database.path);
     }
-    // The WAL image is known once the WAL is checkpointed into the file, which must wait for the restores.
-    const walRestores: [RestoreStep, string][] = [];
-    for (const [i, t] of targets.entries()) {
-      const out = join(work, `restored-wal-${i}.db`);
-      const cached = new LayeredChunkSource([t.cache, new StoreChunkSource(t.store)]);
-      const step = await runRestore(t, {
-        name: "wal",
-        step: "WAL snapshot, same warm cache",
-        chunks: cached,
-        out,
+
+    let sweep: Sweep | null = null;
+    const swept = databases.find((d) => d.sizeMiB === args.sweepMiB);
+    if (args.sections.has("sweep") && swept !== undefined) {
+      const awscli = measurements.find((m) =>
+        m.op === "restore" && m.setup === "latency" && m.tool === "awscli" && m.sizeMiB === swept.sizeMiB
+      );
+      sweep = await measureSweep({
+        setups,
+        database: swept,
+        concurrencies: args.concurrencies,
+        reps: args.reps,
+        work,
+        awscliSeconds: awscli?.seconds ?? Number.NaN,
+        progress,
       });
-      restore.push(step);
-      walRestores.push([step, out]);
-    }
-    await wal.checkpoint();
-    const walSha = await sha256File(walDb.path);
-    for (const [step, out] of walRestores) {
-      await checkSha(out, walSha, `the WAL snapshot restored from ${step.store}`);
-      step.sha256MatchesSource = true;
     }
 
-    progress("computing the 1 GiB manifest");
-    const manifestAt1GiB = await measureManifestGrowth();
+    let steps = null;
+    if (args.sections.has("steps")) {
+      const stepsWork = join(work, "steps");
+      await mkdir(stepsWork);
+      steps = await measureSteps({ sizeMiB: args.stepsMiB, work: stepsWork, s3, progress });
+    }
+
     return {
+      date,
+      command: args.command,
+      commit: await commit(),
+      machine: machine(),
       runtime: runtimeName(),
-      cpus: availableParallelism(),
-      sizeMiBRequested: sizeMiB,
-      database: { ...info, chunkSize: CHUNK_SIZE, chunks },
-      awscli,
-      alternatives: { awsOneByteUpload, ...alt, cp: copies.cp },
-      sync,
-      restore,
-      manifestAt1GiB,
+      versions: {
+        tessera,
+        awscli: await awsVersion(s3),
+        curl: await curlVersion(),
+        staticServer: web.server,
+      },
+      settings: {
+        sizesMiB: sizes,
+        latencyMs: args.latencyMs,
+        reps: args.reps,
+        sweepMiB: sweep === null ? null : sweep.sizeMiB,
+        concurrencies: args.concurrencies,
+      },
+      setups: {
+        s3: "s3rver",
+        latency: `s3rver + ${args.latencyMs} ms per request`,
+        static: `${web.server.split(" ")[0]!.replace(/\/.*/, "")} (static files)`,
+      },
+      databases: databases.map(({ path: _path, name: _name, ...record }) => record),
+      measurements,
+      sweep,
+      steps,
       totalSeconds: (performance.now() - started) / 1000,
     };
   } finally {
-    wal?.close();
-    await server?.stop();
-    await removeWorkDir(work);
+    for (const stop of stops.reverse()) await stop().catch(() => {});
+    await removeWorkDir(work, "bench:e2e");
   }
 }
 
-// A connection @libsql/client has closed stays open until the garbage collector finalizes its statements
-// (tursodatabase/libsql-js#228), and then SQLite deletes the WAL database's -wal and -shm files. Bun's
-// recursive rm, when a file vanishes under it, stops without an error and leaves the rest; so check, and
-// remove again. Warns rather than throws, so it never hides the error that ended the run.
-async function removeWorkDir(path: string): Promise<void> {
-  for (let attempt = 1; attempt <= 3; attempt++) {
-    await removeDir(path).catch(() => {});
-    if (!existsSync(path)) return;
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
-  console.error(`bench: cannot remove the benchmark's directory "${path}": remove it by hand`);
+function machine(): string {
+  const cpu = cpus()[0]?.model.trim() ?? "unknown CPU";
+  return `${availableParallelism()} cores (${cpu}), ${(totalmem() / 2 ** 30).toFixed(0)} GiB RAM, ` +
+    `${process.platform} ${release()} ${process.arch}`;
 }
 
-/** One sync of `path` as database `name`, timed and counted. */
-interface SyncRun {
-  path: string;
-  name: string;
-  step: string;
-  alternative: Alternative;
-  /** The source file's SHA-256, checked against the image's when the sync hashed it whole. */
-  expectedSha?: string | undefined;
-}
-
-async function runSync(t: Target, run: SyncRun): Promise<SyncStep> {
-  const { path, name, step, alternative, expectedSha } = run;
-  t.store.take();
-  const { seconds, value: report } = await timed(() =>
-    syncDatabase(path, {
-      stores: [t.store],
-      hostname: "bench",
-      name,
-      spoolDir: t.spoolDir,
-      chunkSize: CHUNK_SIZE,
-    })
-  );
-  if (expectedSha !== undefined && report.imageSha256 !== null && report.imageSha256 !== expectedSha) {
-    throw new Error(
-      `Sync "${step}" to ${t.label} hashed the image as ${report.imageSha256}, but the file's SHA-256 is ` +
-        expectedSha,
+// Read-only: `git describe --dirty` may rewrite the index; `status` with --no-optional-locks does not.
+async function commit(): Promise<string> {
+  const git = (gitArgs: string[]) =>
+    promisify(execFile)("git", ["--no-optional-locks", ...gitArgs], { cwd: ROOT }).then((r) =>
+      r.stdout.trim()
     );
-  }
-  return {
-    store: t.label,
-    step,
-    seconds,
-    alternative,
-    ratio: seconds / alternative.seconds,
-    noop: report.noop,
-    chunks: report.chunks,
-    bytes: report.bytes,
-    requests: t.store.take(),
-  };
-}
-
-/** One restore of the newest snapshot of database `name` to `out`, timed, counted and checked. */
-interface RestoreRun {
-  name: string;
-  step: string;
-  chunks: ChunkSource;
-  out: string;
-  /** The source file's SHA-256; when absent the caller checks the restored file later. */
-  expectedSha?: string | undefined;
-}
-
-async function runRestore(t: Target, run: RestoreRun): Promise<RestoreStep> {
-  const { name, step, chunks, out, expectedSha } = run;
-  t.store.take();
-  const { seconds, value: result } = await timed(async () => {
-    const { manifest } = await loadLatest(t.store, name);
-    return await restoreImage({ manifest, chunks, out });
-  });
-  const requests = t.store.take();
-  if (expectedSha !== undefined) await checkSha(out, expectedSha, `the "${step}" restore from ${t.label}`);
-  const alternative = t.down();
-  return {
-    store: t.label,
-    step,
-    seconds,
-    alternative,
-    ratio: seconds / alternative.seconds,
-    chunksFetched: result.chunksFetched,
-    requests,
-    sha256: result.sha256,
-    sha256MatchesSource: expectedSha !== undefined,
-  };
-}
-
-// Hashes the file itself, not what the restore reported, and stops the run on any difference.
-async function checkSha(path: string, expected: string, what: string): Promise<void> {
-  const actual = await sha256File(path);
-  if (actual !== expected) {
-    throw new Error(`${what} is not the source: its SHA-256 is ${actual}, the source file's is ${expected}`);
+  try {
+    const head = await git(["rev-parse", "--short", "HEAD"]);
+    const changed = await git(["status", "--porcelain", "--untracked-files=no"]);
+    return changed === "" ? head : `${head} (with uncommitted changes)`;
+  } catch {
+    return "unknown (not a git checkout)";
   }
 }
 
-function runtimeName(): string {
-  const versions = process.versions as Record<string, string | undefined>;
-  if (versions.deno) return `deno ${versions.deno}`;
-  if (versions.bun) return `bun ${versions.bun}`;
-  return `node ${process.version}`;
+const result = args.render === undefined
+  ? await main()
+  : JSON.parse(await readFile(args.render, "utf8")) as E2eResults;
+if (args.write) {
+  const files = await writeResults(args.resultsDir, result);
+  progress(`wrote ${files.join(", ")}`);
 }
-
-const result = await main();
-console.log(values.json ? JSON.stringify(result, null, 2) : renderText(result));
+console.log(args.json ? JSON.stringify(result, null, 2) : renderMarkdown(result));

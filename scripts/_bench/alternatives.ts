@@ -1,15 +1,19 @@
 /**
  * What a user would do without Tessera, timed the same way: Debian's awscli copying the whole file to and
- * from the same S3 server, and `cp` of the whole file for a local copy. Plus the small tools the benchmark
- * shares: a timer and the SHA-256 of a file.
+ * from the same S3 server, curl downloading it from a static HTTP server, and `cp` of the whole file for a
+ * local copy. Plus the small tools the benchmark shares: a timer, the SHA-256 of a file and its check.
  *
  * @module
  */
 
+import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { copyFile, open } from "node:fs/promises";
+import { promisify } from "node:util";
 import { awsCli, type AwsCliTarget } from "../../test/_helpers/awscli.ts";
+
+const execFileAsync = promisify(execFile);
 
 /** Runs `fn` and returns its result with the wall time it took, in seconds. */
 export async function timed<T>(fn: () => Promise<T>): Promise<{ seconds: number; value: T }> {
@@ -27,6 +31,17 @@ export async function sha256File(path: string): Promise<string> {
   return hash.digest("hex");
 }
 
+/**
+ * Hashes the file at `path` (not what a tool reported about it) and throws, naming `what`, unless its
+ * SHA-256 is `expected`: a benchmark run stops on any restore or download that differs from its source.
+ */
+export async function checkSha256(path: string, expected: string, what: string): Promise<void> {
+  const actual = await sha256File(path);
+  if (actual !== expected) {
+    throw new Error(`${what} is not the source: its SHA-256 is ${actual}, the source file's is ${expected}`);
+  }
+}
+
 /** `aws s3 cp FROM TO`; throws with awscli's stderr when it fails. Returns the wall time in seconds. */
 export async function awsCopy(target: AwsCliTarget, from: string, to: string): Promise<number> {
   const { seconds, value } = await timed(() => awsCli(target, ["s3", "cp", "--only-show-errors", from, to]));
@@ -36,6 +51,34 @@ export async function awsCopy(target: AwsCliTarget, from: string, to: string): P
     );
   }
   return seconds;
+}
+
+/**
+ * `curl -o OUT URL`, one process as a user runs it; throws with curl's stderr when it fails (an HTTP error
+ * status included). Returns the wall time in seconds.
+ */
+export async function curlDownload(url: string, out: string): Promise<number> {
+  const { seconds } = await timed(async () => {
+    try {
+      await execFileAsync("curl", ["--silent", "--show-error", "--fail", "-o", out, url]);
+    } catch (error) {
+      const stderr = (error as { stderr?: string }).stderr?.trim() ?? "";
+      throw new Error(`Cannot download ${url} with curl: ${stderr || (error as Error).message}`, {
+        cause: error,
+      });
+    }
+  });
+  return seconds;
+}
+
+/** curl's version (`curl 7.88.1`), for the report's header; `"curl (version unknown)"` if it cannot say. */
+export async function curlVersion(): Promise<string> {
+  try {
+    const { stdout } = await execFileAsync("curl", ["--version"]);
+    return stdout.split(" ").slice(0, 2).join(" ");
+  } catch {
+    return "curl (version unknown)";
+  }
 }
 
 /** awscli's version line, for the report's header. */

@@ -176,8 +176,9 @@ function unique(values: string[]): string[] {
   return [...new Set(values)];
 }
 
-function secs(s: number): string {
-  return s < 1 ? `${(s * 1000).toFixed(0)} ms` : `${s.toFixed(2)} s`;
+/** Seconds as "850 ms" below a second (rounded so 0.9996 s reads "1.00 s", not "1000 ms"), else "2.40 s". */
+export function secs(s: number): string {
+  return s < 0.9995 ? `${(s * 1000).toFixed(0)} ms` : `${s.toFixed(2)} s`;
 }
 
 function ratio(x: number): string {

@@ -68,6 +68,17 @@ export interface ProxyLogEntry {
   status: number | null;
 }
 
+/** Options for {@linkcode startFaultProxy}. */
+export interface FaultProxyOptions {
+  /**
+   * Milliseconds every proxied request waits, on arrival, before its rule (or plain forwarding) applies:
+   * a fixed round trip, as a distant server adds to each request.
+   *
+   * @default {0}
+   */
+  latencyMs?: number;
+}
+
 /** A running fault proxy. */
 export interface FaultProxy {
   /** Base URL, `http://127.0.0.1:PORT`; use it in place of the target's. */
@@ -88,6 +99,7 @@ export interface FaultProxy {
  * Starts a fault proxy on 127.0.0.1 forwarding to `target`.
  *
  * @param target The `http://host:port` origin of the real server.
+ * @param options A fixed latency added to every request.
  *
  * @example Make the next upload fail once with 503 SlowDown
  * ```ts
@@ -103,8 +115,12 @@ export interface FaultProxy {
  * await s3.stop();
  * ```
  */
-export async function startFaultProxy(target: string): Promise<FaultProxy> {
-  const child = new NodeProcess("fault proxy", [MAIN, "--target", target]);
+export async function startFaultProxy(target: string, options: FaultProxyOptions = {}): Promise<FaultProxy> {
+  const latencyMs = options.latencyMs ?? 0;
+  if (!Number.isFinite(latencyMs) || latencyMs < 0) {
+    throw new RangeError(`Cannot start fault proxy: latencyMs must be a number ≥ 0, not ${latencyMs}`);
+  }
+  const child = new NodeProcess("fault proxy", [MAIN, "--target", target, "--latency-ms", String(latencyMs)]);
   const { port, adminPort } = await child.readyLine();
   if (typeof port !== "number" || typeof adminPort !== "number") {
     await child.stop();

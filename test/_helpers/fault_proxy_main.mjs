@@ -1,4 +1,6 @@
-// A fault-injecting HTTP proxy for tests: `node fault_proxy_main.mjs --target http://127.0.0.1:PORT`.
+// A fault-injecting HTTP proxy for tests:
+// `node fault_proxy_main.mjs --target http://127.0.0.1:PORT [--latency-ms N]`. With --latency-ms, every
+// proxied request waits N ms before its rule (or plain forwarding) applies, as a distant server's would.
 // Proxied traffic and a JSON admin API listen on two ports of 127.0.0.1; one JSON line,
 // {"port": N, "adminPort": M}, is printed once both listen. Started and described by fault_proxy.ts.
 import http from "node:http";
@@ -14,10 +16,17 @@ const MESSAGES = {
   ServiceUnavailable: "Service is unable to handle request.",
 };
 
-const { values } = parseArgs({ options: { target: { type: "string" } } });
+const { values } = parseArgs({
+  options: { target: { type: "string" }, "latency-ms": { type: "string", default: "0" } },
+});
 const target = URL.canParse(values.target ?? "") ? new URL(values.target) : null;
 if (target?.protocol !== "http:") {
   console.error(`fault_proxy_main.mjs: --target must be an http:// URL, got "${values.target}"`);
+  process.exit(2);
+}
+const latencyMs = Number(values["latency-ms"]);
+if (!Number.isFinite(latencyMs) || latencyMs < 0) {
+  console.error(`fault_proxy_main.mjs: --latency-ms must be a number >= 0, got "${values["latency-ms"]}"`);
   process.exit(2);
 }
 const agent = new http.Agent({ keepAlive: true });
@@ -148,10 +157,17 @@ function forward(req, res, fault, entry) {
   req.pipe(upstreamRequest);
 }
 
+// The rule is picked, and the request logged, on arrival, so `times` and the log follow arrival order
+// whatever the latency.
 function handleProxied(req, res) {
   const rule = pickRule(req.method, req.url);
   const entry = { method: req.method, path: req.url, fault: rule?.fault ?? null, status: null };
   log.push(entry);
+  if (latencyMs > 0) setTimeout(() => applyRule(req, res, rule, entry), latencyMs);
+  else applyRule(req, res, rule, entry);
+}
+
+function applyRule(req, res, rule, entry) {
   switch (rule?.fault) {
     case "status":
       return afterRequestBody(

@@ -142,6 +142,29 @@ describe("test helpers", () => {
     assert.ok(performance.now() - started >= 190);
   });
 
+  it("startFaultProxy() with latencyMs delays every request, faults included, and logs them on arrival", async () => {
+    const slow = await startFaultProxy(s3.endpoint, { latencyMs: 150 });
+    try {
+      await slow.setRules([{ method: "HEAD", fault: "status", status: 503, times: 1 }]);
+      const url = `${slow.endpoint}/${s3.bucket}/dir/object-1.bin`;
+      let started = performance.now();
+      const failed = await fetch(url, { method: "HEAD" });
+      assert.equal(failed.status, 503);
+      assert.ok(performance.now() - started >= 140);
+      started = performance.now();
+      const response = await fetch(url);
+      assert.deepEqual(await bytesOf(response), BODY);
+      assert.ok(performance.now() - started >= 140);
+      assert.deepEqual((await slow.log()).map((entry) => [entry.method, entry.fault, entry.status]), [
+        ["HEAD", "status", null],
+        ["GET", null, 200],
+      ]);
+    } finally {
+      await slow.stop();
+    }
+    await assert.rejects(startFaultProxy(s3.endpoint, { latencyMs: -1 }), RangeError);
+  });
+
   it("setRules() rejects an invalid rule with a TypeError", async () => {
     await assert.rejects(proxy.setRules([{ fault: "delay" }]), TypeError);
     await assert.rejects(proxy.setRules([{ fault: "explode" as "stall" }]), /unknown fault "explode"/);
