@@ -7,15 +7,27 @@
  * @module
  */
 
+import { TesseraError } from "../errors.ts";
 import type { BlobStore } from "../store/types.ts";
 import { decodeChunk } from "./codec.ts";
 import { type ChunkId, idsEqual, idToHex, ZERO_ID } from "./ids.ts";
-import { chunkKey } from "./keys.ts";
+import { chunkKey, packKey } from "./keys.ts";
+import type { ChunkLocation } from "./pack.ts";
 
 /** Options of {@linkcode ChunkSource.get}. */
 export interface ChunkGetOptions {
   /** Cancels the call; it then rejects with the signal's reason. */
   signal?: AbortSignal | undefined;
+  /** Where the store keeps the chunk, when a manifest says: inside a pack. Caches ignore it.
+   * @default {its own object} */
+  where?: ChunkLocation | undefined;
+}
+
+/** One chunk of a {@linkcode ChunkSource.getMany} call. */
+export interface ChunkRequest {
+  id: ChunkId;
+  /** Where the store keeps it (see {@linkcode ChunkGetOptions.where}). */
+  where?: ChunkLocation | undefined;
 }
 
 /** A place chunks can be read from. */
@@ -28,6 +40,47 @@ export interface ChunkSource {
    * @returns Its uncompressed bytes, checked against `id`, or `undefined` when this source lacks it.
    */
   get(id: ChunkId, options?: ChunkGetOptions): Promise<Uint8Array | undefined>;
+  /**
+   * Reads several chunks at once, as one request where the source can (neighbours in one pack); answers
+   * in the order asked, `undefined` for each chunk the source lacks. Sources without it are asked one
+   * chunk at a time ({@linkcode getChunks}).
+   */
+  getMany?(requests: readonly ChunkRequest[], options?: ChunkGetOptions): Promise<(Uint8Array | undefined)[]>;
+  /** Resolves once the cache writes reads started have finished (see {@linkcode LayeredChunkSource}). */
+  settled?(): Promise<void>;
+}
+
+// Names the request a source's TesseraError came from; other errors (aborts, bugs) pass as they are.
+const blame = (request: number) => (error: unknown): never => {
+  if (error instanceof TesseraError && !(error instanceof ChunkRequestError)) {
+    throw new ChunkRequestError(error, request);
+  }
+  throw error;
+};
+
+/**
+ * A {@linkcode ChunkSource.getMany} call failed reading `requests[request]`: the error the source met, with
+ * its code and message, and which chunk it was reading.
+ */
+export class ChunkRequestError extends TesseraError {
+  readonly request: number;
+  constructor(error: TesseraError, request: number) {
+    super(error.code, error.message, { cause: error });
+    this.request = request;
+  }
+}
+
+/** Reads `requests` from `source` with one `getMany` call when it has one, else chunk by chunk. */
+export async function getChunks(
+  source: ChunkSource,
+  requests: readonly ChunkRequest[],
+  options: ChunkGetOptions = {},
+): Promise<(Uint8Array | undefined)[]> {
+  if (source.getMany) return await source.getMany(requests, options);
+  const { signal } = options;
+  return await Promise.all(
+    requests.map((r, i) => source.get(r.id, { signal, where: r.where }).catch(blame(i))),
+  );
 }
 
 /** A chunk source that can also keep chunks. */
@@ -69,13 +122,96 @@ export class StoreChunkSource implements ChunkSource {
   }
 
   async get(id: ChunkId, options: ChunkGetOptions = {}): Promise<Uint8Array | undefined> {
-    if (idsEqual(id, ZERO_ID)) {
-      throw new RangeError("Cannot get the all-zero chunk from a store: zero chunks are never stored");
-    }
-    const got = await this.#store.get(chunkKey(id), { signal: options.signal });
-    if (got.status !== "ok") return undefined;
-    return await decodeChunk(id, got.body);
+    return (await this.getMany([{ id, where: options.where }], options))[0];
   }
+
+  /**
+   * Reads chunks kept in packs with one ranged GET per span of neighbours (chunks that follow each other in
+   * one pack, in the order asked), and each chunk kept as its own object with its own GET.
+   */
+  async getMany(
+    requests: readonly ChunkRequest[],
+    options: ChunkGetOptions = {},
+  ): Promise<(Uint8Array | undefined)[]> {
+    return (await this.#read(requests, options)).map((answer) => answer?.bytes);
+  }
+
+  /**
+   * Like {@linkcode StoreChunkSource.getMany}, answering each chunk's stored object bytes (checked: they
+   * decode to bytes whose SHA-256 is the id), for a writer that moves chunks into a new pack as they are.
+   */
+  async getObjects(
+    requests: readonly ChunkRequest[],
+    options: ChunkGetOptions = {},
+  ): Promise<(Uint8Array | undefined)[]> {
+    return (await this.#read(requests, options)).map((answer) => answer?.object);
+  }
+
+  async #read(
+    requests: readonly ChunkRequest[],
+    options: ChunkGetOptions,
+  ): Promise<({ bytes: Uint8Array; object: Uint8Array } | undefined)[]> {
+    const { signal } = options;
+    for (const { id } of requests) {
+      if (idsEqual(id, ZERO_ID)) {
+        throw new RangeError("Cannot get the all-zero chunk from a store: zero chunks are never stored");
+      }
+    }
+    const answers: ({ bytes: Uint8Array; object: Uint8Array } | undefined)[] = new Array(requests.length)
+      .fill(undefined);
+    const reads: Promise<void>[] = [];
+    for (const span of spans(requests)) {
+      let current = span[0]!;
+      reads.push(
+        (async () => {
+          const first = requests[span[0]!]!;
+          if (first.where === undefined) {
+            const got = await this.#store.get(chunkKey(first.id), { signal });
+            if (got.status === "ok") {
+              answers[span[0]!] = { bytes: await decodeChunk(first.id, got.body), object: got.body };
+            }
+            return;
+          }
+          const last = requests[span[span.length - 1]!]!.where!;
+          const offset = first.where.offset;
+          const length = last.offset + last.length - offset;
+          const got = await this.#store.get(packKey(first.where.pack), { signal, range: { offset, length } });
+          if (got.status !== "ok") return;
+          // A pack shorter than the manifest says is a damaged store: each chunk it cut off fails to decode.
+          for (const i of span) {
+            current = i;
+            const { id, where } = requests[i]!;
+            const at = where!.offset - offset;
+            const object = got.body.subarray(at, at + where!.length);
+            answers[i] = { bytes: await decodeChunk(id, object), object };
+          }
+        })().catch((error) => blame(current)(error)),
+      );
+    }
+    await Promise.all(reads);
+    return answers;
+  }
+}
+
+/**
+ * Groups the indexes of `requests` into spans a store reads with one GET: each chunk kept as its own
+ * object alone, and runs of chunks that follow each other in one pack (`offset` where the previous ends).
+ */
+function spans(requests: readonly ChunkRequest[]): number[][] {
+  const out: number[][] = [];
+  let current: number[] = [];
+  let end: { pack: string; at: number } | undefined;
+  requests.forEach(({ where }, i) => {
+    const pack = where ? idToHex(where.pack) : undefined;
+    if (where === undefined || end === undefined || end.pack !== pack || end.at !== where.offset) {
+      if (current.length > 0) out.push(current);
+      current = [];
+    }
+    current.push(i);
+    end = where ? { pack: pack!, at: where.offset + where.length } : undefined;
+  });
+  if (current.length > 0) out.push(current);
+  return out;
 }
 
 /** Options of {@linkcode MemoryChunkCache}. */
@@ -190,6 +326,8 @@ export class LayeredChunkSource implements ChunkSource {
   readonly #layers: readonly ChunkSource[];
   readonly #populate: readonly ChunkCache[];
   readonly #onCacheError: (error: unknown, cache: ChunkCache) => void;
+  readonly #pending = new Set<Promise<void>>();
+  #pendingBytes = 0;
 
   constructor(layers: readonly ChunkSource[], options: LayeredChunkSourceOptions = {}) {
     if (layers.length === 0) throw new TypeError("Cannot layer chunk sources: give at least one");
@@ -204,15 +342,75 @@ export class LayeredChunkSource implements ChunkSource {
       const layer = this.#layers[i]!;
       const bytes = await layer.get(id, options);
       if (bytes === undefined) continue;
-      const targets = new Set<ChunkCache>();
-      for (const before of this.#layers.slice(0, i)) if (isChunkCache(before)) targets.add(before);
-      for (const cache of this.#populate) targets.add(cache);
-      targets.delete(layer as ChunkCache);
-      await Promise.all(
-        [...targets].map((cache) => cache.put(id, bytes).catch((error) => this.#onCacheError(error, cache))),
-      );
+      await Promise.all(this.#targets(i).map((cache) => this.#put(cache, id, bytes)));
       return bytes;
     }
     return undefined;
   }
+
+  /**
+   * Reads many chunks, each layer asked at once for what the layers before it lacked. What a layer finds
+   * is put into the caches before it in the background, with at most {@linkcode BACKGROUND_CACHE_BYTES}
+   * in flight; {@linkcode LayeredChunkSource.settled} waits for those writes.
+   */
+  async getMany(
+    requests: readonly ChunkRequest[],
+    options: ChunkGetOptions = {},
+  ): Promise<(Uint8Array | undefined)[]> {
+    const answers: (Uint8Array | undefined)[] = new Array(requests.length).fill(undefined);
+    let todo = requests.map((_, i) => i);
+    for (let i = 0; i < this.#layers.length && todo.length > 0; i++) {
+      const asked = todo;
+      const got = await getChunks(this.#layers[i]!, asked.map((k) => requests[k]!), options).catch(
+        (error) => {
+          if (!(error instanceof ChunkRequestError)) throw error;
+          throw new ChunkRequestError(error.cause as TesseraError, asked[error.request]!);
+        },
+      );
+      const rest: number[] = [];
+      const targets = this.#targets(i);
+      for (const [n, k] of todo.entries()) {
+        const bytes = got[n];
+        if (bytes === undefined) {
+          rest.push(k);
+          continue;
+        }
+        answers[k] = bytes;
+        for (const cache of targets) this.#background(cache, requests[k]!.id, bytes);
+      }
+      todo = rest;
+      while (this.#pendingBytes > BACKGROUND_CACHE_BYTES) await Promise.race(this.#pending);
+    }
+    return answers;
+  }
+
+  /** Resolves once every cache write {@linkcode LayeredChunkSource.getMany} started has finished. */
+  async settled(): Promise<void> {
+    while (this.#pending.size > 0) await Promise.all(this.#pending);
+  }
+
+  // The caches a chunk found in layer `i` goes into: the writable layers before it, and `populate`.
+  #targets(i: number): ChunkCache[] {
+    const targets = new Set<ChunkCache>();
+    for (const before of this.#layers.slice(0, i)) if (isChunkCache(before)) targets.add(before);
+    for (const cache of this.#populate) targets.add(cache);
+    targets.delete(this.#layers[i] as ChunkCache);
+    return [...targets];
+  }
+
+  #put(cache: ChunkCache, id: ChunkId, bytes: Uint8Array): Promise<void> {
+    return cache.put(id, bytes).catch((error) => this.#onCacheError(error, cache));
+  }
+
+  #background(cache: ChunkCache, id: ChunkId, bytes: Uint8Array): void {
+    this.#pendingBytes += bytes.length;
+    const write: Promise<void> = this.#put(cache, id, bytes).finally(() => {
+      this.#pending.delete(write);
+      this.#pendingBytes -= bytes.length;
+    });
+    this.#pending.add(write);
+  }
 }
+
+/** The most bytes {@linkcode LayeredChunkSource.getMany} lets wait for cache writes at once (16 MiB). */
+export const BACKGROUND_CACHE_BYTES = 16 * 1024 * 1024;

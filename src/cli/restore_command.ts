@@ -45,7 +45,8 @@ Options:
   -o, --out FILE       the file to write
   --force              replace FILE if it exists, with any -wal, -shm or -journal beside it (SQLite
                        would apply a leftover log to the restored file, so restore refuses without it)
-  --concurrency N      chunks fetched at once (default 8)
+  --concurrency N      requests in flight at once (default 8): each reads a run of neighbouring chunks
+                       in a pack (up to 2 MiB), or one chunk kept as its own object
 ${STORE_OPTIONS_HELP}
 
 Exit codes: 0 restored, 1 failed (nothing written), 2 bad usage, 3 no such database or snapshot.

@@ -26,7 +26,9 @@ Options:
   --chunk-size BYTES   chunk size, a power of two from 4096 to 1048576 (default 65536)
   --spool DIR          where the record of the last sync lives (default: config spool_dir, or
                        $TMPDIR/tessera-spool-UID); losing it only costs a full read next time
-  --full               read and hash the whole database even when the record proves what changed
+  --full               read and hash the whole database even when the record proves what changed, and
+                       ask each store about every object the previous snapshot keeps data in (one
+                       request per pack): what a store lost is written again
   --optimize           first set 64 KiB pages and VACUUM: this REWRITES the database file in place
                        (while it runs, writers wait); fewer, larger chunks afterwards
 ${STORE_OPTIONS_HELP}

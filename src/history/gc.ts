@@ -6,8 +6,7 @@
  * @module
  */
 
-import { idToHex } from "../chunk/ids.ts";
-import { CHUNKS_PREFIX, parseChunkKey } from "../manifest/keys.ts";
+import { CHUNKS_PREFIX, PACKS_PREFIX, parseChunkKey, parsePackKey } from "../manifest/keys.ts";
 import type { BlobStore } from "../store/types.ts";
 import { forEachLimit } from "../pool.ts";
 import { boundedIndexCache, referencedChunks } from "./references.ts";
@@ -46,8 +45,10 @@ export interface GarbageReport {
   databases: number;
   manifests: number;
   chunks: {
-    /** Chunk objects listed. */
+    /** Chunk objects and packs listed. */
     listed: number;
+    /** Of those listed, packs. */
+    packs: number;
     /** Listed and referenced by some manifest. */
     referenced: number;
     /** Referenced by some manifest but not in the store: the store is damaged. */
@@ -102,29 +103,30 @@ export async function collectGarbage(
     graceMs,
     databases: refs.databases,
     manifests: refs.manifests,
-    chunks: { listed: 0, referenced: 0, missing: 0 },
+    chunks: { listed: 0, packs: 0, referenced: 0, missing: 0 },
     deleted: { count: 0, bytes: 0, chunks: [] },
     kept: { young: 0, noTime: 0, gone: 0, slow: 0 },
     foreign: [],
   };
   const seen = new Set<string>();
-  const candidates: { key: string; hex: string }[] = [];
-  for await (const item of store.list(CHUNKS_PREFIX, { signal })) {
-    if (item.type !== "object") continue;
-    const id = parseChunkKey(item.key);
-    if (id === undefined) {
-      report.foreign.push(item.key);
-      continue;
+  const candidates: { key: string }[] = [];
+  for (const [prefix, parse] of [[CHUNKS_PREFIX, parseChunkKey], [PACKS_PREFIX, parsePackKey]] as const) {
+    for await (const item of store.list(prefix, { signal })) {
+      if (item.type !== "object") continue;
+      if (parse(item.key) === undefined) {
+        report.foreign.push(item.key);
+        continue;
+      }
+      report.chunks.listed++;
+      if (prefix === PACKS_PREFIX) report.chunks.packs++;
+      seen.add(item.key);
+      if (refs.keys.has(item.key)) report.chunks.referenced++;
+      else if (item.lastModified === undefined) report.kept.noTime++;
+      else if (Date.now() - item.lastModified.getTime() <= graceMs) report.kept.young++;
+      else candidates.push({ key: item.key });
     }
-    report.chunks.listed++;
-    const hex = idToHex(id);
-    seen.add(hex);
-    if (refs.ids.has(hex)) report.chunks.referenced++;
-    else if (item.lastModified === undefined) report.kept.noTime++;
-    else if (Date.now() - item.lastModified.getTime() <= graceMs) report.kept.young++;
-    else candidates.push({ key: item.key, hex });
   }
-  for (const hex of refs.ids) if (!seen.has(hex)) report.chunks.missing++;
+  for (const key of refs.keys) if (!seen.has(key)) report.chunks.missing++;
 
   // The references are listed again when they grow older than this: a manifest published after they were
   // listed relies only on chunks written (or found recent) by its sync, and those stay young for at least
@@ -133,17 +135,17 @@ export async function collectGarbage(
   let refreshing: Promise<void> | undefined;
   const refresh = async () => {
     const again = await referencedChunks(store, { signal, indexCache });
-    for (const hex of again.ids) refs.ids.add(hex);
-    refs = { ...again, ids: refs.ids };
+    for (const key of again.keys) refs.keys.add(key);
+    refs = { ...again, keys: refs.keys };
     listedAt = performance.now();
   };
 
-  await forEachLimit(candidates, async ({ key, hex }) => {
+  await forEachLimit(candidates, async ({ key }) => {
     if (performance.now() - listedAt > refreshAfterMs) {
       refreshing ??= refresh().finally(() => (refreshing = undefined));
       await refreshing;
     }
-    if (refs.ids.has(hex)) {
+    if (refs.keys.has(key)) {
       report.chunks.referenced++;
       return;
     }

@@ -1,17 +1,18 @@
 /**
- * Which chunk objects the manifests in a store reference: every non-zero data chunk id a manifest lists,
- * and the ids of the index chunks its list is split into. What `tessera gc` must keep and `tessera touch`
- * renews.
+ * Which objects the manifests in a store reference: the pack each data chunk lives in (format 2), or its
+ * own chunk object (format 1, and chunks a format 2 manifest lists as their own object), and the index
+ * chunks its list is split into. What `tessera gc` must keep and `tessera touch` renews.
  *
  * @module
  */
 
-import { idToHex, ZERO_HEX } from "../chunk/ids.ts";
+import { idsEqual, ZERO_ID } from "../chunk/ids.ts";
 import { StoreChunkSource } from "../chunk/source.ts";
 import { TesseraError } from "../errors.ts";
-import { chunkListIndexIds, type IndexCache, manifestChunkIds } from "../manifest/chunk_list.ts";
+import { chunkListIndexIds, type IndexCache, manifestChunkList } from "../manifest/chunk_list.ts";
 import { listManifests } from "../manifest/catalog.ts";
 import { decodeManifest } from "../manifest/codec.ts";
+import { chunkKey, packKey } from "../manifest/keys.ts";
 import type { Manifest } from "../manifest/types.ts";
 import { forEachLimit } from "../pool.ts";
 import type { BlobStore } from "../store/types.ts";
@@ -30,9 +31,9 @@ export interface ReferenceOptions {
 }
 
 /**
- * Adds to `into` the hex ids of the chunk objects `manifest` references: its data chunks (the all-zero id
- * is never stored and is left out) and its index chunks, which are read from `store` to list the data
- * chunks. Throws `TesseraError` `NOT_FOUND` when an index chunk is missing.
+ * Adds to `into` the keys of the objects `manifest` references: the packs and chunk objects its data chunks
+ * live in (the all-zero id is never stored and is left out) and its index chunks, which are read from
+ * `store` to list the data chunks. Throws `TesseraError` `NOT_FOUND` when an index chunk is missing.
  *
  * @example
  * ```ts
@@ -43,9 +44,9 @@ export interface ReferenceOptions {
  *   pageSize: 4096, imageLength: 4096, chunkSize: 4096, imageSha256: new Uint8Array(32),
  *   chunk0: new Uint8Array(4096), chunks: { kind: "inline" as const, ids: [] },
  * };
- * const ids = new Set<string>();
- * await addManifestReferences(new MemoryStore(), manifest, ids, { doing: "read app" });
- * console.log(ids.size); // 0: chunk 0 lives in the manifest
+ * const keys = new Set<string>();
+ * await addManifestReferences(new MemoryStore(), manifest, keys, { doing: "read app" });
+ * console.log(keys.size); // 0: chunk 0 lives in the manifest
  * ```
  */
 export async function addManifestReferences(
@@ -54,21 +55,23 @@ export async function addManifestReferences(
   into: Set<string>,
   options: ReferenceOptions & { doing: string },
 ): Promise<void> {
-  const data = await manifestChunkIds(manifest, new StoreChunkSource(store), {
+  const { ids, locations } = await manifestChunkList(manifest, new StoreChunkSource(store), {
     doing: options.doing,
     indexCache: options.indexCache,
     signal: options.signal,
   });
-  for (const id of [...data, ...chunkListIndexIds(manifest.chunks)]) {
-    const hex = idToHex(id);
-    if (hex !== ZERO_HEX) into.add(hex);
-  }
+  ids.forEach((id, i) => {
+    const where = locations[i];
+    if (where) into.add(packKey(where.pack));
+    else if (!idsEqual(id, ZERO_ID)) into.add(chunkKey(id));
+  });
+  for (const id of chunkListIndexIds(manifest.chunks)) if (!idsEqual(id, ZERO_ID)) into.add(chunkKey(id));
 }
 
 /** What {@linkcode referencedChunks} found. */
 export interface References {
-  /** Hex ids of every chunk object some manifest references. */
-  ids: Set<string>;
+  /** Keys of every chunk object and pack some manifest references. */
+  keys: Set<string>;
   /** Manifests read. */
   manifests: number;
   /** Databases they belong to. */
@@ -86,7 +89,7 @@ export interface References {
  * ```ts
  * import { referencedChunks } from "./references.ts";
  * import { MemoryStore } from "../store/memory.ts";
- * console.log((await referencedChunks(new MemoryStore())).ids.size); // 0
+ * console.log((await referencedChunks(new MemoryStore())).keys.size); // 0
  * ```
  */
 export async function referencedChunks(
@@ -95,18 +98,18 @@ export async function referencedChunks(
 ): Promise<References> {
   const { signal } = options;
   const indexCache = options.indexCache ?? boundedIndexCache();
-  const ids = new Set<string>();
+  const keys = new Set<string>();
   const read = new Set<string>();
   const databases = new Set<string>();
   for (let listing = 0; listing < MAX_LISTINGS; listing++) {
-    const keys: string[] = [];
+    const listed: string[] = [];
     for await (const entry of listManifests(store, { signal })) {
       if (read.has(entry.key)) continue;
-      keys.push(entry.key);
+      listed.push(entry.key);
       databases.add(entry.name);
     }
     let vanished = false;
-    await forEachLimit(keys, async (key) => {
+    await forEachLimit(listed, async (key) => {
       const got = await store.get(key, { signal });
       if (got.status !== "ok") {
         vanished = true;
@@ -124,10 +127,10 @@ export async function referencedChunks(
           { cause: error },
         );
       }
-      await addManifestReferences(store, manifest, ids, { doing, indexCache, signal });
+      await addManifestReferences(store, manifest, keys, { doing, indexCache, signal });
       read.add(key);
     }, { concurrency: READ_CONCURRENCY, signal });
-    if (!vanished) return { ids, manifests: read.size, databases: databases.size };
+    if (!vanished) return { keys, manifests: read.size, databases: databases.size };
   }
   throw new TesseraError(
     "CONFLICT",

@@ -7,10 +7,10 @@
  */
 
 import { decodeChunk } from "../chunk/codec.ts";
-import { hexToId } from "../chunk/ids.ts";
+import { readPackContents } from "../chunk/pack.ts";
 import { TesseraError } from "../errors.ts";
 import { listHistory, loadLatest, loadSequence } from "../manifest/catalog.ts";
-import { chunkKey } from "../manifest/keys.ts";
+import { parseChunkKey, parsePackKey } from "../manifest/keys.ts";
 import type { Manifest } from "../manifest/types.ts";
 import { forEachLimit } from "../pool.ts";
 import type { BlobStore } from "../store/types.ts";
@@ -79,7 +79,7 @@ export async function touchChunks(
     throw new RangeError(`Cannot touch chunks older than ${olderThanMs} ms: expected a duration ≥ 0`);
   }
   const dryRun = options.dryRun ?? false;
-  const ids = new Set<string>();
+  const keys = new Set<string>();
   const indexCache = boundedIndexCache();
   const manifests = await eachManifest(
     store,
@@ -88,7 +88,7 @@ export async function touchChunks(
     signal,
     async (manifest) => {
       const doing = `touch the chunks of snapshot ${manifest.sequence} of database "${name}"`;
-      await addManifestReferences(store, manifest, ids, { doing, indexCache, signal });
+      await addManifestReferences(store, manifest, keys, { doing, indexCache, signal });
     },
   );
   const report: TouchReport = {
@@ -96,7 +96,7 @@ export async function touchChunks(
     name,
     dryRun,
     manifests,
-    chunks: ids.size,
+    chunks: keys.size,
     touched: 0,
     bytes: 0,
     fresh: 0,
@@ -104,9 +104,7 @@ export async function touchChunks(
     missing: [],
     corrupt: [],
   };
-  await forEachLimit(ids, async (hex) => {
-    const id = hexToId(hex);
-    const key = chunkKey(id);
+  await forEachLimit(keys, async (key) => {
     const head = await store.head(key, { signal });
     if (head.status !== "ok") {
       report.missing.push(key);
@@ -131,7 +129,9 @@ export async function touchChunks(
       return;
     }
     try {
-      await decodeChunk(id, got.body);
+      const chunk = parseChunkKey(key);
+      if (chunk) await decodeChunk(chunk, got.body);
+      else await readPackContents(got.body, parsePackKey(key)!);
     } catch (error) {
       if (!(error instanceof TesseraError)) throw error;
       report.corrupt.push(key);

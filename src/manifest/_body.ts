@@ -5,6 +5,7 @@
  */
 
 import { ID_LENGTH } from "../chunk/ids.ts";
+import { decodeLocatedList, encodeLocatedList } from "./located_list.ts";
 import { isChosenName, isDatabaseName } from "./naming.ts";
 import type { ChunkId, ChunkList, Manifest } from "./types.ts";
 
@@ -36,6 +37,8 @@ export function countAfterChunk0(imageLength: number, chunkSize: number): number
 export function manifestProblem(m: Manifest): Problem | undefined {
   const type = (field: string, problem: string): Problem => ({ field, problem, wrongType: true });
   if (typeof m !== "object" || m === null) return type("manifest", "must be an object");
+  const version = m.version ?? 1;
+  if (version !== 1 && version !== 2) return { field: "version", problem: `${m.version} is not 1 or 2` };
   const identity = m.identity;
   if (typeof identity !== "object" || identity === null) return type("identity", "must be an object");
   for (const field of ["name", "hostname", "sourcePath"] as const) {
@@ -77,6 +80,12 @@ export function manifestProblem(m: Manifest): Problem | undefined {
   }
   if (!(m.imageSha256 instanceof Uint8Array)) return type("imageSha256", "must be a Uint8Array");
   if (m.imageSha256.length !== ID_LENGTH) return { field: "imageSha256", problem: "is not 32 bytes" };
+  if (version === 2) {
+    if (!(m.imageDigest instanceof Uint8Array)) return type("imageDigest", "must be a Uint8Array");
+    if (m.imageDigest.length !== ID_LENGTH) return { field: "imageDigest", problem: "is not 32 bytes" };
+  } else if (m.imageDigest !== undefined) {
+    return { field: "imageDigest", problem: "needs format version 2" };
+  }
   if (!(m.chunk0 instanceof Uint8Array)) return type("chunk0", "must be a Uint8Array");
   const chunk0Length = Math.min(m.chunkSize, m.imageLength);
   if (m.chunk0.length !== chunk0Length) {
@@ -85,10 +94,10 @@ export function manifestProblem(m: Manifest): Problem | undefined {
       problem: `is ${m.chunk0.length} bytes, not min(chunkSize, imageLength) = ${chunk0Length}`,
     };
   }
-  return chunkListProblem(m.chunks, countAfterChunk0(m.imageLength, m.chunkSize));
+  return chunkListProblem(m.chunks, countAfterChunk0(m.imageLength, m.chunkSize), version);
 }
 
-function chunkListProblem(list: ChunkList, count: number): Problem | undefined {
+function chunkListProblem(list: ChunkList, count: number, version: 1 | 2): Problem | undefined {
   if (count > MAX_U32) return { field: "imageLength", problem: `makes ${count} chunks, more than 2^32 - 1` };
   if (typeof list !== "object" || list === null) {
     return { field: "chunks", problem: "must be an object", wrongType: true };
@@ -103,9 +112,18 @@ function chunkListProblem(list: ChunkList, count: number): Problem | undefined {
   }
   if (ids.some((id) => id.length !== ID_LENGTH)) return { field, problem: "must hold 32-byte ids" };
   if (list.kind === "inline") {
+    if (list.locations !== undefined) {
+      if (version === 1) return { field: "chunks.locations", problem: "needs format version 2" };
+      if (!Array.isArray(list.locations) || list.locations.length !== ids.length) {
+        return { field: "chunks.locations", problem: "must hold one location (or undefined) per id" };
+      }
+    }
     return ids.length === count ? undefined : { field, problem: `lists ${ids.length} ids, not ${count}` };
   }
   if (list.count !== count) return { field: "chunks.count", problem: `is ${list.count}, not ${count}` };
+  if (version === 2 && ids.some((id) => id.every((b) => b === 0))) {
+    return { field, problem: "holds an all-zero index id, which format 2 never writes" };
+  }
   if (!isPowerOfTwo(list.fanout, 64, 32768)) {
     return { field: "chunks.fanout", problem: `${list.fanout} is not a power of two from 64 to 32768` };
   }
@@ -119,10 +137,15 @@ function chunkListProblem(list: ChunkList, count: number): Problem | undefined {
 export function encodeBody(m: Manifest): Uint8Array {
   const text = [m.identity.name, m.identity.hostname, m.identity.sourcePath].map((s) => encoder.encode(s));
   const list = m.chunks;
+  const version = m.version ?? 1;
   const ids: readonly ChunkId[] = list.kind === "inline" ? list.ids : list.indexIds;
+  // Format 2 lists inline chunks with their locations; index ids stay plain.
+  const listed = version === 2 && list.kind === "inline"
+    ? encodeLocatedList(list.ids, list.locations)
+    : undefined;
   const length = text.reduce((n, t) => n + 2 + t.length, 0) + 4 * 8 + 2 * 4 + 32 + 4 + m.chunk0.length + 1 +
-    4 +
-    (list.kind === "indexed" ? 8 : 0) + ids.length * ID_LENGTH;
+    4 + (version === 2 ? ID_LENGTH : 0) +
+    (list.kind === "indexed" ? 8 : 0) + (listed?.length ?? ids.length * ID_LENGTH);
   if (length > MAX_BODY_LENGTH) {
     throw new RangeError(
       `Invalid manifest: its body would be ${length} bytes, over 16 MiB; list chunks indexed`,
@@ -162,6 +185,7 @@ export function encodeBody(m: Manifest): Uint8Array {
   u64(m.imageLength);
   u32(m.chunkSize);
   bytes(m.imageSha256);
+  if (version === 2) bytes(m.imageDigest!);
   u32(m.chunk0.length);
   bytes(m.chunk0);
   body[at++] = list.kind === "inline" ? 0 : 1;
@@ -170,7 +194,8 @@ export function encodeBody(m: Manifest): Uint8Array {
     u32(list.fanout);
     u32(list.indexIds.length);
   }
-  for (const id of ids) bytes(id);
+  if (listed) bytes(listed);
+  else for (const id of ids) bytes(id);
   return body;
 }
 
@@ -178,7 +203,7 @@ export function encodeBody(m: Manifest): Uint8Array {
  * The manifest `body` holds, reading no length it claims past its end; calls `fail` with the reason when
  * the body is malformed. Field rules are left to {@linkcode manifestProblem}.
  */
-export function decodeBody(body: Uint8Array, fail: (reason: string) => never): Manifest {
+export function decodeBody(body: Uint8Array, fail: (reason: string) => never, version: 1 | 2 = 1): Manifest {
   const view = new DataView(body.buffer, body.byteOffset, body.byteLength);
   let at = 0;
   const take = (n: number, field: string) => {
@@ -213,6 +238,7 @@ export function decodeBody(body: Uint8Array, fail: (reason: string) => never): M
   const imageLength = u64("imageLength");
   const chunkSize = u32("chunkSize");
   const imageSha256 = bytes(ID_LENGTH, "imageSha256");
+  const imageDigest = version === 2 ? bytes(ID_LENGTH, "imageDigest") : undefined;
   const chunk0 = bytes(u32("chunk0Length"), "chunk0");
   const kind = u8("listKind");
   const count = u32("count");
@@ -223,13 +249,20 @@ export function decodeBody(body: Uint8Array, fail: (reason: string) => never): M
     for (let i = at - n * ID_LENGTH; i < at; i += ID_LENGTH) list.push(body.slice(i, i + ID_LENGTH));
     return list;
   };
-  if (kind === 0) chunks = { kind: "inline", ids: ids(count, "ids") };
+  if (kind === 0 && version === 2) {
+    if (body.length - at < 4) fail("the body ends inside the located list");
+    const packs = view.getUint32(at, true);
+    const length = 4 + packs * (ID_LENGTH + 4) + count * (ID_LENGTH + 12);
+    const located = decodeLocatedList(body.subarray(take(length, "the located list"), at), count, fail);
+    chunks = { kind: "inline", ids: located.ids, locations: located.locations };
+  } else if (kind === 0) chunks = { kind: "inline", ids: ids(count, "ids") };
   else if (kind === 1) {
     const fanout = u32("fanout");
     chunks = { kind: "indexed", count, fanout, indexIds: ids(u32("indexCount"), "indexIds") };
   } else return fail(`unknown listKind ${kind}`);
   if (at !== body.length) fail(`the body has ${body.length - at} bytes after its end`);
   const m: Manifest = {
+    ...(version === 2 ? { version, imageDigest } : {}),
     identity,
     sequence,
     createdMs,

@@ -8,7 +8,8 @@
 
 import { createHash } from "node:crypto";
 import { checkId, ID_LENGTH } from "../chunk/ids.ts";
-import type { ChunkId, ChunkList } from "./types.ts";
+import { encodeLocatedList } from "./located_list.ts";
+import type { ChunkId, ChunkList, ChunkLocation } from "./types.ts";
 
 /** Options for {@linkcode buildChunkList}. */
 export interface BuildChunkListOptions {
@@ -16,6 +17,11 @@ export interface BuildChunkListOptions {
   inlineMax?: number;
   /** Ids per index chunk: a power of two from 64 to 32768. @default {512} */
   fanout?: number;
+  /** The manifest format the list is for: 2 lists every chunk with its location. @default {2} */
+  version?: 1 | 2;
+  /** Format 2: where each chunk lives, in the order of the ids; `undefined` for its own object.
+   * @default {every chunk is its own object} */
+  locations?: readonly (ChunkLocation | undefined)[] | undefined;
 }
 
 /** A chunk list and the index chunks it names. */
@@ -37,7 +43,7 @@ export interface BuiltChunkList {
  * ```ts
  * import { buildChunkList } from "./build_chunk_list.ts";
  * const ids = Array.from({ length: 1000 }, () => new Uint8Array(32));
- * const { list, indexChunks } = buildChunkList(ids);
+ * const { list, indexChunks } = buildChunkList(ids, { version: 1 });
  * console.log(list.kind, indexChunks.map((c) => c.length)); // "indexed" [16384, 15616]
  * ```
  */
@@ -52,14 +58,32 @@ export function buildChunkList(ids: readonly ChunkId[], options: BuildChunkListO
       `Cannot build a chunk list: fanout ${fanout} is not a power of two from 64 to 32768`,
     );
   }
+  const version = options.version ?? 2;
+  const { locations } = options;
+  if (version === 1 && locations !== undefined) {
+    throw new RangeError("Cannot build a chunk list: format 1 has no locations");
+  }
+  if (locations !== undefined && locations.length !== ids.length) {
+    throw new RangeError(`Cannot build a chunk list: ${locations.length} locations for ${ids.length} ids`);
+  }
   ids.forEach((id, i) => checkId(id, `id of chunk ${i + 1}`));
-  if (ids.length <= inlineMax) return { list: { kind: "inline", ids: [...ids] }, indexChunks: [] };
+  if (ids.length <= inlineMax) {
+    if (version === 1) return { list: { kind: "inline", ids: [...ids] }, indexChunks: [] };
+    const where = locations
+      ? [...locations]
+      : new Array<ChunkLocation | undefined>(ids.length).fill(undefined);
+    return { list: { kind: "inline", ids: [...ids], locations: where }, indexChunks: [] };
+  }
   const indexChunks: Uint8Array[] = [];
   const indexIds: ChunkId[] = [];
   for (let first = 0; first < ids.length; first += fanout) {
     const group = ids.slice(first, first + fanout);
-    const bytes = new Uint8Array(group.length * ID_LENGTH);
-    group.forEach((id, i) => bytes.set(id, i * ID_LENGTH));
+    let bytes: Uint8Array;
+    if (version === 2) bytes = encodeLocatedList(group, locations?.slice(first, first + fanout));
+    else {
+      bytes = new Uint8Array(group.length * ID_LENGTH);
+      group.forEach((id, i) => bytes.set(id, i * ID_LENGTH));
+    }
     indexChunks.push(bytes);
     indexIds.push(new Uint8Array(createHash("sha256").update(bytes).digest()));
   }

@@ -9,7 +9,10 @@ import { ID_LENGTH, idsEqual, idToHex, ZERO_ID } from "../chunk/ids.ts";
 import { TesseraError } from "../errors.ts";
 import type { ChunkSource } from "../chunk/source.ts";
 import { forEachLimit } from "../pool.ts";
-import type { ChunkId, ChunkList, Manifest } from "./types.ts";
+import { decodeLocatedList, type LocatedList } from "./located_list.ts";
+import type { ChunkId, ChunkList, ChunkLocation, Manifest } from "./types.ts";
+
+export type { LocatedList };
 
 /** How many index chunks {@linkcode expandChunkList} loads at once. */
 const LOAD_CONCURRENCY = 8;
@@ -29,10 +32,11 @@ export function chunkListIndexIds(list: ChunkList): ChunkId[] {
 }
 
 /**
- * The ids of chunks 1 .. n-1 that `list` names, loading index chunk `k` (0-based) through
+ * The ids of chunks 1 .. n-1 that `list` names, and where each lives (format 2; all `undefined` in format
+ * 1, where every chunk is its own object), loading index chunk `k` (0-based) through
  * `loadIndexChunk(id, k)`, which returns its raw, verified bytes. Index chunks named by the all-zero id are
- * zero bytes and are not loaded. Throws `TesseraError` `CORRUPT_MANIFEST` when the list is inconsistent or
- * an index chunk is not `fanout * 32` bytes (the last: the rest).
+ * zero bytes and are not loaded (format 1 only). Throws `TesseraError` `CORRUPT_MANIFEST` when the list is
+ * inconsistent or an index chunk does not hold the entries its place in the list gives it.
  *
  * @example
  * ```ts
@@ -40,15 +44,19 @@ export function chunkListIndexIds(list: ChunkList): ChunkId[] {
  * import { expandChunkList } from "./chunk_list.ts";
  * const ids = Array.from({ length: 600 }, (_, i) => new Uint8Array(32).fill(i % 256));
  * const { list, indexChunks } = buildChunkList(ids);
- * const again = await expandChunkList(list, async (_id, k) => indexChunks[k]!);
- * console.log(again.length); // 600
+ * const again = await expandChunkList(list, async (_id, k) => indexChunks[k]!, 2);
+ * console.log(again.ids.length); // 600
  * ```
  */
 export async function expandChunkList(
   list: ChunkList,
   loadIndexChunk: (id: ChunkId, k: number) => Promise<Uint8Array>,
-): Promise<ChunkId[]> {
-  if (list.kind === "inline") return [...list.ids];
+  version: 1 | 2 = 1,
+): Promise<LocatedList> {
+  if (list.kind === "inline") {
+    const locations = list.locations ?? new Array<ChunkLocation | undefined>(list.ids.length).fill(undefined);
+    return { ids: [...list.ids], locations: [...locations] };
+  }
   const { count, fanout, indexIds } = list;
   if (indexIds.length !== Math.ceil(count / fanout)) {
     throw new TesseraError(
@@ -57,27 +65,35 @@ export async function expandChunkList(
     );
   }
   const ids: ChunkId[] = new Array(count);
+  const locations: (ChunkLocation | undefined)[] = new Array(count).fill(undefined);
   const load = async (k: number) => {
     const id = indexIds[k] as ChunkId;
     const held = Math.min(fanout, count - k * fanout);
-    if (idsEqual(id, ZERO_ID)) {
+    if (version === 1 && idsEqual(id, ZERO_ID)) {
       ids.fill(ZERO_ID, k * fanout, k * fanout + held);
       return;
     }
     const bytes = await loadIndexChunk(id, k);
-    if (!(bytes instanceof Uint8Array) || bytes.length !== held * ID_LENGTH) {
-      const length = bytes instanceof Uint8Array ? bytes.length : "not";
+    const bad = (reason: string): never => {
       throw new TesseraError(
         "CORRUPT_MANIFEST",
-        `Cannot expand a chunk list: index chunk ${k} (${idToHex(id)}) is ${length} bytes, not ${
-          held * ID_LENGTH
-        }`,
+        `Cannot expand a chunk list: index chunk ${k} (${idToHex(id)}) ${reason}`,
       );
+    };
+    if (!(bytes instanceof Uint8Array)) bad("is not bytes");
+    if (version === 2) {
+      const located = decodeLocatedList(bytes, held, (reason) => bad(`is not a located list: ${reason}`));
+      for (let i = 0; i < held; i++) {
+        ids[k * fanout + i] = located.ids[i]!;
+        locations[k * fanout + i] = located.locations[i];
+      }
+      return;
     }
+    if (bytes.length !== held * ID_LENGTH) bad(`is ${bytes.length} bytes, not ${held * ID_LENGTH}`);
     for (let i = 0; i < held; i++) ids[k * fanout + i] = bytes.subarray(i * ID_LENGTH, (i + 1) * ID_LENGTH);
   };
   await forEachLimit(indexIds.keys(), load, { concurrency: LOAD_CONCURRENCY });
-  return ids;
+  return { ids, locations };
 }
 
 /** Index chunks by hex id: looked up before fetching, and told of every index chunk a manifest uses. */
@@ -115,8 +131,17 @@ export async function manifestChunkIds(
   indexChunks: ChunkSource,
   options: ManifestChunkIdsOptions,
 ): Promise<ChunkId[]> {
+  return (await manifestChunkList(manifest, indexChunks, options)).ids;
+}
+
+/** Like {@linkcode manifestChunkIds}, with where each chunk lives. */
+export async function manifestChunkList(
+  manifest: Manifest,
+  indexChunks: ChunkSource,
+  options: ManifestChunkIdsOptions,
+): Promise<LocatedList> {
   const { doing, indexCache, signal } = options;
-  const ids = await expandChunkList(manifest.chunks, async (id, k) => {
+  const list = await expandChunkList(manifest.chunks, async (id, k) => {
     const hex = idToHex(id);
     const bytes = indexCache?.get(hex) ?? await indexChunks.get(id, { signal });
     if (bytes === undefined) {
@@ -127,7 +152,8 @@ export async function manifestChunkIds(
     }
     indexCache?.set(hex, bytes);
     return bytes;
-  });
+  }, manifest.version ?? 1);
+  const { ids } = list;
   const total = Math.ceil(manifest.imageLength / manifest.chunkSize);
   if (
     ids.length !== Math.max(0, total - 1) ||
@@ -138,5 +164,5 @@ export async function manifestChunkIds(
       `Cannot ${doing}: the manifest lists ${ids.length + 1} chunks for ${manifest.imageLength} bytes`,
     );
   }
-  return ids;
+  return list;
 }

@@ -13,6 +13,9 @@ import type { Manifest, Pointer } from "./types.ts";
 
 const MANIFEST_MAGIC = [0x54, 0x53, 0x4d, 0x46]; // "TSMF"
 const POINTER_MAGIC = [0x54, 0x53, 0x50, 0x54]; // "TSPT"
+/** The manifest formats this reader knows; a manifest's own `version` says which it is written in. */
+const MANIFEST_VERSIONS = [1, 2];
+/** The pointer format. */
 const VERSION = 1;
 const MANIFEST_HEADER = 16;
 const POINTER_FIXED = 58;
@@ -62,7 +65,7 @@ export async function encodeManifest(m: Manifest, options: EncodeManifestOptions
   const object = new Uint8Array(MANIFEST_HEADER + stored.length + ID_LENGTH);
   const view = new DataView(object.buffer);
   object.set(MANIFEST_MAGIC, 0);
-  object[4] = VERSION;
+  object[4] = m.version ?? 1;
   object[5] = code;
   view.setUint32(8, body.length, true);
   view.setUint32(12, stored.length, true);
@@ -98,7 +101,8 @@ export async function decodeManifest(
   if (bytes.length < MANIFEST_HEADER) {
     fail(`the object is ${bytes.length} bytes, shorter than the ${MANIFEST_HEADER}-byte header`);
   }
-  checkHeader(bytes, MANIFEST_MAGIC, "TSMF", fail);
+  checkHeader(bytes, MANIFEST_MAGIC, "TSMF", fail, MANIFEST_VERSIONS);
+  const version = bytes[4] as 1 | 2;
   const codec = bytes[5];
   if (codec !== 0 && codec !== 1) fail(`unknown body codec ${codec}`);
   if (bytes[6] !== 0 || bytes[7] !== 0) fail("the reserved header bytes are not zero");
@@ -123,7 +127,7 @@ export async function decodeManifest(
       fail((error as Error).message, error);
     }
   }
-  return decodeBody(body, fail);
+  return decodeBody(body, fail, version);
 }
 
 /**
@@ -173,7 +177,7 @@ export async function decodePointer(bytes: Uint8Array, options: { what?: string 
   if (bytes.length < POINTER_FIXED + ID_LENGTH) {
     fail(`the object is ${bytes.length} bytes, shorter than the ${POINTER_FIXED + ID_LENGTH}-byte minimum`);
   }
-  checkHeader(bytes, POINTER_MAGIC, "TSPT", fail);
+  checkHeader(bytes, POINTER_MAGIC, "TSPT", fail, [VERSION]);
   if (bytes[5] !== 0 || bytes[6] !== 0 || bytes[7] !== 0) fail("the reserved header bytes are not zero");
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const writerLength = view.getUint16(56, true);
@@ -214,9 +218,11 @@ function failer(code: "CORRUPT_MANIFEST" | "CORRUPT_POINTER", noun: string, what
   };
 }
 
-function checkHeader(bytes: Uint8Array, magic: number[], name: string, fail: Fail): void {
+function checkHeader(bytes: Uint8Array, magic: number[], name: string, fail: Fail, versions: number[]): void {
   if (magic.some((b, i) => bytes[i] !== b)) fail(`the object does not start with the magic ${name}`);
-  if (bytes[4] !== VERSION) fail(`format version ${bytes[4]} is not supported by this Tessera; upgrade it`);
+  if (!versions.includes(bytes[4]!)) {
+    fail(`format version ${bytes[4]} is not supported by this Tessera; upgrade it`);
+  }
 }
 
 async function checkTrailer(bytes: Uint8Array, end: number, fail: Fail): Promise<void> {

@@ -8,7 +8,14 @@
 
 import { isDatabaseName } from "./naming.ts";
 
-export { chunkKey, CHUNKS_PREFIX, parseChunkKey } from "../chunk/keys.ts";
+export {
+  chunkKey,
+  CHUNKS_PREFIX,
+  packKey,
+  PACKS_PREFIX,
+  parseChunkKey,
+  parsePackKey,
+} from "../chunk/keys.ts";
 
 /** The prefix every database's keys share; listing it with delimiter `/` lists the databases. */
 export const DATABASES_PREFIX = "dbs/";

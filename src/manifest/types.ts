@@ -5,9 +5,10 @@
  */
 
 import type { ChunkId } from "../chunk/ids.ts";
+import type { ChunkLocation } from "../chunk/pack.ts";
 
 // Defined with the chunk layer, which names chunks without knowing manifests.
-export type { ChunkId };
+export type { ChunkId, ChunkLocation };
 
 /** Where a database came from, as recorded in each manifest. */
 export interface DatabaseIdentity {
@@ -21,11 +22,20 @@ export interface DatabaseIdentity {
 
 /** How a manifest lists its chunks (after chunk 0, which it holds inline). */
 export type ChunkList =
-  | { kind: "inline"; ids: ChunkId[] }
+  | {
+    kind: "inline";
+    ids: ChunkId[];
+    /** Format 2: where each chunk lives, in the order of `ids`; `undefined` for a chunk stored as its own
+     * object (and for zero chunks). Absent: every chunk is its own object. */
+    locations?: (ChunkLocation | undefined)[] | undefined;
+  }
   | { kind: "indexed"; count: number; fanout: number; indexIds: ChunkId[] };
 
 /** One snapshot of one database: everything needed to rebuild and verify its image. */
 export interface Manifest {
+  /** The object's format version: 1 (chunk objects only), or 2 (packs, locations and `imageDigest`, what
+   * writers write). @default {1} */
+  version?: 1 | 2 | undefined;
   identity: DatabaseIdentity;
   /** Increases by one with each snapshot published for the database, from 1. */
   sequence: number;
@@ -39,8 +49,11 @@ export interface Manifest {
   imageLength: number;
   /** The chunk size in bytes, a power of two from 4 KiB to 1 MiB, at least the page size. */
   chunkSize: number;
-  /** SHA-256 of the whole image. */
+  /** SHA-256 of the whole image, or 32 zero bytes when the writer did not read it whole. */
   imageSha256: Uint8Array;
+  /** Format 2: the image digest (`docs/FORMAT.md`): a SHA-256 over the image's length, chunk size, chunk 0
+   * and the ordered ids of the other chunks, which a writer computes without reading unchanged chunks. */
+  imageDigest?: Uint8Array | undefined;
   /** The bytes of chunk 0 (the first `min(chunkSize, imageLength)` bytes of the image). */
   chunk0: Uint8Array;
   /** The ids of chunks 1 .. n-1; an all-zero id stands for a chunk of zero bytes, which is never stored. */

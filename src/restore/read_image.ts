@@ -1,10 +1,12 @@
 /**
  * Reading a database image from a manifest: the one reader behind `restoreImage`, both replica engines and
- * directory snapshot verification. It expands the chunk list, skips what the caller already holds, fetches
- * the rest with bounded concurrency (a chunk repeated while in flight is fetched once), checks each chunk's
- * length against the image's layout, and hands every chunk to the caller's sink. Chunk sources check every
- * chunk against its id (`src/chunk/source.ts`); the reader hashes the whole image, in order, when the caller
- * gives it a hasher, and checks the manifest's SHA-256 when it holds one.
+ * directory snapshot verification. It expands the chunk list, checks it against the manifest's image digest
+ * (format 2), cuts it into runs (neighbours in one pack, read with one ranged GET; a chunk kept as its own
+ * object alone), skips what the caller already holds, fetches the rest with a bounded number of runs in
+ * flight (a chunk repeated while in flight is fetched once), checks each chunk's length against the image's
+ * layout, and hands every chunk to the caller's sink. Chunk sources check every chunk against its id
+ * (`src/chunk/source.ts`); the reader hashes the whole image, in order, when the caller gives it a hasher, and
+ * checks the manifest's SHA-256 when it holds one.
  *
  * Web APIs only: a caller on a runtime with an incremental SHA-256 (`node:crypto`) passes it in.
  *
@@ -13,10 +15,11 @@
 
 import { toHex } from "../bytes.ts";
 import { type ChunkId, idsEqual, idToHex, ZERO_ID } from "../chunk/ids.ts";
-import type { ChunkSource } from "../chunk/source.ts";
+import { ChunkRequestError, type ChunkSource, getChunks } from "../chunk/source.ts";
 import { TesseraError } from "../errors.ts";
-import { type IndexCache, manifestChunkIds } from "../manifest/chunk_list.ts";
-import type { Manifest } from "../manifest/types.ts";
+import { type IndexCache, manifestChunkList } from "../manifest/chunk_list.ts";
+import { imageDigest } from "../manifest/digest.ts";
+import type { ChunkLocation, Manifest } from "../manifest/types.ts";
 import { forEachLimit } from "../pool.ts";
 import { Sequencer } from "./_sequencer.ts";
 
@@ -51,13 +54,15 @@ export interface ImageHash {
 /** A check {@linkcode readImage} made that failed, for {@linkcode ReadImageOptions.describe}. */
 export type ReadProblem =
   /** The chunk source lacks chunk `index` (`NOT_FOUND`). */
-  | { kind: "missing"; index: number; id: ChunkId; source: string }
+  | { kind: "missing"; index: number; id: ChunkId; where: ChunkLocation | undefined; source: string }
   /** Chunk `index` is not the length the image's layout gives it (`CORRUPT_MANIFEST`). */
   | { kind: "length"; index: number; id: ChunkId; length: number; expected: number }
   /** The chunk source failed to read chunk `index` (the error's code: `CHECKSUM_MISMATCH`, ...). */
-  | { kind: "unreadable"; index: number; id: ChunkId; error: TesseraError }
+  | { kind: "unreadable"; index: number; id: ChunkId; where: ChunkLocation | undefined; error: TesseraError }
   /** The image's SHA-256 is not the manifest's (`CHECKSUM_MISMATCH`); both lower-case hex. */
-  | { kind: "image"; sha256: string; expected: string };
+  | { kind: "image"; sha256: string; expected: string }
+  /** The image digest of the chunk list read is not the manifest's (`CHECKSUM_MISMATCH`); lower-case hex. */
+  | { kind: "digest"; digest: string; expected: string };
 
 /** Options of {@linkcode readImage}. */
 export interface ReadImageOptions {
@@ -74,10 +79,11 @@ export interface ReadImageOptions {
   /** Receives every chunk not skipped by `have`, chunk 0 first, the others as they arrive. A chunk counts
    * as read once its sink call settles. @default {chunks are only checked} */
   sink?: ((chunk: ImageChunk) => void | Promise<void>) | undefined;
-  /** Creates the hash the whole image is fed to, in order; then at most `2 * concurrency` chunks run ahead
+  /** Creates the hash the whole image is fed to, in order; then at most `concurrency + 1` runs run ahead
    * of the hash. No hash is made when `have` skips a chunk. @default {the image is not hashed} */
   hasher?: (() => ImageHash) | undefined;
-  /** Chunks read at once. @default {8} */
+  /** Runs read at once: each is a run of neighbours in one pack, up to {@linkcode RUN_BYTES}, or one chunk
+   * kept as its own object. @default {8} */
   concurrency?: number | undefined;
   /** Cancels the read; it then rejects with the signal's reason once no sink call is running. */
   signal?: AbortSignal | undefined;
@@ -92,12 +98,16 @@ export interface ReadImageOptions {
 export interface ReadImageResult {
   /** The ids of chunks 1 .. n-1, as the manifest lists them. */
   ids: ChunkId[];
+  /** Where each of them lives (format 2), in the same order; `undefined` for its own object. */
+  locations: (ChunkLocation | undefined)[];
   /** Chunks read from the chunk source (index chunks not counted). */
   fetched: number;
   /** SHA-256 of the whole image, lower-case hex, when it was hashed. */
   sha256: string | undefined;
   /** True when the manifest held the image's SHA-256 and the image hashed matched it. */
   imageVerified: boolean;
+  /** True when the manifest held an image digest (format 2) and the chunk list read matched it. */
+  digestVerified: boolean;
 }
 
 /**
@@ -134,7 +144,7 @@ export async function readImage(
   options: ReadImageOptions = {},
 ): Promise<ReadImageResult> {
   const { have, sink, signal, onProgress, describe } = options;
-  const concurrency = options.concurrency ?? 8;
+  const concurrency = options.concurrency ?? DEFAULT_RUNS;
   if (!Number.isSafeInteger(concurrency) || concurrency < 1) {
     throw new RangeError(`Cannot read an image: concurrency ${concurrency} is not a positive integer`);
   }
@@ -152,97 +162,148 @@ export async function readImage(
   signal?.addEventListener("abort", onAbort, { once: true });
   let hash = options.hasher?.();
   let ids: ChunkId[] = [];
+  let locations: (ChunkLocation | undefined)[] = [];
   let total = 0;
   let done = 0;
   const progress = () => onProgress?.(++done, total);
-  // The hash reads chunks in order, so only a bounded window may run ahead of it.
-  const sequencer = hash === undefined ? undefined : new Sequencer<Uint8Array | undefined>(
-    2 * concurrency,
-    (bytes) => {
-      if (bytes) hash?.update(bytes);
-      progress();
+  // The hash reads runs in order, so only a bounded window of runs may run ahead of it.
+  const sequencer = hash === undefined ? undefined : new Sequencer<(Uint8Array | undefined)[]>(
+    concurrency + 1,
+    (run) => {
+      for (const bytes of run) {
+        if (bytes) hash?.update(bytes);
+        progress();
+      }
     },
+    0,
   );
   let zeros: Uint8Array | undefined;
   let fetched = 0;
   const inFlight = new Map<string, Promise<Uint8Array | undefined>>();
 
-  // A chunk asked for again while its read is in flight is read once.
-  const fetchChunk = async (id: ChunkId, index: number, length: number): Promise<Uint8Array> => {
-    const hex = idToHex(id);
-    let pending = inFlight.get(hex);
-    const mine = pending === undefined;
-    if (pending === undefined) {
-      fetched++;
-      pending = chunks.get(id, { signal: stop.signal });
-      inFlight.set(hex, pending);
+  // Reads the chunks `wanted` (image indexes) with one request to the source; a chunk asked for again while
+  // its read is in flight is read once.
+  const fetchChunks = async (wanted: number[]): Promise<Uint8Array[]> => {
+    const fresh: number[] = [];
+    const mine: string[] = [];
+    for (const index of wanted) {
+      const hex = idToHex(ids[index - 1]!);
+      if (inFlight.has(hex) || fresh.some((i) => idsEqual(ids[i - 1]!, ids[index - 1]!))) continue;
+      fresh.push(index);
+    }
+    if (fresh.length > 0) {
+      fetched += fresh.length;
+      const batch = getChunks(
+        chunks,
+        fresh.map((i) => ({ id: ids[i - 1]!, where: locations[i - 1] })),
+        { signal: stop.signal },
+      ).catch((error) => {
+        if (stop.signal.aborted || !(error instanceof TesseraError)) throw error;
+        const index = error instanceof ChunkRequestError ? fresh[error.request]! : fresh[0]!;
+        const cause = error instanceof ChunkRequestError ? error.cause as TesseraError : error;
+        const message = describe?.({
+          kind: "unreadable",
+          index,
+          id: ids[index - 1]!,
+          where: locations[index - 1],
+          error: cause,
+        });
+        throw message === undefined ? cause : new TesseraError(cause.code, message, { cause });
+      });
+      fresh.forEach((index, k) => {
+        const hex = idToHex(ids[index - 1]!);
+        mine.push(hex);
+        const one = batch.then((answers) => answers[k]);
+        // Handled here too: a failure no reader is left waiting for is not an unhandled rejection.
+        one.catch(() => {});
+        inFlight.set(hex, one);
+      });
     }
     try {
-      let bytes: Uint8Array | undefined;
-      try {
-        bytes = await pending;
-      } catch (error) {
-        if (stop.signal.aborted || !(error instanceof TesseraError)) throw error;
-        const message = describe?.({ kind: "unreadable", index, id, error });
-        throw message === undefined ? error : new TesseraError(error.code, message, { cause: error });
+      const out: Uint8Array[] = [];
+      for (const index of wanted) {
+        const id = ids[index - 1]!;
+        const bytes = await inFlight.get(idToHex(id));
+        const length = Math.min(chunkSize, imageLength - index * chunkSize);
+        if (bytes === undefined) {
+          throw fail({ kind: "missing", index, id, where: locations[index - 1], source: chunks.description });
+        }
+        if (bytes.length !== length) {
+          throw fail({ kind: "length", index, id, length: bytes.length, expected: length });
+        }
+        out.push(bytes);
       }
-      if (bytes === undefined) throw fail({ kind: "missing", index, id, source: chunks.description });
-      if (bytes.length !== length) {
-        throw fail({ kind: "length", index, id, length: bytes.length, expected: length });
-      }
-      return bytes;
+      return out;
     } finally {
-      if (mine) inFlight.delete(hex);
+      for (const hex of mine) inFlight.delete(hex);
     }
   };
 
-  const readChunk = async (index: number): Promise<void> => {
-    if (sequencer) await sequencer.turn(index, stop.signal);
-    const id = ids[index - 1]!;
-    const offset = index * chunkSize;
-    const length = Math.min(chunkSize, imageLength - offset);
-    const had = await have?.(id, index);
-    let chunk: ImageChunk | undefined;
-    if (had === true) {
-      hash = undefined; // the sink holds bytes the hash never sees
-    } else if (had instanceof Uint8Array) {
-      if (had.length !== length) {
-        throw fail({ kind: "length", index, id, length: had.length, expected: length });
+  const readRun = async (run: number[], r: number): Promise<void> => {
+    if (sequencer) await sequencer.turn(r, stop.signal);
+    const out: (ImageChunk | undefined)[] = [];
+    const wanted: number[] = [];
+    for (const index of run) {
+      const id = ids[index - 1]!;
+      const offset = index * chunkSize;
+      const length = Math.min(chunkSize, imageLength - offset);
+      const had = await have?.(id, index);
+      if (had === true) {
+        hash = undefined; // the sink holds bytes the hash never sees
+        out.push(undefined);
+      } else if (had instanceof Uint8Array) {
+        if (had.length !== length) {
+          throw fail({ kind: "length", index, id, length: had.length, expected: length });
+        }
+        out.push({ index, offset, id, bytes: had, from: "have" });
+      } else if (idsEqual(id, ZERO_ID)) {
+        zeros ??= new Uint8Array(chunkSize);
+        out.push({ index, offset, id, bytes: zeros.subarray(0, length), from: "zero" });
+      } else {
+        wanted.push(index);
+        out.push({ index, offset, id, bytes: EMPTY, from: "fetched" });
       }
-      chunk = { index, offset, id, bytes: had, from: "have" };
-    } else if (idsEqual(id, ZERO_ID)) {
-      zeros ??= new Uint8Array(chunkSize);
-      chunk = { index, offset, id, bytes: zeros.subarray(0, length), from: "zero" };
-    } else {
-      chunk = { index, offset, id, bytes: await fetchChunk(id, index, length), from: "fetched" };
     }
-    stop.signal.throwIfAborted();
-    if (chunk) await sink?.(chunk);
-    if (sequencer) sequencer.complete(index, chunk?.bytes);
-    else progress();
+    if (wanted.length > 0) {
+      const got = await fetchChunks(wanted);
+      let k = 0;
+      for (const chunk of out) if (chunk?.from === "fetched") chunk.bytes = got[k++]!;
+    }
+    for (const chunk of out) {
+      stop.signal.throwIfAborted();
+      if (chunk) await sink?.(chunk);
+      if (!sequencer) progress();
+    }
+    sequencer?.complete(r, out.map((chunk) => chunk?.bytes));
   };
 
   try {
-    ids = await manifestChunkIds(manifest, options.indexChunks ?? chunks, {
+    ({ ids, locations } = await manifestChunkList(manifest, options.indexChunks ?? chunks, {
       doing,
       indexCache: options.indexCache,
       signal: stop.signal,
-    });
+    }));
+    if (manifest.version === 2) {
+      const digest = await imageDigest(imageLength, chunkSize, manifest.chunk0, ids);
+      if (!idsEqual(digest, manifest.imageDigest!)) {
+        throw fail({ kind: "digest", digest: toHex(digest), expected: toHex(manifest.imageDigest!) });
+      }
+    }
     total = ids.length + (imageLength > 0 ? 1 : 0);
     if (imageLength > 0) {
       await sink?.({ index: 0, offset: 0, id: undefined, bytes: manifest.chunk0, from: "manifest" });
       hash?.update(manifest.chunk0);
       progress();
     }
-    const indexes = Array.from({ length: ids.length }, (_, i) => i + 1);
-    await forEachLimit(indexes, async (index) => {
+    await forEachLimit(planRuns(ids, locations, chunkSize), async (run, r) => {
       try {
-        await readChunk(index);
+        await readRun(run, r);
       } catch (error) {
         stop.abort(error);
         throw error;
       }
     }, { concurrency, signal: stop.signal });
+    await chunks.settled?.();
   } catch (error) {
     stop.abort(error);
     throw signal?.aborted ? signal.reason : error;
@@ -255,7 +316,64 @@ export async function readImage(
   if (sha256 !== undefined && stated !== undefined && sha256 !== stated) {
     throw fail({ kind: "image", sha256, expected: stated });
   }
-  return { ids, fetched, sha256, imageVerified: sha256 !== undefined && stated !== undefined };
+  return {
+    ids,
+    locations,
+    fetched,
+    sha256,
+    imageVerified: sha256 !== undefined && stated !== undefined,
+    digestVerified: manifest.version === 2,
+  };
+}
+
+const EMPTY = new Uint8Array(0);
+
+/** Runs read at once, unless the caller says otherwise. */
+const DEFAULT_RUNS = 8;
+/** The most bytes of chunk objects one run reads from a pack (one ranged GET). */
+export const RUN_BYTES = 2 * 1024 * 1024;
+/** The most chunks in one run. */
+const RUN_CHUNKS = 32;
+
+/**
+ * Cuts chunks 1 .. n-1 into runs, the reader's unit of work: neighbours in one pack (each chunk object where
+ * the previous ends) up to {@linkcode RUN_BYTES} and {@linkcode RUN_CHUNKS}, read with one request; a chunk
+ * kept as its own object alone. Zero chunks join the run they fall in.
+ */
+export function planRuns(
+  ids: readonly ChunkId[],
+  locations: readonly (ChunkLocation | undefined)[],
+  chunkSize: number,
+): number[][] {
+  const runs: number[][] = [];
+  let run: number[] = [];
+  let bytes = 0;
+  let end: { pack: ChunkId; at: number } | undefined;
+  const cut = () => {
+    if (run.length > 0) runs.push(run);
+    run = [];
+    bytes = 0;
+    end = undefined;
+  };
+  for (let i = 0; i < ids.length; i++) {
+    const where = locations[i];
+    if (where === undefined && idsEqual(ids[i]!, ZERO_ID)) {
+      if (run.length >= RUN_CHUNKS) cut();
+      run.push(i + 1);
+      continue;
+    }
+    const follows = where !== undefined && end !== undefined && end.at === where.offset &&
+      idsEqual(end.pack, where.pack);
+    const size = where?.length ?? chunkSize;
+    if (run.length > 0 && (!follows || bytes + size > RUN_BYTES || run.length >= RUN_CHUNKS)) cut();
+    run.push(i + 1);
+    bytes += size;
+    end = where === undefined ? undefined : { pack: where.pack, at: where.offset + where.length };
+    // A chunk kept as its own object is a request of its own.
+    if (where === undefined) cut();
+  }
+  cut();
+  return runs;
 }
 
 /** The checks the reader itself makes (a source's errors are its own). */
@@ -265,12 +383,15 @@ const CODES = {
   missing: "NOT_FOUND",
   length: "CORRUPT_MANIFEST",
   image: "CHECKSUM_MISMATCH",
+  digest: "CHECKSUM_MISMATCH",
 } as const;
 
 function defaultMessage(problem: CheckProblem): string {
   switch (problem.kind) {
     case "missing":
-      return `chunk ${idToHex(problem.id)} (chunk #${problem.index}) is missing from ${problem.source}`;
+      return `chunk ${idToHex(problem.id)} (chunk #${problem.index}${
+        problem.where ? `, in pack ${idToHex(problem.where.pack)}` : ""
+      }) is missing from ${problem.source}`;
     case "length":
       return `chunk ${
         idToHex(problem.id)
@@ -278,5 +399,7 @@ function defaultMessage(problem: CheckProblem): string {
         `manifest places ${problem.expected} bytes there`;
     case "image":
       return `the rebuilt image's SHA-256 is ${problem.sha256}, but the manifest says ${problem.expected}`;
+    case "digest":
+      return `the chunk list's image digest is ${problem.digest}, but the manifest says ${problem.expected}`;
   }
 }

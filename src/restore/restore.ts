@@ -26,8 +26,8 @@ export interface RestoreImageOptions {
   indexChunks?: ChunkSource | undefined;
   /** The file to write; replaced whole, only once the image is verified. */
   out: string;
-  /** Chunks fetched at once; at most twice as many are held in memory.
-   * @default {8} */
+  /** Requests in flight at once, each a run of neighbouring chunks in a pack (up to 2 MiB) or one chunk
+   * kept as its own object; at most one run more is held in memory. @default {8} */
   concurrency?: number | undefined;
   /** Cancels the restore; it then rejects with the signal's reason and leaves `out` as it was. */
   signal?: AbortSignal | undefined;

@@ -16,7 +16,7 @@ import { StoreChunkSource } from "../chunk/source.ts";
 import { errorMessage, TesseraError } from "../errors.ts";
 import { syncDir } from "../files.ts";
 import { listDatabases, loadLatest } from "../manifest/catalog.ts";
-import { chunkKey } from "../manifest/keys.ts";
+import { chunkKey, packKey } from "../manifest/keys.ts";
 import { readImage } from "../restore/read_image.ts";
 import { LocalStore } from "../store/local.ts";
 import type { BlobStore } from "../store/types.ts";
@@ -187,9 +187,10 @@ export async function verifySnapshot(
     doing: `verify ${what}`,
     hasher: () => createHash("sha256"),
     describe: (problem) => {
-      if (problem.kind === "image") return undefined;
+      if (problem.kind === "image" || problem.kind === "digest") return undefined;
       const at = `chunk #${problem.index}`;
-      const key = chunkKey(problem.id);
+      const where = problem.kind === "length" ? undefined : problem.where;
+      const key = where ? `${packKey(where.pack)} at byte ${where.offset}` : chunkKey(problem.id);
       if (problem.kind === "missing") return `Cannot verify ${what}: ${at} (${key}) is missing`;
       if (problem.kind === "unreadable") {
         return `Cannot verify ${what}: ${at} at ${key}: ${problem.error.message}`;

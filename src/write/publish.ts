@@ -11,18 +11,21 @@
 import { toHex } from "../bytes.ts";
 import { encodeChunk } from "../chunk/codec.ts";
 import { chunkIds, hexToId, idToHex, ZERO_HEX } from "../chunk/ids.ts";
+import { buildPack, type ChunkLocation, PACK_TARGET_BYTES } from "../chunk/pack.ts";
 import { StoreChunkSource } from "../chunk/source.ts";
 import { TesseraError } from "../errors.ts";
 import { buildChunkList } from "../manifest/build_chunk_list.ts";
-import { manifestChunkIds } from "../manifest/chunk_list.ts";
+import { manifestChunkList } from "../manifest/chunk_list.ts";
 import { loadPointed, readPointer } from "../manifest/catalog.ts";
 import { encodeManifest, encodePointer } from "../manifest/codec.ts";
-import { chunkKey, manifestKey, pointerKey } from "../manifest/keys.ts";
+import { imageDigest } from "../manifest/digest.ts";
+import { chunkKey, manifestKey, packKey, pointerKey } from "../manifest/keys.ts";
 import type { Manifest, Pointer } from "../manifest/types.ts";
 import { forEachLimit } from "../pool.ts";
 import type { BlobStore } from "../store/types.ts";
+import { planRepack } from "./repack.ts";
 import { ChunkUploader } from "./reuse.ts";
-import { type CaptureRecord, pendingChunk0, type PendingImage, type Spool } from "./spool.ts";
+import { pendingChunk0, type PendingImage, type Spool } from "./spool.ts";
 
 /** A chunk of a pending image is neither spooled nor in the store: the spool must capture the whole image. */
 export class SpoolIncompleteError extends TesseraError {
@@ -56,6 +59,10 @@ export class PointerAheadError extends TesseraError {
 export interface PublishResult {
   /** Spooled data chunks written to the store. */
   uploaded: number;
+  /** Pack objects written (the data chunks travel in them). */
+  packs: number;
+  /** Chunks the store held that were moved into the new packs (repacking). */
+  moved: number;
   /** Bytes written: data chunks, index chunks and the manifest (not the pointer). */
   bytes: number;
   /** Of `bytes`, those of data chunks (including chunks written back after a collector deleted them). */
@@ -81,24 +88,20 @@ export interface PublishTargetOptions {
    * lost); "sync" never does (every sync may carry the same writer name). @default {"replicator"}
    */
   role?: "replicator" | "sync" | undefined;
-  /** Chunk uploads in flight at once. @default {8} */
+  /** Pack uploads in flight at once. @default {3} */
   concurrency?: number | undefined;
-  /**
-   * Take the chunks of the manifest the store's pointer names as present (read from the manifest, not
-   * checked one by one). `tessera sync` does not: without a record it can trust, it asks the store about
-   * every chunk, so a store that lost chunks is repaired, and a pointer whose manifest is gone does not
-   * stop it. @default {true}
-   */
-  trustPointer?: boolean | undefined;
 }
+
+/** Where the store keeps a chunk: in a pack, or (`undefined`) as its own object. */
+type Place = ChunkLocation | undefined;
 
 /** One store a writer (the replicator, or `tessera sync`) publishes to, and what it knows of it. */
 export class PublishTarget {
   readonly store: BlobStore;
   readonly #name: string;
   readonly #writer: string;
-  // Chunk ids the store holds for sure: those of the manifest its pointer names.
-  #present = new Set<string>();
+  // Chunks the store holds for sure, by hex id, with where: those of the manifest its pointer names.
+  #present = new Map<string, Place>();
   // The pointer as this replicator last saw or wrote it; undefined: the store has none.
   #expected: Pointer | undefined;
   #ready = false;
@@ -107,7 +110,6 @@ export class PublishTarget {
   readonly #adoptOwn: boolean;
   readonly #who: string;
   readonly #concurrency: number;
-  readonly #trustPointer: boolean;
   // The pointer as it was when this run first read it (undefined: none, or not read yet).
   #initial: Pointer | undefined;
 
@@ -118,8 +120,7 @@ export class PublishTarget {
     this.#startedMs = options.startedMs ?? Date.now();
     this.#adoptOwn = (options.role ?? "replicator") === "replicator";
     this.#who = this.#adoptOwn ? "this replicator" : "this sync";
-    this.#concurrency = options.concurrency ?? 8;
-    this.#trustPointer = options.trustPointer ?? true;
+    this.#concurrency = options.concurrency ?? 3;
   }
 
   /** The pointer as last seen or written (undefined: none, or not read yet). */
@@ -137,12 +138,14 @@ export class PublishTarget {
   }
 
   /**
-   * Reads the store's pointer and the chunks its manifest names. With `late` (the store was unreachable
-   * when the run started), a pointer another writer published after the start is refused with `CONFLICT`:
-   * that writer ran while this one could not see the store. With `known`, a capture record whose image is
-   * the manifest the pointer names, the record's chunk ids stand for that manifest's (no manifest read).
+   * Reads the store's pointer and where the chunks of its manifest live: those a publish reuses without
+   * asking the store (the manifest a pointer names is never pruned, so `tessera gc` keeps them). With
+   * `late` (the store was unreachable when the run started), a pointer another writer published after the
+   * start is refused with `CONFLICT`: that writer ran while this one could not see the store. A pointer
+   * whose manifest cannot be read (gone, damaged) leaves nothing present: the next publish writes every
+   * chunk.
    */
-  async init(signal?: AbortSignal, late = false, known?: CaptureRecord): Promise<void> {
+  async init(signal?: AbortSignal, late = false): Promise<void> {
     const pointer = await this.#readPointer(signal);
     if (late && pointer && pointer.writer !== this.#writer && pointer.createdMs > this.#startedMs) {
       throw new TesseraError(
@@ -153,23 +156,48 @@ export class PublishTarget {
       );
     }
     if (!this.#ready) this.#initial = pointer;
-    this.#present = new Set();
-    if (pointer && known?.manifestSha256 === toHex(pointer.manifestSha256)) {
-      for (const hex of known.ids) this.#present.add(hex);
-    } else if (pointer && this.#trustPointer) {
-      const { manifest } = await loadPointed(this.store, this.#name, pointer, { signal });
-      const source = new StoreChunkSource(this.store);
-      const ids = await manifestChunkIds(manifest, source, {
-        doing: `read ${this.store.description}`,
-        signal,
-      });
-      for (const id of ids) this.#present.add(idToHex(id));
-      if (manifest.chunks.kind === "indexed") {
-        for (const id of manifest.chunks.indexIds) this.#present.add(idToHex(id));
+    this.#present = new Map();
+    if (pointer) {
+      try {
+        const { manifest } = await loadPointed(this.store, this.#name, pointer, { signal });
+        const { ids, locations } = await manifestChunkList(manifest, new StoreChunkSource(this.store), {
+          doing: `read ${this.store.description}`,
+          signal,
+        });
+        ids.forEach((id, i) => this.#present.set(idToHex(id), locations[i]));
+        if (manifest.chunks.kind === "indexed") {
+          for (const id of manifest.chunks.indexIds) this.#present.set(idToHex(id), undefined);
+        }
+      } catch (error) {
+        if (!(error instanceof TesseraError && DAMAGED.has(error.code))) throw error;
+        this.#present = new Map();
       }
     }
     this.#expected = pointer;
     this.#ready = true;
+  }
+
+  /**
+   * Asks the store about every object the chunks taken as present live in (one HEAD per pack or chunk
+   * object, not per chunk), and forgets the chunks of those it lacks, so the next publish writes them
+   * again: what a writer does when no record of its own vouches for the store (a store that lost objects is
+   * repaired). Returns the keys found missing.
+   */
+  async checkPresent(signal?: AbortSignal): Promise<string[]> {
+    const byKey = new Map<string, string[]>();
+    for (const [hex, where] of this.#present) {
+      const key = where ? packKey(where.pack) : chunkKey(hexToId(hex));
+      const held = byKey.get(key);
+      if (held) held.push(hex);
+      else byKey.set(key, [hex]);
+    }
+    const missing: string[] = [];
+    await forEachLimit(byKey, async ([key, hexes]) => {
+      if ((await this.store.head(key, { signal })).status === "ok") return;
+      missing.push(key);
+      for (const hex of hexes) this.#present.delete(hex);
+    }, { concurrency: 8, signal });
+    return missing.sort();
   }
 
   /**
@@ -186,8 +214,9 @@ export class PublishTarget {
     if (!this.#ready) await this.init(signal, true);
     let pointer = await this.#readPointer(signal);
     if (pointer && !samePointer(pointer, this.#expected) && ours.some((p) => samePointer(p, pointer))) {
+      // The same storage under another name: what the other target holds, this one does.
       this.#expected = pointer;
-      this.#present = new Set(image.ids);
+      await this.init(signal);
       return nothingSent(pointer);
     }
     if (!samePointer(pointer, this.#expected)) {
@@ -220,29 +249,10 @@ export class PublishTarget {
       );
     }
     const uploader = new ChunkUploader();
-    const uploadedIds: string[] = [];
-    let dataBytes = 0;
+    const { located, uploadedIds, packs, dataBytes, moved } = await this.#uploadPacks(image, spool, signal);
     let manifestBytes = 0;
-    const todo = [...new Set(image.ids)].filter((hex) => hex !== ZERO_HEX && !this.#present.has(hex));
-    await forEachLimit(todo, async (hex) => {
-      const key = chunkKey(hexToId(hex));
-      const spooled = spool.hasChunk(hex);
-      const sent = await uploader.ensure(this.store, key, async () => {
-        const object = spooled ? await spool.readChunk(hex) : undefined;
-        if (object !== undefined) return object;
-        // Not spooled: the store should hold it from an earlier image (an old copy is written again).
-        const got = await this.store.get(key, { signal });
-        if (got.status !== "ok") {
-          throw new SpoolIncompleteError(this.store.description, hex, image.sequence);
-        }
-        return got.body;
-      }, { signal });
-      if (sent > 0 && spooled) {
-        uploadedIds.push(hex);
-        dataBytes += sent;
-      }
-    }, { concurrency: this.#concurrency, signal });
-
+    const ids = image.ids.map(hexToId);
+    const locations = image.ids.map((hex) => located.get(hex) ?? this.#present.get(hex));
     const written = await writeManifest(
       this.store,
       {
@@ -256,10 +266,9 @@ export class PublishTarget {
         imageSha256: image.imageSha256 ? hexToId(image.imageSha256) : new Uint8Array(32),
         chunk0: pendingChunk0(image),
       },
-      image.ids.map(hexToId),
-      { uploader, present: this.#present, signal },
+      ids,
+      { uploader, present: this.#present, signal, locations },
     );
-    dataBytes += written.settledBytes;
     manifestBytes += written.indexBytes;
     const { manifestSha256, indexIds } = written;
     const encodedManifest = written.bytes;
@@ -272,10 +281,12 @@ export class PublishTarget {
     const pointerBytes = await encodePointer(next_);
     await this.store.put(pointerKey(this.#name), pointerBytes, { signal });
     this.#expected = next_;
-    this.#present = new Set(image.ids);
-    for (const id of indexIds) this.#present.add(idToHex(id));
+    this.#present = new Map(image.ids.map((hex, i) => [hex, locations[i]]));
+    for (const id of indexIds) this.#present.set(idToHex(id), undefined);
     return {
       uploaded: uploadedIds.length,
+      moved,
+      packs,
       bytes: dataBytes + manifestBytes + encodedManifest.length,
       dataBytes,
       manifestBytes: manifestBytes + encodedManifest.length + pointerBytes.length,
@@ -286,14 +297,106 @@ export class PublishTarget {
     };
   }
 
+  /**
+   * Writes the chunks of `image` the store does not hold, from the spool, into new packs of about
+   * {@linkcode PACK_TARGET_BYTES}, in image order (so a reader fetches neighbours with one ranged GET), with
+   * at most `concurrency` pack uploads in flight; then the chunks {@linkcode planRepack} moves out of sparse
+   * or small objects, read from the store (checked against their ids) with ranged GETs. No request asks the
+   * store what it has: what the pointer's manifest names is reused, everything else is written, and every
+   * pack is a new object.
+   */
+  async #uploadPacks(image: PendingImage, spool: Spool, signal: AbortSignal | undefined) {
+    const located = new Map<string, ChunkLocation>();
+    const uploadedIds: string[] = [];
+    let packs = 0;
+    let dataBytes = 0;
+    const todo = [...new Set(image.ids)].filter((hex) => hex !== ZERO_HEX && !this.#present.has(hex));
+    const repack = planRepack(image.ids, this.#present, new Set(todo), image.imageLength, image.chunkSize);
+    const moving = new Set(repack.move);
+    const inFlight = new Set<Promise<void>>();
+    let failure: { error: unknown } | undefined;
+    let batch: { id: Uint8Array; object: Uint8Array }[] = [];
+    let batchBytes = 0;
+    const flush = async () => {
+      if (batch.length === 0) return;
+      const chunks = batch;
+      batch = [];
+      batchBytes = 0;
+      const pack = await buildPack(chunks);
+      chunks.forEach(({ id }, i) => located.set(idToHex(id), pack.locations[i]!));
+      while (inFlight.size >= this.#concurrency) await Promise.race(inFlight);
+      if (failure) throw failure.error;
+      const put: Promise<void> = this.store.put(packKey(pack.id), pack.bytes, { signal }).then(
+        () => {
+          packs++;
+          dataBytes += pack.bytes.length;
+          for (const { id } of chunks) {
+            const hex = idToHex(id);
+            if (!moving.has(hex)) uploadedIds.push(hex);
+          }
+        },
+        (error) => {
+          failure ??= { error };
+        },
+      ).finally(() => inFlight.delete(put));
+      inFlight.add(put);
+    };
+    const add = async (hex: string, object: Uint8Array) => {
+      batch.push({ id: hexToId(hex), object });
+      batchBytes += object.length;
+      if (batchBytes >= PACK_TARGET_BYTES) await flush();
+    };
+    try {
+      for (const hex of todo) {
+        if (failure) break;
+        const object = spool.hasChunk(hex) ? await spool.readChunk(hex) : undefined;
+        if (object === undefined) throw new SpoolIncompleteError(this.store.description, hex, image.sequence);
+        await add(hex, object);
+      }
+      // Moved chunks are read a bounded group at a time, neighbours in a pack with one ranged GET.
+      const source = new StoreChunkSource(this.store);
+      for (let first = 0; first < repack.move.length && !failure; first += REPACK_GROUP) {
+        const group = repack.move.slice(first, first + REPACK_GROUP);
+        const objects = await source.getObjects(
+          group.map((hex) => ({ id: hexToId(hex), where: this.#present.get(hex) })),
+          { signal },
+        );
+        for (const [k, hex] of group.entries()) {
+          const object = objects[k];
+          if (object === undefined) {
+            throw new TesseraError(
+              "NOT_FOUND",
+              `Cannot repack chunk ${hex} of "${this.#name}" in ${this.store.description}: the object the ` +
+                "pointer's snapshot keeps it in is gone; run tessera sync --full to write it again",
+            );
+          }
+          await add(hex, object);
+        }
+      }
+      if (!failure) await flush();
+    } finally {
+      await Promise.all(inFlight);
+    }
+    if (failure) throw failure.error;
+    return { located, uploadedIds, packs, dataBytes, moved: repack.move.length };
+  }
+
   async #readPointer(signal?: AbortSignal): Promise<Pointer | undefined> {
     return await readPointer(this.store, this.#name, { signal });
   }
 }
 
+/** How many chunks a repack reads from the store at once. */
+const REPACK_GROUP = 256;
+
+/** What a pointer's manifest that cannot be read looks like: the publish then relies on nothing. */
+const DAMAGED = new Set(["NOT_FOUND", "CORRUPT_MANIFEST", "CORRUPT_CHUNK", "CHECKSUM_MISMATCH"]);
+
 function nothingSent(pointer: Pointer): PublishResult {
   return {
     uploaded: 0,
+    packs: 0,
+    moved: 0,
     bytes: 0,
     dataBytes: 0,
     manifestBytes: 0,
@@ -319,14 +422,19 @@ export interface BuiltManifest {
   indexIds: Uint8Array[];
 }
 
-/** Builds the manifest of an image from its fields and the ids of its data chunks (chunks 1 .. n-1). */
+/**
+ * Builds the format 2 manifest of an image from its fields, the ids of its data chunks (chunks 1 .. n-1)
+ * and where each lives (`undefined`: its own object), with the image digest.
+ */
 export async function buildManifest(
-  fields: Omit<Manifest, "chunks">,
+  fields: Omit<Manifest, "chunks" | "version" | "imageDigest">,
   ids: Uint8Array[],
+  locations?: readonly (ChunkLocation | undefined)[],
 ): Promise<BuiltManifest> {
-  const { list, indexChunks } = buildChunkList(ids);
+  const { list, indexChunks } = buildChunkList(ids, { locations });
   const indexIds = await chunkIds(indexChunks);
-  const manifest: Manifest = { ...fields, chunks: list };
+  const digest = await imageDigest(fields.imageLength, fields.chunkSize, fields.chunk0, ids);
+  const manifest: Manifest = { ...fields, version: 2, imageDigest: digest, chunks: list };
   const bytes = await encodeManifest(manifest);
   const manifestSha256 = new Uint8Array(
     await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>),
@@ -350,13 +458,18 @@ export interface WrittenManifest extends BuiltManifest {
  */
 export async function writeManifest(
   store: BlobStore,
-  fields: Omit<Manifest, "chunks">,
+  fields: Omit<Manifest, "chunks" | "version" | "imageDigest">,
   ids: Uint8Array[],
-  options: { uploader?: ChunkUploader; present?: ReadonlySet<string>; signal?: AbortSignal | undefined } = {},
+  options: {
+    uploader?: ChunkUploader;
+    present?: { has(hex: string): boolean };
+    signal?: AbortSignal | undefined;
+    locations?: readonly (ChunkLocation | undefined)[] | undefined;
+  } = {},
 ): Promise<WrittenManifest> {
   const { signal } = options;
   const uploader = options.uploader ?? new ChunkUploader();
-  const built = await buildManifest(fields, ids);
+  const built = await buildManifest(fields, ids, options.locations);
   let indexBytes = 0;
   for (const [k, chunk] of built.indexChunks.entries()) {
     const id = built.indexIds[k] as Uint8Array;

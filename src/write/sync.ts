@@ -36,9 +36,10 @@ export interface SyncOptions {
   chunkSize?: number | undefined;
   /** Where the record of the last sync lives. @default {`<tmpdir>/tessera-spool-<uid>`} */
   spoolDir?: string | undefined;
-  /** Read and hash the whole database even when the record proves what changed. */
+  /** Read and hash the whole database even when the record proves what changed, and ask each store about
+   * every object its pointer's snapshot keeps data in (one HEAD per pack): what it lost is written again. */
   full?: boolean | undefined;
-  /** Uploads in flight at once, per store. @default {8} */
+  /** Pack uploads in flight at once, per store. @default {3} */
   concurrency?: number | undefined;
   /** Who publishes, recorded in the pointer. @default {""} */
   writer?: string | undefined;
@@ -109,7 +110,6 @@ export async function syncDatabase(path: string, options: SyncOptions): Promise<
       new PublishTarget(store, name, writer, {
         role: "sync",
         concurrency: options.concurrency,
-        trustPointer: false,
       })
     );
     let report: SyncReport | undefined;
@@ -141,15 +141,17 @@ async function captureAndPublish(
   // Images a sync captured and never published (it was stopped): the stores have not seen them.
   for (const image of spool.pending()) await spool.drop(image.sequence);
   const record = spool.capture;
-  // The record proves what the stores hold only while every pointer still names its image's manifest;
-  // `full` checks every chunk with the store again.
-  await Promise.all(targets.map((target) => target.init(signal, false, options.full ? undefined : record)));
+  // Each store's pointer manifest says what the store holds. The record proves what changed only while
+  // every pointer still names its image's manifest.
+  await Promise.all(targets.map((target) => target.init(signal)));
   const trusted = record?.manifestSha256 !== undefined &&
     targets.every((t) =>
       t.pointer !== undefined && toHex(t.pointer.manifestSha256) === record.manifestSha256
     );
-  // Otherwise it is forgotten: the capture reads everything, and the sequence comes from the stores alone.
+  // Otherwise it is forgotten: the capture reads everything, the sequence comes from the stores alone, and
+  // each store is asked about the objects its pointer's manifest relies on (one request per object).
   if (record && !trusted) await spool.setCapture(undefined);
+  if (!trusted || options.full) await Promise.all(targets.map((target) => target.checkPresent(signal)));
   const captured = await captureImage(file, spool, {
     chunkSize: options.chunkSize ?? 65536,
     hostname: options.name !== undefined ? "" : options.hostname,

@@ -9,9 +9,10 @@
 
 import { createHash } from "node:crypto";
 import { encodeChunk } from "../../src/chunk/codec.ts";
-import { chunkIds, idsEqual, isZeroChunk, splitImage, ZERO_ID } from "../../src/chunk/ids.ts";
+import { chunkIds, idsEqual, idToHex, isZeroChunk, splitImage, ZERO_ID } from "../../src/chunk/ids.ts";
+import { buildPack, type ChunkLocation } from "../../src/chunk/pack.ts";
 import { encodePointer } from "../../src/manifest/codec.ts";
-import { chunkKey, manifestKey, pointerKey } from "../../src/manifest/keys.ts";
+import { chunkKey, manifestKey, packKey, pointerKey } from "../../src/manifest/keys.ts";
 import { buildManifest } from "../../src/write/publish.ts";
 import type { ChunkId, Manifest } from "../../src/manifest/types.ts";
 import type { BlobStore } from "../../src/store/types.ts";
@@ -27,6 +28,9 @@ export interface PublishOptions {
   /** Publish the chunks and the manifest, but leave the pointer as it is.
    * @default {false} */
   skipPointer?: boolean;
+  /** Put the data chunks into packs of about this many bytes, in image order, as writers do; without it
+   * each is its own chunk object. */
+  packBytes?: number | undefined;
 }
 
 /** What {@linkcode publishImage} published. */
@@ -37,6 +41,10 @@ export interface Published {
   ids: ChunkId[];
   /** The ids of the index chunks (none for an inline list). */
   indexIds: ChunkId[];
+  /** Where chunks 1 .. n-1 live (with `packBytes`), in order; `undefined` for their own object. */
+  locations: (ChunkLocation | undefined)[];
+  /** The keys of the packs written, in order (with `packBytes`). */
+  packKeys: string[];
 }
 
 /**
@@ -67,25 +75,51 @@ export async function publishImage(
   const chunks = splitImage(image, chunkSize);
   const ids = (await chunkIds(chunks)).map((id, i) => (isZeroChunk(chunks[i]!) ? ZERO_ID : id));
   const uploaded = new Set<string>();
+  const placed = new Map<string, ChunkLocation>();
+  const packKeys: string[] = [];
+  let batch: { id: ChunkId; object: Uint8Array }[] = [];
+  let batchBytes = 0;
+  const flush = async () => {
+    if (batch.length === 0) return;
+    const pack = await buildPack(batch);
+    batch.forEach(({ id }, k) => placed.set(idToHex(id), pack.locations[k]!));
+    packKeys.push(packKey(pack.id));
+    await store.put(packKey(pack.id), pack.bytes);
+    batch = [];
+    batchBytes = 0;
+  };
   for (let i = 1; i < chunks.length; i++) {
     const id = ids[i]!;
     const key = chunkKey(id);
     if (idsEqual(id, ZERO_ID) || uploaded.has(key)) continue;
     uploaded.add(key);
-    await store.put(key, encodeChunk(chunks[i]!));
+    const object = encodeChunk(chunks[i]!);
+    if (options.packBytes === undefined) {
+      await store.put(key, object);
+      continue;
+    }
+    batch.push({ id, object });
+    batchBytes += object.length;
+    if (batchBytes >= options.packBytes) await flush();
   }
+  await flush();
+  const locations = ids.slice(1).map((id) => placed.get(idToHex(id)));
   const now = Date.now();
-  const built = await buildManifest({
-    identity: { name, hostname: "", sourcePath: "" },
-    sequence,
-    createdMs: now,
-    sourceMtimeMs: now - 1000,
-    pageSize,
-    imageLength: image.length,
-    chunkSize,
-    imageSha256: new Uint8Array(createHash("sha256").update(image).digest()),
-    chunk0: image.slice(0, Math.min(chunkSize, image.length)),
-  }, ids.slice(1));
+  const built = await buildManifest(
+    {
+      identity: { name, hostname: "", sourcePath: "" },
+      sequence,
+      createdMs: now,
+      sourceMtimeMs: now - 1000,
+      pageSize,
+      imageLength: image.length,
+      chunkSize,
+      imageSha256: new Uint8Array(createHash("sha256").update(image).digest()),
+      chunk0: image.slice(0, Math.min(chunkSize, image.length)),
+    },
+    ids.slice(1),
+    locations,
+  );
   const { manifest, manifestSha256, indexIds } = built;
   const manifestBytes = built.bytes;
   for (const [k, bytes] of built.indexChunks.entries()) {
@@ -98,7 +132,7 @@ export async function publishImage(
       await encodePointer({ sequence, manifestSha256, createdMs: now, writer: "test" }),
     );
   }
-  return { manifest, manifestBytes, ids, indexIds };
+  return { manifest, manifestBytes, ids, indexIds, locations, packKeys };
 }
 
 /** Options of {@linkcode makeImage}. */

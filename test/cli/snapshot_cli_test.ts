@@ -89,7 +89,7 @@ describe("tessera snapshot and tessera restore DIR", () => {
     assert.equal(report.imageSha256, sha256(new Uint8Array(await readFile(db))));
     assert.equal(report.verified.sha256, report.imageSha256);
     assert.deepEqual(report.removed, []);
-    assert.deepEqual((await readdir(snap)).filter((f) => !f.startsWith(".")).sort(), ["chunks", "dbs"]);
+    assert.deepEqual((await readdir(snap)).filter((f) => !f.startsWith(".")).sort(), ["dbs", "packs"]);
 
     const out = join(dir, "newroot", "var", "lib", "app.db");
     const restored = await tessera("restore", snap, "--out", out, "--json");
@@ -185,11 +185,11 @@ describe("tessera snapshot and tessera restore DIR", () => {
     assert.equal(first.code, 0, first.err);
     const { name } = JSON.parse(first.out);
     assert.ok(await exists(join(snap, "dbs", name, "pointer")));
-    // Damage every chunk file: the second snapshot finds them present and does not write them again.
-    const chunks = (await readdir(join(snap, "chunks"), { recursive: true })).filter((f) => f.length > 60);
-    assert.ok(chunks.length > 0);
-    for (const file of chunks) {
-      const path = join(snap, "chunks", file);
+    // Damage every pack file: the second snapshot finds them present and does not write them again.
+    const packs = (await readdir(join(snap, "packs"), { recursive: true })).filter((f) => f.length > 60);
+    assert.ok(packs.length > 0);
+    for (const file of packs) {
+      const path = join(snap, "packs", file);
       const bytes = new Uint8Array(await readFile(path));
       bytes[bytes.length - 1] = (bytes[bytes.length - 1] as number) ^ 1;
       await writeFile(path, bytes);
@@ -199,7 +199,7 @@ describe("tessera snapshot and tessera restore DIR", () => {
     assert.equal(refused.code, 1);
     assert.match(
       refused.err,
-      /Cannot verify snapshot 2 of "[^"]+" in file:\/\/.*damaged: chunk #\d+ at chunks\//,
+      /Cannot verify snapshot 2 of "[^"]+" in file:\/\/.*damaged: chunk #\d+ at packs\/[0-9a-f]{2}\/[0-9a-f]{64} at byte \d+: /,
     );
     assert.match(refused.err, /keep\.db" was not removed \[(CHECKSUM_MISMATCH|CORRUPT_CHUNK)\]/);
     assertBytes(new Uint8Array(await readFile(db)), before, "the source database is kept");

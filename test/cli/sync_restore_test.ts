@@ -5,6 +5,10 @@ import { cp, readdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { run } from "../../src/cli/main.ts";
 import type { CliIo } from "../../src/cli/_io.ts";
+import { idToHex } from "../../src/chunk/ids.ts";
+import { loadLatest } from "../../src/manifest/catalog.ts";
+import { LocalStore } from "../../src/store/local.ts";
+import { damageStoredChunk, storedChunks } from "../_helpers/stored.ts";
 import { startFaultProxy } from "../_helpers/fault_proxy.ts";
 import { runScript } from "../_helpers/run.ts";
 import { startS3Server } from "../_helpers/s3_server.ts";
@@ -224,9 +228,12 @@ describe("tessera sync, restore, manifest and ls", () => {
   it("restore refuses a corrupted chunk, naming it, and leaves no file behind", async () => {
     const damaged = join(dir, "damaged-store");
     await tessera("sync", db, "--store", damaged, "--spool", join(dir, "spool2"), "--chunk-size", "4096");
-    const shard = (await readdir(join(damaged, "chunks")))[3] as string;
-    const victim = (await readdir(join(damaged, "chunks", shard)))[0] as string;
-    await writeFile(join(damaged, "chunks", shard, victim), new TextEncoder().encode("not a chunk at all"));
+    const damagedStore = new LocalStore(damaged);
+    const { manifest } = await loadLatest(damagedStore, name);
+    const chunk = (await storedChunks(damagedStore, manifest))[3]!;
+    assert.ok(chunk.key.startsWith("packs/"), "the chunks travel in a pack");
+    await damageStoredChunk(damagedStore, chunk);
+    const victim = idToHex(chunk.id);
     const out = join(dir, "never.db");
     const result = await tessera("restore", "--name", name, "--store", damaged, "--out", out);
     assert.equal(result.code, 1);
@@ -294,7 +301,9 @@ describe("tessera sync, restore, manifest and ls", () => {
         join(dir, "cold.db"),
       );
       assert.equal(cold.code, 0, cold.err);
-      const coldGets = (await proxy.log()).filter((r) => r.method === "GET" && r.path.includes("/chunks/"));
+      const dataGet = (r: { method: string; path: string }) =>
+        r.method === "GET" && /\/(chunks|packs)\//.test(r.path);
+      const coldGets = (await proxy.log()).filter(dataGet);
       assert.ok(coldGets.length > 0, "a cold restore fetches chunks");
 
       await proxy.resetLog();
@@ -308,7 +317,7 @@ describe("tessera sync, restore, manifest and ls", () => {
         join(dir, "warm.db"),
       );
       assert.equal(warm.code, 0, warm.err);
-      const warmGets = (await proxy.log()).filter((r) => r.method === "GET" && r.path.includes("/chunks/"));
+      const warmGets = (await proxy.log()).filter(dataGet);
       assert.equal(warmGets.length, 0, `a warm restore fetched ${warmGets.length} chunks`);
       assertBytes(
         new Uint8Array(await readFile(join(dir, "warm.db"))),

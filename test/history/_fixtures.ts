@@ -10,12 +10,14 @@ import { readdir, utimes } from "node:fs/promises";
 import { join } from "node:path";
 import { run } from "../../src/cli/main.ts";
 import type { CliIo } from "../../src/cli/_io.ts";
-import { idToHex, ZERO_ID } from "../../src/chunk/ids.ts";
-import { StoreChunkSource } from "../../src/chunk/source.ts";
-import { chunkListIndexIds, manifestChunkIds } from "../../src/manifest/chunk_list.ts";
 import { encodeManifest, encodePointer } from "../../src/manifest/codec.ts";
-import { chunkKey, manifestKey, manifestsPrefix, pointerKey } from "../../src/manifest/keys.ts";
-import type { Manifest } from "../../src/manifest/types.ts";
+import {
+  CHUNKS_PREFIX,
+  manifestKey,
+  manifestsPrefix,
+  PACKS_PREFIX,
+  pointerKey,
+} from "../../src/manifest/keys.ts";
 import type { BlobStore } from "../../src/store/types.ts";
 import { makeImage, publishImage } from "../_helpers/publish.ts";
 
@@ -114,13 +116,9 @@ export function cli(env: Record<string, string | undefined>): (...args: string[]
   };
 }
 
-/** The chunk keys a manifest references: its non-zero data chunks and its index chunks. */
-export async function referencedKeys(store: BlobStore, manifest: Manifest): Promise<Set<string>> {
-  const ids = await manifestChunkIds(manifest, new StoreChunkSource(store), { doing: "test" });
-  const zero = idToHex(ZERO_ID);
-  return new Set(
-    [...ids, ...chunkListIndexIds(manifest.chunks)].filter((id) => idToHex(id) !== zero).map((id) =>
-      chunkKey(id)
-    ),
-  );
+export { referencedKeys } from "../_helpers/stored.ts";
+
+/** The keys of every chunk object and pack in `store`, sorted. */
+export async function objectKeys(store: BlobStore): Promise<string[]> {
+  return [...await keysUnder(store, CHUNKS_PREFIX), ...await keysUnder(store, PACKS_PREFIX)].sort();
 }

@@ -4,7 +4,6 @@ import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { StoreChunkSource } from "../../src/chunk/source.ts";
 import { collectGarbage, type GarbageReport } from "../../src/history/gc.ts";
-import { CHUNKS_PREFIX } from "../../src/manifest/keys.ts";
 import { loadLatest } from "../../src/manifest/catalog.ts";
 import { restoreImage } from "../../src/restore/restore.ts";
 import { syncDatabase, type SyncReport } from "../../src/write/sync.ts";
@@ -14,7 +13,7 @@ import { runScript } from "../_helpers/run.ts";
 import { checkWriterDb } from "../_helpers/sqlite_check.ts";
 import { makeTempDir, removeDir } from "../_helpers/temp.ts";
 import { assertBytes } from "../_helpers/assert.ts";
-import { ageFiles, forgetDatabase, keysUnder, referencedKeys } from "./_fixtures.ts";
+import { ageFiles, forgetDatabase, objectKeys, referencedKeys } from "./_fixtures.ts";
 import { makeDb } from "../_helpers/writer.ts";
 
 const GRACE_MS = 30 * 60_000;
@@ -69,8 +68,9 @@ describe("gc racing a sync", () => {
   let n = 0;
 
   /**
-   * A store holding every chunk of the database's current content, all written three days ago and
-   * referenced by no manifest: the next sync of the same content will rely on them while gc wants them.
+   * A store holding every chunk of the database's current content, in packs and index chunks all written
+   * three days ago and referenced by no manifest: the next sync of the same content could be tempted to rely
+   * on them while gc wants them.
    */
   async function orphanedStore(): Promise<string> {
     const root = join(dir, `store-${++n}`);
@@ -83,7 +83,8 @@ describe("gc racing a sync", () => {
     });
     name = report.name;
     await forgetDatabase(store, name);
-    assert.ok(await ageFiles(join(root, "chunks"), 3 * DAY) > 50);
+    assert.ok(await ageFiles(join(root, "packs"), 3 * DAY) > 0);
+    assert.ok(await ageFiles(join(root, "chunks"), 3 * DAY) > 0, "the setup has index chunks");
     return root;
   }
 
@@ -91,13 +92,13 @@ describe("gc racing a sync", () => {
     return { stores: [store], hostname: HOST, spoolDir: join(dir, `spool-${++n}`), chunkSize: 4096 };
   }
 
-  /** The pointer's manifest has every chunk, and restores to the source's bytes and passes integrity_check. */
+  /** The pointer's manifest has every object, and restores to the source's bytes and passes integrity_check. */
   async function assertIntact(root: string): Promise<void> {
     const store = new LocalStore(root);
     const { manifest } = await loadLatest(store, name);
-    const present = new Set(await keysUnder(store, CHUNKS_PREFIX));
+    const present = new Set(await objectKeys(store));
     const missing = [...await referencedKeys(store, manifest)].filter((key) => !present.has(key));
-    assert.deepEqual(missing, [], "chunks the pointer's manifest references are missing");
+    assert.deepEqual(missing, [], "objects the pointer's manifest references are missing");
     const out = join(dir, `restored-${++n}.db`);
     await restoreImage({ manifest, chunks: new StoreChunkSource(store), out });
     assert.equal((await checkWriterDb(out)).integrity, "ok");
@@ -107,69 +108,72 @@ describe("gc racing a sync", () => {
   before(async () => {
     dir = await makeTempDir("gc-race");
     db = join(dir, "app.db");
-    await makeDb(db, 400, { payload: 1500 });
+    // Over 512 chunks of 4 KiB: the manifest lists them through index chunks.
+    await makeDb(db, 400, { payload: 6000 });
   });
   after(() => removeDir(dir));
 
-  it("a gc that saw a chunk old and deletes it just after the sync rewrote it: the sync writes it back", async () => {
+  it("a gc held between its look at an old pack and the delete, while a sync publishes the same content", async () => {
     const root = await orphanedStore();
-    const victim = (await keysUnder(new LocalStore(root), CHUNKS_PREFIX))[0]!;
+    const old = await objectKeys(new LocalStore(root));
+    const victim = old.find((key) => key.startsWith("packs/"))!;
     const gcLooked = deferred();
-    const syncWrote = deferred();
-    let gcHeld = false;
-    let syncHeld = false;
-    // gc: HEAD (old) ... held until the sync has rewritten the chunk ... DELETE, within its window.
+    const syncDone = deferred();
+    let held = false;
+    const touched: string[] = [];
+    // gc: HEAD (old) ... held until the sync has published ... DELETE, within its window.
     const gcStore = new HookedStore(root, {
       afterHead: async (key) => {
-        if (key !== victim || gcHeld) return;
-        gcHeld = true;
+        if (key !== victim || held) return;
+        held = true;
         gcLooked.resolve();
-        await syncWrote.promise;
+        await syncDone.promise;
       },
     });
-    // sync: its HEAD waits for gc's, so it too sees the old copy, and writes it again.
     const syncStore = new HookedStore(root, {
       beforeHead: async (key) => {
-        if (key !== victim || syncHeld) return;
-        syncHeld = true;
-        await gcLooked.promise;
-      },
-      afterPut: async (key) => {
-        if (key === victim) syncWrote.resolve();
+        touched.push(key);
       },
     });
-    const [gc, sync] = await Promise.all([
-      collectGarbage(gcStore, { graceMs: GRACE_MS }),
-      syncDatabase(db, syncOptions(syncStore)),
-    ]);
-    assert.ok(gc.deleted.chunks.some((c) => c.key === victim), "gc deleted the rewritten chunk");
-    assert.equal(syncStore.puts.filter((key) => key === victim).length, 2, "the sync wrote it back once");
+    const gcing = collectGarbage(gcStore, { graceMs: GRACE_MS });
+    await gcLooked.promise;
+    const sync = await syncDatabase(db, syncOptions(syncStore));
+    syncDone.resolve();
+    const gc = await gcing;
     assert.equal(sync.sequence, 1);
+    assert.ok(gc.deleted.chunks.some((c) => c.key === victim), "gc deleted the old pack it had looked at");
+    // The sync relied on no old pack: it wrote its own, and asked the store about none of them.
+    assert.deepEqual(touched.filter((key) => key.startsWith("packs/")), []);
+    assert.ok(syncStore.puts.some((key) => key.startsWith("packs/") && !old.includes(key)));
     await assertIntact(root);
   });
 
-  it("a sync held after its HEAD while gc deletes the chunk: the sync's PUT brings it back", async () => {
+  it("a sync held after writing its first pack while gc runs whole: gc keeps the young pack", async () => {
     const root = await orphanedStore();
-    const victim = (await keysUnder(new LocalStore(root), CHUNKS_PREFIX))[0]!;
+    const old = await objectKeys(new LocalStore(root));
     const gcDone = deferred();
-    let held = false;
+    let held: string | undefined;
     const syncStore = new HookedStore(root, {
-      afterHead: async (key, head) => {
-        if (key !== victim || held) return;
-        held = true;
-        assert.equal(head.status, "ok", "the sync saw the old copy");
+      afterPut: async (key) => {
+        if (!key.startsWith("packs/") || held) return;
+        held = key;
         await gcDone.promise;
       },
     });
     const syncing = syncDatabase(db, syncOptions(syncStore));
     for (let waited = 0; !held; waited += 5) {
-      assert.ok(waited < 60_000, "the sync never looked at the chunk");
+      assert.ok(waited < 60_000, "the sync never wrote a pack");
       await sleep(5);
     }
     const gc = await collectGarbage(new LocalStore(root), { graceMs: GRACE_MS });
     gcDone.resolve();
     await syncing;
-    assert.ok(gc.deleted.chunks.some((c) => c.key === victim), "gc deleted the chunk the sync had seen");
+    const deleted = gc.deleted.chunks.map((c) => c.key);
+    assert.ok(!deleted.includes(held!), "gc left the pack the sync had just written");
+    assert.deepEqual(
+      deleted.filter((key) => key.startsWith("packs/")),
+      old.filter((key) => key.startsWith("packs/")),
+    );
     await assertIntact(root);
   });
 

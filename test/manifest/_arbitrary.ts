@@ -84,7 +84,24 @@ export const manifestArb: fc.Arbitrary<Manifest> = fc.oneof(imageShape(40), imag
       }),
       chunks: chunkList(Math.max(0, Math.ceil(shape.imageLength / shape.chunkSize) - 1)),
     }, plain)
-  );
+  )
+  .chain((m) => fc.tuple(fc.boolean(), fc.integer()).map(([v2, seed]) => (v2 ? formatTwo(m, seed) : m)));
+
+/** `m` as format 2 writes it: an image digest, and an inline list's chunks in up to three packs. */
+function formatTwo(m: Manifest, seed: number): Manifest {
+  const packs = [0, 1, 2].map((k) => randomBytes(32, seed + k));
+  const chunks: ChunkList = m.chunks.kind === "inline"
+    ? {
+      ...m.chunks,
+      locations: m.chunks.ids.map((_, i) =>
+        i % 4 === 3
+          ? undefined
+          : { pack: packs[i % 3]!, packLength: 1 << 30, offset: 24 + i * 100, length: 12 + (i % 50) }
+      ),
+    }
+    : m.chunks;
+  return { version: 2, ...m, imageDigest: randomBytes(32, seed - 1), chunks };
+}
 
 /** Any valid pointer, with writers up to the 255-byte limit. */
 export const pointerArb: fc.Arbitrary<Pointer> = fc.record({

@@ -14,11 +14,11 @@ const ids = (count: number, seed = 0) =>
   Array.from({ length: count }, (_, i) => (i % 3 === 0 ? ZERO_ID : randomBytes(32, seed + i)));
 
 describe("chunk lists", () => {
-  it("buildChunkList() lists up to 512 ids inline and indexes more in 16 KiB index chunks", () => {
-    const inline = buildChunkList(ids(512));
+  it("buildChunkList() lists up to 512 ids inline and indexes more in 16 KiB index chunks (format 1)", () => {
+    const inline = buildChunkList(ids(512), { version: 1 });
     assert.equal(inline.list.kind, "inline");
     assert.deepEqual(inline.indexChunks, []);
-    const { list, indexChunks } = buildChunkList(ids(1300));
+    const { list, indexChunks } = buildChunkList(ids(1300), { version: 1 });
     assert.ok(list.kind === "indexed");
     assert.equal(list.count, 1300);
     assert.equal(list.fanout, 512);
@@ -27,6 +27,40 @@ describe("chunk lists", () => {
     assert.deepEqual(chunkListIndexIds(list), list.indexIds);
     assert.deepEqual(chunkListIndexIds(inline.list), []);
     assert.deepEqual(indexChunks[1]?.subarray(0, 32), ids(1300)[512]);
+  });
+
+  it("buildChunkList() lists chunks with their locations in format 2, each index chunk naming its packs", async () => {
+    const original = ids(1300);
+    const pack = (n: number) => new Uint8Array(32).fill(n + 1);
+    // Chunks 0..599 in pack 0, the rest in pack 1, zero chunks nowhere.
+    const locations = original.map((id, i) =>
+      id === ZERO_ID
+        ? undefined
+        : { pack: pack(i < 600 ? 0 : 1), packLength: 1 << 20, offset: 24 + i * 100, length: 100 }
+    );
+    const { list, indexChunks } = buildChunkList(original, { locations });
+    assert.ok(list.kind === "indexed");
+    // 4 bytes of pack count, 36 per pack, 44 per chunk: index chunk 1 spans both packs.
+    assert.deepEqual(indexChunks.map((c) => c.length), [
+      4 + 36 + 512 * 44,
+      4 + 72 + 512 * 44,
+      4 + 36 + 276 * 44,
+    ]);
+    const expanded = await expandChunkList(list, async (_id, k) => indexChunks[k]!, 2);
+    assert.deepEqual(expanded.ids, original);
+    assert.deepEqual(expanded.locations, locations);
+    const inline = buildChunkList(original.slice(0, 10), { locations: locations.slice(0, 10) });
+    assert.ok(inline.list.kind === "inline");
+    assert.deepEqual(inline.list.locations, locations.slice(0, 10));
+    // A located index chunk that lies about its length is refused, naming it.
+    await assert.rejects(
+      expandChunkList(
+        list,
+        async (_id, k) => k === 2 ? indexChunks[2]!.subarray(0, 100) : indexChunks[k]!,
+        2,
+      ),
+      { code: "CORRUPT_MANIFEST", message: /index chunk 2 \([0-9a-f]{64}\) is not a located list/ },
+    );
   });
 
   it("expandChunkList() returns the ids buildChunkList() listed, whatever the options", async () => {
@@ -38,15 +72,20 @@ describe("chunk lists", () => {
         fc.integer(),
         async (count, inlineMax, fanoutLog, seed) => {
           const original = ids(count, seed);
-          const { list, indexChunks } = buildChunkList(original, { inlineMax, fanout: 2 ** fanoutLog });
+          const version = (seed & 1) === 0 ? 1 : 2;
+          const { list, indexChunks } = buildChunkList(original, {
+            inlineMax,
+            fanout: 2 ** fanoutLog,
+            version,
+          });
           assert.equal(list.kind, count <= inlineMax ? "inline" : "indexed");
           const loaded: number[] = [];
           const expanded = await expandChunkList(list, async (id, k) => {
             loaded.push(k);
             assert.deepEqual(id, chunkListIndexIds(list)[k]);
             return indexChunks[k] as Uint8Array;
-          });
-          assert.deepEqual(expanded, original);
+          }, version);
+          assert.deepEqual(expanded.ids, original);
           assert.deepEqual(loaded.sort((a, b) => a - b), indexChunks.map((_, k) => k));
         },
       ),
@@ -55,7 +94,7 @@ describe("chunk lists", () => {
   });
 
   it("expandChunkList() rejects an index chunk of the wrong length", async () => {
-    const { list, indexChunks } = buildChunkList(ids(1100));
+    const { list, indexChunks } = buildChunkList(ids(1100), { version: 1 });
     const load = (k: number, bytes: Uint8Array) => (_id: Uint8Array, j: number) =>
       Promise.resolve(j === k ? bytes : indexChunks[j] as Uint8Array);
     const id0 = idToHex(chunkListIndexIds(list)[0] as Uint8Array);
@@ -80,13 +119,16 @@ describe("chunk lists", () => {
 
   it("expandChunkList() reads an all-zero index id as zero ids without loading it", async () => {
     const list: ChunkList = { kind: "indexed", count: 100, fanout: 64, indexIds: [ZERO_ID, ZERO_ID] };
-    const expanded = await expandChunkList(list, () => assert.fail("a zero index chunk is never loaded"));
+    const { ids: expanded } = await expandChunkList(
+      list,
+      () => assert.fail("a zero index chunk is never loaded"),
+    );
     assert.equal(expanded.length, 100);
     assert.ok(expanded.every((id) => id.length === 32 && id.every((b) => b === 0)));
   });
 
   it("expandChunkList() stops loading after a load fails, and passes the failure on", async () => {
-    const { list, indexChunks } = buildChunkList(ids(64 * 100), { fanout: 64 });
+    const { list, indexChunks } = buildChunkList(ids(64 * 100), { fanout: 64, version: 1 });
     let loads = 0;
     const failure = new TesseraError("NOT_FOUND", "index chunk missing");
     await assert.rejects(

@@ -32,6 +32,8 @@ async function publish(image: Uint8Array, layout: Layout, store: Store, sequence
   const options = {
     ...(layout.inlineMax === undefined ? {} : { inlineMax: layout.inlineMax }),
     fanout: layout.fanout ?? 512,
+    // Format 1: every chunk its own object (format 2's packs go through the write pipeline's tests).
+    version: 1 as const,
   };
   const { list, indexChunks } = buildChunkList(ids, options);
   chunkListIndexIds(list).forEach((id, k) =>
@@ -59,7 +61,7 @@ async function restore(object: Uint8Array, store: Store): Promise<Uint8Array> {
     assert.ok(stored, `chunk ${chunkKey(id)} is in the store`);
     return await decodeChunk(id, stored);
   };
-  const ids = await expandChunkList(m.chunks, get);
+  const { ids } = await expandChunkList(m.chunks, get, m.version ?? 1);
   const image = new Uint8Array(m.imageLength);
   image.set(m.chunk0);
   await Promise.all(ids.map(async (id, i) => {

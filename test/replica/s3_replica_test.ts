@@ -118,9 +118,13 @@ describe("replicas of a database in a real S3 server (s3rver)", () => {
       const fetched = await within(seen, 10_000, "the replica to prepare snapshot 2");
       log = await proxy.log();
       const manifestGets = log.filter((e) => e.path.includes("/manifests/"));
-      const chunkGets = log.filter((e) => e.path.includes("/chunks/"));
+      // Chunks come from packs, neighbours with one ranged GET: never more requests than chunks fetched.
+      const chunkGets = log.filter((e) => /\/(chunks|packs)\//.test(e.path));
       assert.equal(manifestGets.length, 1);
-      assert.equal(chunkGets.length, fetched);
+      assert.ok(
+        chunkGets.length >= 1 && chunkGets.length <= fetched,
+        `${chunkGets.length} GETs, ${fetched} chunks`,
+      );
       assert.ok(
         fetched >= 1 && fetched <= report.chunks.uploaded,
         `${fetched} chunks fetched, ${report.chunks.uploaded} uploaded`,
@@ -269,11 +273,11 @@ describe("replicas of a database in a real S3 server (s3rver)", () => {
     };
     const env = { AWS_ACCESS_KEY_ID: server.accessKeyId, AWS_SECRET_ACCESS_KEY: server.secretAccessKey };
     const chunkGets = async () =>
-      (await proxy.log()).filter((e) => e.method === "GET" && e.path.includes("/chunks/")).length;
+      (await proxy.log()).filter((e) => e.method === "GET" && /\/(chunks|packs)\//.test(e.path)).length;
     await proxy.resetLog();
     const cold = await openReplica(`tessera://vhost${source}`, { config, env, pollIntervalMs: 0 });
     const coldGets = await chunkGets();
-    assert.ok(coldGets >= 3, `${coldGets} chunk GETs when cold`);
+    assert.ok(coldGets >= 1, `${coldGets} chunk GETs when cold`);
     assert.equal(Number((await cold.execute("SELECT count(*) FROM t")).rows[0]![0]), 3000);
     cold.close();
     await proxy.resetLog();

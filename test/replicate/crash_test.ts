@@ -16,11 +16,10 @@ import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import process from "node:process";
 import { after, before, describe, it } from "node:test";
-import { idToHex, ZERO_ID } from "../../src/chunk/ids.ts";
 import { StoreChunkSource } from "../../src/chunk/source.ts";
-import { manifestChunkIds } from "../../src/manifest/chunk_list.ts";
 import { decodePointer } from "../../src/manifest/codec.ts";
-import { chunkKey, pointerKey } from "../../src/manifest/keys.ts";
+import { pointerKey } from "../../src/manifest/keys.ts";
+import { referencedKeys } from "../_helpers/stored.ts";
 import type { Manifest, Pointer } from "../../src/manifest/types.ts";
 import { listHistory, loadPointed, loadSequence } from "../../src/manifest/catalog.ts";
 import { restoreImage } from "../../src/restore/restore.ts";
@@ -216,17 +215,12 @@ async function checkStore(
   const history = await listHistory(store, name);
   const fresh = history.filter((e) => !complete.has(e.sequence));
   const pick = fresh[Math.floor(random() * fresh.length)]?.sequence;
-  const source = new StoreChunkSource(store);
   for (const entry of fresh) {
     // A manifest object exists only once its chunks do: no half-published manifest.
     const { manifest } = await loadSequence(store, name, entry.sequence);
-    const ids = await manifestChunkIds(manifest, source, { doing: `check ${entry.key}` });
-    const zero = idToHex(ZERO_ID);
-    const distinct = new Map(ids.map((id) => [idToHex(id), id]));
-    distinct.delete(zero);
     const missing: string[] = [];
-    for (const [hex, id] of distinct) {
-      if ((await store.head(chunkKey(id))).status !== "ok") missing.push(hex);
+    for (const key of await referencedKeys(store, manifest)) {
+      if ((await store.head(key)).status !== "ok") missing.push(key);
     }
     assert.deepEqual(missing, [], `manifest ${entry.sequence} is complete`);
     if (entry.sequence === pick && entry.sequence !== pointer?.sequence) {

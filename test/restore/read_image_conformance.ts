@@ -13,7 +13,9 @@ import { after, before, describe, it } from "node:test";
 import { encodeChunk } from "../../src/chunk/codec.ts";
 import { idsEqual, idToHex, ZERO_ID } from "../../src/chunk/ids.ts";
 import { encodeManifest, encodePointer } from "../../src/manifest/codec.ts";
-import { chunkKey, manifestKey, pointerKey } from "../../src/manifest/keys.ts";
+import { chunkListIndexIds } from "../../src/manifest/chunk_list.ts";
+import { imageDigest } from "../../src/manifest/digest.ts";
+import { chunkKey, manifestKey, packKey, pointerKey } from "../../src/manifest/keys.ts";
 import type { ChunkId, Manifest } from "../../src/manifest/types.ts";
 import { MemoryStore } from "../../src/store/memory.ts";
 import type { BlobStore, GetOptions, GetResult } from "../../src/store/types.ts";
@@ -108,24 +110,42 @@ export function imageReaderConformance(fixture: ImageReaderFixture): void {
   };
 
   for (const shape of SHAPES) {
-    it(`reads an image whole: ${shape.what}`, async () => {
-      const store = new MemoryStore();
-      const image = makeImage(shape.length, { ...shape, seed: shape.length + 1 });
-      const { manifest, ids } = await publishImage(store, image, {
-        name: "shapes",
-        sequence: 1,
-        chunkSize: shape.chunkSize,
-        ...(shape.pageSize ? { pageSize: shape.pageSize } : {}),
+    for (const packBytes of [undefined, 64 * KiB]) {
+      const layout = packBytes ? "in 64 KiB packs" : "each chunk its own object";
+      it(`reads an image whole: ${shape.what}, ${layout}`, async () => {
+        const store = new WatchedStore(new MemoryStore());
+        const image = makeImage(shape.length, { ...shape, seed: shape.length + 1 });
+        const { manifest, ids, packKeys } = await publishImage(store, image, {
+          name: "shapes",
+          sequence: 1,
+          chunkSize: shape.chunkSize,
+          ...(shape.pageSize ? { pageSize: shape.pageSize } : {}),
+          packBytes,
+        });
+        const subject = await open();
+        store.gets.length = 0;
+        const outcome = await subject.read(store, manifest, { concurrency: 4 });
+        check(outcome, image);
+        assert.equal(
+          outcome.fetched,
+          stored(ids).size,
+          "every stored chunk once, zero chunks and chunk 0 never",
+        );
+        if (packBytes) {
+          // Neighbours in a pack come with one ranged GET: at most a few per pack, never one per chunk.
+          const packGets = store.gets.filter((key) => key.startsWith("packs/"));
+          assert.ok(
+            packGets.length <= 2 * packKeys.length + 4,
+            `${packGets.length} GETs of ${packKeys.length} packs`,
+          );
+          assert.equal(
+            store.gets.filter((key) => key.startsWith("chunks/")).length,
+            chunkListIndexIds(manifest.chunks).length,
+            "no chunk objects read but the index chunks",
+          );
+        }
       });
-      const subject = await open();
-      const outcome = await subject.read(store, manifest, { concurrency: 4 });
-      check(outcome, image);
-      assert.equal(
-        outcome.fetched,
-        stored(ids).size,
-        "every stored chunk once, zero chunks and chunk 0 never",
-      );
-    });
+    }
   }
 
   it("reads only the chunks it lacks when it holds an earlier image", async () => {
@@ -149,6 +169,8 @@ export function imageReaderConformance(fixture: ImageReaderFixture): void {
         name: "grows",
         sequence: k + 1,
         chunkSize,
+        // The first image in packs, the changes as their own objects: a manifest may hold both.
+        packBytes: k === 0 ? 32 * KiB : undefined,
       });
       const outcome = await subject.read(store, manifest, { concurrency: 3 });
       check(outcome, image);
@@ -206,11 +228,81 @@ export function imageReaderConformance(fixture: ImageReaderFixture): void {
       const half = image.slice(9 * 4 * KiB, 9 * 4 * KiB + 2 * KiB);
       const id = idOf(half);
       await copy.put(chunkKey(id), encodeChunk(half));
-      const manifest = await republish(copy, withChunk(published.manifest, 9, id));
+      const manifest = await republish(copy, await withChunk(published.manifest, 9, id));
       await rejectsWithCode(
         (await open()).read(copy, manifest, { concurrency: 4 }),
         "CORRUPT_MANIFEST",
         new RegExp(idToHex(id)),
+      );
+    });
+
+    it("a manifest whose chunk list is not the one its image digest names with CHECKSUM_MISMATCH", async () => {
+      const copy = await copyStore(store);
+      const ids = [...(published.manifest.chunks as { ids: ChunkId[] }).ids];
+      [ids[3], ids[4]] = [ids[4]!, ids[3]!];
+      const manifest = await republish(copy, { ...published.manifest, chunks: { kind: "inline", ids } });
+      await rejectsWithCode(
+        (await open()).read(copy, manifest, { concurrency: 4 }),
+        "CHECKSUM_MISMATCH",
+        /digest/,
+      );
+    });
+  });
+
+  describe("fails naming the chunk, in packs", () => {
+    let store: MemoryStore;
+    let published: Published;
+    let image: Uint8Array;
+
+    before(async () => {
+      store = new MemoryStore();
+      image = makeImage(60 * 4 * KiB, { chunkSize: 4 * KiB, seed: 22 });
+      published = await publishImage(store, image, {
+        name: "broken",
+        sequence: 4,
+        chunkSize: 4 * KiB,
+        packBytes: 64 * KiB,
+      });
+      assert.ok(published.packKeys.length >= 3, "the image spans several packs");
+    });
+
+    it("a missing pack with NOT_FOUND, naming a chunk and the pack", async () => {
+      const copy = await copyStore(store);
+      const where = published.locations[30]!;
+      await copy.delete(packKey(where.pack));
+      await rejectsWithCode(
+        (await open()).read(copy, published.manifest, { concurrency: 4 }),
+        "NOT_FOUND",
+        new RegExp(idToHex(where.pack)),
+      );
+    });
+
+    it("a flipped byte inside one chunk of a pack fails that chunk, naming it", async () => {
+      const copy = await copyStore(store);
+      const victim = published.ids[31]!;
+      const where = published.locations[30]!;
+      const got = await copy.get(packKey(where.pack));
+      assert.ok(got.status === "ok");
+      const damaged = got.body.slice();
+      damaged[where.offset + where.length - 5]! ^= 0xff;
+      await copy.put(packKey(where.pack), damaged);
+      await rejectsWithCode(
+        (await open()).read(copy, published.manifest, { concurrency: 4 }),
+        "CHECKSUM_MISMATCH",
+        new RegExp(idToHex(victim)),
+      );
+    });
+
+    it("a pack cut short fails the chunks it lost", async () => {
+      const copy = await copyStore(store);
+      const last = published.locations.at(-1)!;
+      const got = await copy.get(packKey(last.pack));
+      assert.ok(got.status === "ok");
+      await copy.put(packKey(last.pack), got.body.subarray(0, last.offset + 10));
+      await rejectsWithCode(
+        (await open()).read(copy, published.manifest, { concurrency: 4 }),
+        "CORRUPT_CHUNK",
+        new RegExp(idToHex(published.ids.at(-1)!)),
       );
     });
   });
@@ -291,12 +383,18 @@ async function republish(store: BlobStore, manifest: Manifest): Promise<Manifest
   return next;
 }
 
-/** `manifest` with chunk `index` (1-based) listed as `id`; the list must be inline. */
-function withChunk(manifest: Manifest, index: number, id: ChunkId): Manifest {
+/** `manifest` with chunk `index` (1-based) listed as `id`, as a writer would list it (its image digest
+ * follows); the list must be inline. */
+async function withChunk(manifest: Manifest, index: number, id: ChunkId): Promise<Manifest> {
   assert.equal(manifest.chunks.kind, "inline");
   const ids = [...(manifest.chunks as { ids: ChunkId[] }).ids];
   ids[index - 1] = id;
-  return { ...manifest, chunks: { kind: "inline", ids } };
+  const { imageLength, chunkSize, chunk0 } = manifest;
+  return {
+    ...manifest,
+    imageDigest: await imageDigest(imageLength, chunkSize, chunk0, ids),
+    chunks: { kind: "inline", ids },
+  };
 }
 
 async function copyStore(from: MemoryStore): Promise<MemoryStore> {
@@ -314,6 +412,8 @@ class WatchedStore extends PassThroughStore {
   inFlight = 0;
   maxInFlight = 0;
   chunkGets = 0;
+  /** The key of every GET, in order. */
+  readonly gets: string[] = [];
   onChunkGet: ((count: number) => void) | undefined;
   readonly #delayMs: number;
 
@@ -323,7 +423,8 @@ class WatchedStore extends PassThroughStore {
   }
 
   override async get(key: string, options?: GetOptions): Promise<GetResult> {
-    if (!key.startsWith("chunks/")) return await this.inner.get(key, options);
+    this.gets.push(key);
+    if (!key.startsWith("chunks/") && !key.startsWith("packs/")) return await this.inner.get(key, options);
     this.inFlight++;
     this.maxInFlight = Math.max(this.maxInFlight, this.inFlight);
     try {

@@ -144,12 +144,19 @@ describe("syncDatabase()", () => {
     const store = new RecordingStore(`${t.db}-recorded`);
     await makeDb(t.db, 200, { payload: 2000 });
     const report = await syncDatabase(t.db, opts(store, t.spoolDir));
-    const kinds = store.puts.map((
-      k,
-    ) => (k.startsWith("chunks/") ? "chunk" : k.endsWith("/pointer") ? "pointer" : "manifest"));
+    const kinds = store.puts.map((k) =>
+      k.startsWith("chunks/") || k.startsWith("packs/")
+        ? "chunk"
+        : k.endsWith("/pointer")
+        ? "pointer"
+        : "manifest"
+    );
     const firstManifest = kinds.indexOf("manifest");
     assert.ok(firstManifest > 0, "chunks come before the manifest");
     assert.ok(kinds.slice(0, firstManifest).every((k) => k === "chunk"));
+    // The data chunks travel in packs: one pack object here, not one object per chunk.
+    assert.equal(store.puts.filter((k) => k.startsWith("packs/")).length, 1);
+    assert.ok(report.chunks.uploaded > 1);
     assert.deepEqual(kinds.slice(firstManifest), ["manifest", "pointer"]);
     assert.equal(store.puts.at(-2), report.manifestKey);
   });
@@ -242,12 +249,13 @@ describe("syncDatabase()", () => {
     assert.equal(next.sequence, 2);
   });
 
-  it("without its record, checks every chunk with the store: a chunk the store lost is written again", async () => {
+  it("without its record, checks every object with the store: a pack the store lost is written again", async () => {
     const t = await fresh("lost-chunk");
     await makeDb(t.db, 500, { mode: "wal", payload: 2000 });
     const first = await syncDatabase(t.db, opts(t.store, t.spoolDir));
-    const chunkKeys = (await listAll(t.store, "chunks/")).map((item) => (item as { key: string }).key).sort();
-    await t.store.delete(chunkKeys[0]!);
+    const packKeys = (await listAll(t.store, "packs/")).map((item) => (item as { key: string }).key).sort();
+    assert.equal(packKeys.length, 1);
+    await t.store.delete(packKeys[0]!);
     await rm(t.spoolDir, { recursive: true, force: true });
     await addRow(t.db);
     const second = await syncDatabase(t.db, opts(t.store, t.spoolDir));
