@@ -9,7 +9,7 @@
  */
 
 import { toHex } from "../bytes.ts";
-import { encodeChunk } from "../chunk/codec.ts";
+import { CHUNK_HEADER_LENGTH, encodeChunk } from "../chunk/codec.ts";
 import { chunkIds, hexToId, idToHex, ZERO_HEX } from "../chunk/ids.ts";
 import { buildPack, type ChunkLocation, PACK_TARGET_BYTES } from "../chunk/pack.ts";
 import { StoreChunkSource } from "../chunk/source.ts";
@@ -342,6 +342,8 @@ export class PublishTarget {
       inFlight.add(put);
     };
     const add = async (hex: string, object: Uint8Array) => {
+      // A chunk the capture spooled raw (to let go of the source sooner) is compressed now, when that pays.
+      if (object[5] === 0) object = encodeChunk(object.subarray(CHUNK_HEADER_LENGTH));
       batch.push({ id: hexToId(hex), object });
       batchBytes += object.length;
       if (batchBytes >= PACK_TARGET_BYTES) await flush();
