@@ -18,7 +18,7 @@ import type {
 
 /** Requests and bytes a store saw. */
 export interface StoreCounts {
-  /** GETs of `chunks/` keys (data and index chunks). */
+  /** GETs of `chunks/` and `packs/` keys (data and index chunks; a ranged GET of a pack reads a run). */
   chunkGets: number;
   /** GETs of other keys (pointers, manifests). */
   otherGets: number;
@@ -55,7 +55,7 @@ export class CountingStore implements BlobStore {
   }
 
   async get(key: string, options?: GetOptions): Promise<GetResult> {
-    if (key.startsWith("chunks/")) this.#counts.chunkGets++;
+    if (key.startsWith("chunks/") || key.startsWith("packs/")) this.#counts.chunkGets++;
     else this.#counts.otherGets++;
     const got = await this.#inner.get(key, options);
     if (got.status === "ok") this.#counts.bytesDown += got.body.length;

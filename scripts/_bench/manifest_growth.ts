@@ -7,9 +7,11 @@
 
 import { encodeChunk } from "../../src/chunk/codec.ts";
 import { idsEqual } from "../../src/chunk/ids.ts";
+import type { ChunkLocation } from "../../src/chunk/pack.ts";
 import { buildChunkList } from "../../src/manifest/build_chunk_list.ts";
 import { expandChunkList } from "../../src/manifest/chunk_list.ts";
 import { decodeManifest, encodeManifest, encodePointer } from "../../src/manifest/codec.ts";
+import { imageDigest } from "../../src/manifest/digest.ts";
 import type { ChunkId, Manifest } from "../../src/manifest/types.ts";
 
 /** What a one-page change to a 1 GiB image costs in manifest bytes. */
@@ -38,11 +40,27 @@ const IMAGE_BYTES = 1024 * 1024 * 1024;
 export async function measureManifestGrowth(): Promise<ManifestGrowth> {
   const chunks = IMAGE_BYTES / CHUNK_SIZE;
   const ids = Array.from({ length: chunks - 1 }, randomId);
-  const before = buildChunkList(ids);
+  // As a full sync writes them: 128 chunk objects of 64 KiB and 12 bytes to an 8 MiB pack.
+  const packs = Array.from({ length: Math.ceil(ids.length / 128) }, randomId);
+  const locations: ChunkLocation[] = ids.map((_, i) => ({
+    pack: packs[Math.floor(i / 128)]!,
+    packLength: 24 + 128 * (40 + CHUNK_SIZE + 12),
+    offset: 24 + 128 * 40 + (i % 128) * (CHUNK_SIZE + 12),
+    length: CHUNK_SIZE + 12,
+  }));
+  const before = buildChunkList(ids, { locations });
   const changedIds = [...ids];
-  // One page changed in a chunk near the middle: one id changes.
-  changedIds[Math.floor(chunks / 2)] = randomId();
-  const after = buildChunkList(changedIds);
+  const changedLocations = [...locations];
+  // One page changed in a chunk near the middle: one id changes, and it lives in a new one-chunk pack.
+  const middle = Math.floor(chunks / 2);
+  changedIds[middle] = randomId();
+  changedLocations[middle] = {
+    pack: randomId(),
+    packLength: 24 + 40 + CHUNK_SIZE + 12,
+    offset: 64,
+    length: CHUNK_SIZE + 12,
+  };
+  const after = buildChunkList(changedIds, { locations: changedLocations });
   if (before.list.kind !== "indexed" || after.list.kind !== "indexed") {
     throw new Error(`Cannot measure manifest growth: ${chunks} chunks were listed inline`);
   }
@@ -52,7 +70,10 @@ export async function measureManifestGrowth(): Promise<ManifestGrowth> {
     .map((k) => encodeChunk(after.indexChunks[k] as Uint8Array).length)
     .reduce((a, b) => a + b, 0);
 
+  const chunk0 = crypto.getRandomValues(new Uint8Array(CHUNK_SIZE));
   const manifest: Manifest = {
+    version: 2,
+    imageDigest: await imageDigest(IMAGE_BYTES, CHUNK_SIZE, chunk0, changedIds),
     identity: { name: "bench-1gib", hostname: "", sourcePath: "" },
     sequence: 2,
     createdMs: Date.now(),
@@ -61,12 +82,12 @@ export async function measureManifestGrowth(): Promise<ManifestGrowth> {
     imageLength: IMAGE_BYTES,
     chunkSize: CHUNK_SIZE,
     imageSha256: new Uint8Array(32),
-    chunk0: crypto.getRandomValues(new Uint8Array(CHUNK_SIZE)),
+    chunk0,
     chunks: after.list,
   };
   const object = await encodeManifest(manifest, { codec: "none" });
   await checkRoundTrip(object, after.indexChunks, changedIds);
-  const inline = buildChunkList(changedIds, { inlineMax: changedIds.length });
+  const inline = buildChunkList(changedIds, { inlineMax: changedIds.length, locations: changedLocations });
   const inlineObject = await encodeManifest({ ...manifest, chunks: inline.list }, { codec: "none" });
   const pointer = await encodePointer({
     sequence: 2,

@@ -74,6 +74,7 @@ export function describeManifest(m: Manifest, key: string): Record<string, unkno
   const zeroHash = m.imageSha256.every((b) => b === 0);
   return {
     key,
+    version: m.version ?? 1,
     name: m.identity.name,
     hostname: m.identity.hostname,
     sourcePath: m.identity.sourcePath,
@@ -85,6 +86,7 @@ export function describeManifest(m: Manifest, key: string): Record<string, unkno
     chunkSize: m.chunkSize,
     chunks: Math.max(1, Math.ceil(m.imageLength / m.chunkSize)),
     imageSha256: zeroHash ? null : toHex(m.imageSha256),
+    imageDigest: m.imageDigest ? toHex(m.imageDigest) : null,
     chunkList: m.chunks.kind,
     indexChunks: chunkListIndexIds(m.chunks).map(idToHex),
     ...(m.chunks.kind === "inline" ? { chunkIds: m.chunks.ids.map(idToHex) } : {}),

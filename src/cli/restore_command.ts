@@ -117,15 +117,20 @@ export async function restoreCommand(args: string[], io: CliIo): Promise<number>
     out,
     bytes: result.bytes,
     chunksFetched: result.chunksFetched,
+    objects: result.objects,
+    requests: result.requests,
     sha256: result.sha256,
     imageVerified: result.imageVerified,
+    digestVerified: result.digestVerified,
   };
   if (values.json) io.stdout(JSON.stringify(report) + "\n");
   else {
     io.stdout(`${out}\n`);
     io.stderr(
       `restored ${report.name} sequence ${report.sequence}: ${report.bytes} bytes, sha256 ${report.sha256}` +
-        `${report.imageVerified ? " (matches the manifest)" : " (every chunk verified)"}\n`,
+        `${report.imageVerified ? " (matches the manifest)" : " (every chunk verified)"}` +
+        `${report.digestVerified ? ", image digest verified" : ""}; ${report.chunksFetched} chunks in ` +
+        `${report.requests} requests from ${report.objects} objects\n`,
     );
   }
   return EXIT.ok;

@@ -21,6 +21,7 @@ import { type IndexCache, manifestChunkList } from "../manifest/chunk_list.ts";
 import { imageDigest } from "../manifest/digest.ts";
 import type { ChunkLocation, Manifest } from "../manifest/types.ts";
 import { forEachLimit } from "../pool.ts";
+import { AdaptiveWidth } from "./_adaptive.ts";
 import { Sequencer } from "./_sequencer.ts";
 
 /** One chunk of the image, as handed to {@linkcode ReadImageOptions.sink}. */
@@ -83,8 +84,12 @@ export interface ReadImageOptions {
    * of the hash. No hash is made when `have` skips a chunk. @default {the image is not hashed} */
   hasher?: (() => ImageHash) | undefined;
   /** Runs read at once: each is a run of neighbours in one pack, up to {@linkcode RUN_BYTES}, or one chunk
-   * kept as its own object. @default {8} */
+   * kept as its own object. With `adapt`, the most: the reader starts with 4 and doubles while the store
+   * delivers more. @default {8} */
   concurrency?: number | undefined;
+  /** Grow the runs in flight, up to `concurrency`, only while that brings more bytes per second.
+   * @default {true} */
+  adapt?: boolean | undefined;
   /** Cancels the read; it then rejects with the signal's reason once no sink call is running. */
   signal?: AbortSignal | undefined;
   /** Called as chunks are read (in order when hashing) with the chunks done and the chunks in all. */
@@ -108,6 +113,10 @@ export interface ReadImageResult {
   imageVerified: boolean;
   /** True when the manifest held an image digest (format 2) and the chunk list read matched it. */
   digestVerified: boolean;
+  /** Store objects the fetched chunks live in: packs, and chunks kept as their own object. */
+  objects: number;
+  /** Requests the reader made of the chunk source (runs it fetched). */
+  requests: number;
 }
 
 /**
@@ -179,6 +188,9 @@ export async function readImage(
   );
   let zeros: Uint8Array | undefined;
   let fetched = 0;
+  let requests = 0;
+  const objects = new Set<string>();
+  const width = options.adapt === false ? undefined : new AdaptiveWidth(concurrency);
   const inFlight = new Map<string, Promise<Uint8Array | undefined>>();
 
   // Reads the chunks `wanted` (image indexes) with one request to the source; a chunk asked for again while
@@ -193,6 +205,11 @@ export async function readImage(
     }
     if (fresh.length > 0) {
       fetched += fresh.length;
+      requests++;
+      for (const i of fresh) {
+        const where = locations[i - 1];
+        objects.add(where ? idToHex(where.pack) : idToHex(ids[i - 1]!));
+      }
       const batch = getChunks(
         chunks,
         fresh.map((i) => ({ id: ids[i - 1]!, where: locations[i - 1] })),
@@ -268,6 +285,7 @@ export async function readImage(
       const got = await fetchChunks(wanted);
       let k = 0;
       for (const chunk of out) if (chunk?.from === "fetched") chunk.bytes = got[k++]!;
+      width?.record(got.reduce((n, bytes) => n + bytes.length, 0));
     }
     for (const chunk of out) {
       stop.signal.throwIfAborted();
@@ -302,7 +320,7 @@ export async function readImage(
         stop.abort(error);
         throw error;
       }
-    }, { concurrency, signal: stop.signal });
+    }, { concurrency: width ? () => width.width : concurrency, signal: stop.signal });
     await chunks.settled?.();
   } catch (error) {
     stop.abort(error);
@@ -323,6 +341,8 @@ export async function readImage(
     sha256,
     imageVerified: sha256 !== undefined && stated !== undefined,
     digestVerified: manifest.version === 2,
+    objects: objects.size,
+    requests,
   };
 }
 

@@ -47,6 +47,12 @@ export interface RestoreResult {
   /** True when the manifest held the image's SHA-256 and the image matched it; false when the writer did
    * not hash the whole image (an incremental sync), so every chunk was checked against its id instead. */
   imageVerified: boolean;
+  /** True when the manifest held an image digest (format 2) and the chunk list matched it. */
+  digestVerified: boolean;
+  /** Store objects the chunks were read from (packs, and chunks kept as their own object). */
+  objects: number;
+  /** Requests made of the chunk source for data (each a run of neighbours, or one chunk). */
+  requests: number;
 }
 
 /**
@@ -110,6 +116,9 @@ export async function restoreImage(options: RestoreImageOptions): Promise<Restor
       chunksFetched: read.fetched,
       sha256,
       imageVerified: read.imageVerified,
+      digestVerified: read.digestVerified,
+      objects: read.objects,
+      requests: read.requests,
     };
   } catch (error) {
     throw signal?.aborted ? signal.reason : error;

@@ -111,7 +111,9 @@ function read(first: number, count: number): Uint8Array {
   if (!Number.isSafeInteger(first) || !Number.isSafeInteger(count) || first < 1 || count < 0) {
     throw new Error(`bad page range ${first}+${count}`);
   }
-  if (first + count - 1 > pageCount) throw new Error(`pages ${first}..${first + count - 1} past ${pageCount}`);
+  if (first + count - 1 > pageCount) {
+    throw new Error(`pages ${first}..${first + count - 1} past ${pageCount}`);
+  }
   if (direct === undefined) return viaSqlite(first, count);
   const out = new Uint8Array(count * pageSize);
   let done = 0;

@@ -178,7 +178,8 @@ async function copy(
     const batchPrints = batch.map((i, k) => (i === 0 ? "" : fingerprint(chunks[k]!)));
     // Unchanged by its fingerprint: the chunk keeps the id the previous capture gave it.
     const same = batch.map((i, k) =>
-      i > 0 && before !== undefined && i - 1 < before.ids.length && before.fingerprints![i - 1] === batchPrints[k]
+      i > 0 && before !== undefined && i - 1 < before.ids.length &&
+      before.fingerprints![i - 1] === batchPrints[k]
     );
     const batchIds = await chunkIds(
       chunks.map((c, k) => (batch[k] === 0 || same[k] ? new Uint8Array(0) : c)),

@@ -47,3 +47,33 @@ describe("pool", () => {
     await forEachLimit([], () => Promise.reject(new Error("never called")));
   });
 });
+
+describe("forEachLimit() with a bound that changes", () => {
+  it("starts jobs only while fewer than the bound run, asking it before each job", async () => {
+    let bound = 1;
+    let running = 0;
+    const most: number[] = [];
+    await forEachLimit(Array.from({ length: 30 }, (_, i) => i), async (i) => {
+      running++;
+      most[i] = running;
+      if (i === 9) bound = 4;
+      await new Promise((resolve) => setTimeout(resolve, 2));
+      running--;
+    }, { concurrency: () => bound });
+    assert.ok(most.slice(0, 10).every((n) => n === 1), `first ten one at a time: ${most}`);
+    assert.equal(Math.max(...most.slice(10)), 4);
+  });
+
+  it("rejects with the first failure, starting nothing after it", async () => {
+    const started: number[] = [];
+    await assert.rejects(
+      forEachLimit([0, 1, 2, 3, 4, 5], async (i) => {
+        started.push(i);
+        await new Promise((resolve) => setTimeout(resolve, 1));
+        if (i === 1) throw new Error("job 1 failed");
+      }, { concurrency: () => 2 }),
+      /job 1 failed/,
+    );
+    assert.ok(started.length <= 4, `${started}`);
+  });
+});
