@@ -8,6 +8,7 @@
  */
 
 import { createHash, randomBytes } from "node:crypto";
+import { writeSync } from "node:fs";
 import { type FileHandle, open, rename, stat, unlink } from "node:fs/promises";
 import { basename, dirname, join, resolve } from "node:path";
 import { syncDir } from "../files.ts";
@@ -128,10 +129,12 @@ export async function restoreImage(options: RestoreImageOptions): Promise<Restor
   }
 }
 
-async function writeAll(handle: FileHandle, bytes: Uint8Array, position: number): Promise<void> {
+// A synchronous write: a chunk goes into the page cache in microseconds, far less than the round trip of an
+// asynchronous write through the runtime's thread pool (a 256 MiB restore makes 4,096 of them); the file is
+// fsynced once at the end.
+function writeAll(handle: FileHandle, bytes: Uint8Array, position: number): void {
   let done = 0;
   while (done < bytes.length) {
-    const { bytesWritten } = await handle.write(bytes, done, bytes.length - done, position + done);
-    done += bytesWritten;
+    done += writeSync(handle.fd, bytes, done, bytes.length - done, position + done);
   }
 }
