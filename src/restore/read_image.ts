@@ -236,11 +236,13 @@ export async function readImage(
         inFlight.set(hex, one);
       });
     }
+    // Taken before the first await: another run may finish and forget a read this one shares meanwhile.
+    const pending = wanted.map((index) => inFlight.get(idToHex(ids[index - 1]!)));
     try {
       const out: Uint8Array[] = [];
-      for (const index of wanted) {
+      for (const [k, index] of wanted.entries()) {
         const id = ids[index - 1]!;
-        const bytes = await inFlight.get(idToHex(id));
+        const bytes = await pending[k];
         const length = Math.min(chunkSize, imageLength - index * chunkSize);
         if (bytes === undefined) {
           throw fail({ kind: "missing", index, id, where: locations[index - 1], source: chunks.description });

@@ -10,7 +10,6 @@
  */
 
 import { createHash } from "node:crypto";
-import { crc32 } from "node:zlib";
 import { encodeChunk } from "../chunk/codec.ts";
 import { TesseraError } from "../errors.ts";
 import { chunkIds, idToHex, isZeroChunk, ZERO_HEX } from "../chunk/ids.ts";
@@ -150,13 +149,6 @@ async function copy(
   // The whole image is hashed only when nothing is known of it: a first or --full capture. Otherwise the
   // manifest's image digest names it, and each changed chunk its SHA-256.
   const hash = wanted === "all" && (!previous || options.full) ? createHash("sha256") : undefined;
-  // A whole-file read of a known image (rollback-journal mode) hashes only the chunks whose fast
-  // fingerprint changed; the others keep their ids.
-  const before = previous?.fingerprints && !options.full ? previous : undefined;
-  const prints: string[] = new Array(Math.max(0, total - 1));
-  if (before && wanted !== "all") {
-    for (let i = 1; i < total && i - 1 < before.ids.length; i++) prints[i - 1] = before.fingerprints![i - 1]!;
-  }
   const order = wanted === "all"
     ? Array.from({ length: total }, (_, i) => i)
     : [...wanted].sort((a, b) => a - b);
@@ -175,24 +167,11 @@ async function copy(
     read += chunks.length;
     for (const bytes of chunks) bytesRead += bytes.length;
     for (const bytes of chunks) hash?.update(bytes);
-    const batchPrints = batch.map((i, k) => (i === 0 ? "" : fingerprint(chunks[k]!)));
-    // Unchanged by its fingerprint: the chunk keeps the id the previous capture gave it.
-    const same = batch.map((i, k) =>
-      i > 0 && before !== undefined && i - 1 < before.ids.length &&
-      before.fingerprints![i - 1] === batchPrints[k]
-    );
-    const batchIds = await chunkIds(
-      chunks.map((c, k) => (batch[k] === 0 || same[k] ? new Uint8Array(0) : c)),
-    );
+    const batchIds = await chunkIds(chunks.map((c, k) => (batch[k] === 0 ? new Uint8Array(0) : c)));
     for (const [k, i] of batch.entries()) {
       const bytes = chunks[k] as Uint8Array;
       if (i === 0) {
         chunk0 = bytes.slice();
-        continue;
-      }
-      prints[i - 1] = batchPrints[k]!;
-      if (same[k]) {
-        ids[i - 1] = before!.ids[i - 1]!;
         continue;
       }
       const hex = isZeroChunk(bytes) ? ZERO_HEX : idToHex(batchIds[k] as Uint8Array);
@@ -246,26 +225,8 @@ async function copy(
     evidence: snap.evidence,
     ids,
     chunk0Sha256,
-    // Kept only when every chunk has one (an incremental capture after a record without them has not).
-    ...(prints.length === ids.length && [...prints].every((p) => typeof p === "string")
-      ? { fingerprints: prints }
-      : {}),
   };
   return { image, record, read, bytesRead, spooled: written };
-}
-
-/**
- * A chunk's fast fingerprint: the CRC-32 of its bytes, and the CRC-32 of its bytes with its two halves
- * swapped, as 16 hex digits. Two different codewords of one cyclic code: a change to a chunk that leaves
- * both equal has odds of about 2^-64 for random changes, and the pair costs a tenth of a SHA-256. It only
- * ever decides that a chunk did not change since the last capture (its id is then kept); every chunk that
- * is written anywhere is named by its SHA-256.
- */
-export function fingerprint(bytes: Uint8Array): string {
-  const half = bytes.length >>> 1;
-  const a = crc32(bytes);
-  const b = crc32(bytes.subarray(0, half), crc32(bytes.subarray(half)));
-  return (a >>> 0).toString(16).padStart(8, "0") + (b >>> 0).toString(16).padStart(8, "0");
 }
 
 // Reads the chunks `batch` names (ascending), one request per run of neighbouring chunks: every request

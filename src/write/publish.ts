@@ -17,7 +17,7 @@ import { TesseraError } from "../errors.ts";
 import { buildChunkList } from "../manifest/build_chunk_list.ts";
 import { manifestChunkList } from "../manifest/chunk_list.ts";
 import { loadPointed, readPointer } from "../manifest/catalog.ts";
-import { encodeManifest, encodePointer } from "../manifest/codec.ts";
+import { decodeManifest, encodeManifest, encodePointer } from "../manifest/codec.ts";
 import { imageDigest } from "../manifest/digest.ts";
 import { chunkKey, manifestKey, packKey, pointerKey } from "../manifest/keys.ts";
 import type { Manifest, Pointer } from "../manifest/types.ts";
@@ -160,14 +160,7 @@ export class PublishTarget {
     if (pointer) {
       try {
         const { manifest } = await loadPointed(this.store, this.#name, pointer, { signal });
-        const { ids, locations } = await manifestChunkList(manifest, new StoreChunkSource(this.store), {
-          doing: `read ${this.store.description}`,
-          signal,
-        });
-        ids.forEach((id, i) => this.#present.set(idToHex(id), locations[i]));
-        if (manifest.chunks.kind === "indexed") {
-          for (const id of manifest.chunks.indexIds) this.#present.set(idToHex(id), undefined);
-        }
+        await this.#learn(manifest, signal);
       } catch (error) {
         if (!(error instanceof TesseraError && DAMAGED.has(error.code))) throw error;
         this.#present = new Map();
@@ -281,8 +274,13 @@ export class PublishTarget {
     const pointerBytes = await encodePointer(next_);
     await this.store.put(pointerKey(this.#name), pointerBytes, { signal });
     this.#expected = next_;
-    this.#present = new Map(image.ids.map((hex, i) => [hex, locations[i]]));
-    for (const id of indexIds) this.#present.set(idToHex(id), undefined);
+    if (written.adopted) {
+      // An earlier attempt's manifest was kept: its chunks live where it says, not in this attempt's packs.
+      await this.#learn(written.manifest, signal);
+    } else {
+      this.#present = new Map(image.ids.map((hex, i) => [hex, locations[i]]));
+      for (const id of indexIds) this.#present.set(idToHex(id), undefined);
+    }
     return {
       uploaded: uploadedIds.length,
       moved,
@@ -383,6 +381,19 @@ export class PublishTarget {
     return { located, uploadedIds, packs, dataBytes, moved: repack.move.length };
   }
 
+  // Takes the chunks of `manifest` (the pointer's) as present, where it says they live.
+  async #learn(manifest: Manifest, signal: AbortSignal | undefined): Promise<void> {
+    const { ids, locations } = await manifestChunkList(manifest, new StoreChunkSource(this.store), {
+      doing: `read ${this.store.description}`,
+      signal,
+    });
+    this.#present = new Map();
+    ids.forEach((id, i) => this.#present.set(idToHex(id), locations[i]));
+    if (manifest.chunks.kind === "indexed") {
+      for (const id of manifest.chunks.indexIds) this.#present.set(idToHex(id), undefined);
+    }
+  }
+
   async #readPointer(signal?: AbortSignal): Promise<Pointer | undefined> {
     return await readPointer(this.store, this.#name, { signal });
   }
@@ -450,6 +461,9 @@ export interface WrittenManifest extends BuiltManifest {
   indexBytes: number;
   /** Bytes of chunks `uploader.settle()` wrote back. */
   settledBytes: number;
+  /** The store held this image's manifest from an earlier attempt already, and it was kept: `manifest`,
+   * `bytes` and the ids are that one's (its chunks live where it says). */
+  adopted?: boolean;
 }
 
 /**
@@ -480,21 +494,57 @@ export async function writeManifest(
   }
   // Chunks written over an old copy are checked again, once no collector can still delete them.
   const settledBytes = await uploader.settle({ signal });
-  await putManifestOnce(store, manifestKey(fields.identity.name, fields.sequence), built.bytes, signal);
+  const stored = await putManifestOnce(
+    store,
+    manifestKey(fields.identity.name, fields.sequence),
+    built.bytes,
+    signal,
+    async (existing) => {
+      const theirs = await decodeManifest(existing).catch(() => undefined);
+      const mine = built.manifest;
+      return theirs !== undefined && theirs.version === 2 && theirs.createdMs === mine.createdMs &&
+        theirs.sequence === mine.sequence && theirs.identity.name === mine.identity.name &&
+        toHex(theirs.imageDigest!) === toHex(mine.imageDigest!);
+    },
+  );
+  if (stored !== built.bytes) {
+    const manifest = await decodeManifest(stored);
+    const manifestSha256 = new Uint8Array(
+      await crypto.subtle.digest("SHA-256", stored as Uint8Array<ArrayBuffer>),
+    );
+    const indexIds = manifest.chunks.kind === "indexed" ? manifest.chunks.indexIds : [];
+    return {
+      manifest,
+      bytes: stored,
+      manifestSha256,
+      indexChunks: [],
+      indexIds,
+      indexBytes,
+      settledBytes,
+      adopted: true,
+    };
+  }
   return { ...built, indexBytes, settledBytes };
 }
 
 // Manifests are immutable: where the store can refuse to replace one, a second writer that picked the same
 // sequence fails here instead of swapping the manifest under the first writer's pointer. A refusal for our
 // own bytes (a retried PUT that had in fact landed) is no conflict.
+//
+// A retried publish of the same image builds new packs (each pack is a new object), so its manifest's bytes
+// differ from the one an earlier attempt stored before its answer, or the pointer's, was lost. When `ours`
+// recognises the stored manifest as that attempt's (same image), it is kept and returned: its packs were
+// written before it.
 export async function putManifestOnce(
   store: BlobStore,
   key: string,
   bytes: Uint8Array,
   signal: AbortSignal | undefined,
-): Promise<void> {
+  ours?: (existing: Uint8Array) => Promise<boolean>,
+): Promise<Uint8Array> {
   try {
     await store.put(key, bytes, { signal, ifNoneMatch: "*" });
+    return bytes;
   } catch (error) {
     if (!(error instanceof TesseraError && error.code === "PRECONDITION_FAILED")) throw error;
     const existing = await store.get(key, { signal });
@@ -502,8 +552,9 @@ export async function putManifestOnce(
       existing.status === "ok" && existing.body.length === bytes.length &&
       existing.body.every((b, i) => b === bytes[i])
     ) {
-      return;
+      return bytes;
     }
+    if (existing.status === "ok" && await ours?.(existing.body)) return existing.body;
     throw new TesseraError(
       "CONFLICT",
       `Cannot publish "${key}" to ${store.description}: another writer published that sequence first; ` +

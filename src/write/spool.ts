@@ -92,12 +92,6 @@ export interface CaptureRecord {
    * sets it). While every store's pointer still names that manifest, the stores hold every chunk in `ids`.
    */
   manifestSha256?: string | undefined;
-  /**
-   * A fast fingerprint of each chunk in `ids` (see `capture.ts`, `fingerprint`), so a capture that must read
-   * the whole file (rollback-journal mode) hashes with SHA-256 only the chunks whose fingerprint changed.
-   * Absent in records of older versions.
-   */
-  fingerprints?: string[] | undefined;
 }
 
 /** The spool of one database. Not safe for two processes: the replicator holds `owner.json` first. */
@@ -425,7 +419,6 @@ function forgotten(): CaptureRecord {
 }
 
 const HEX_ID = /^[0-9a-f]{64}$/;
-const FINGERPRINT = /^[0-9a-f]{16}$/;
 
 // A record that is not a capture record shape for shape is not used: the next capture then reads
 // everything, which is slow but always right.
@@ -439,12 +432,6 @@ function isCaptureRecord(record: CaptureRecord): boolean {
   for (const hex of [record.chunk0Sha256, record.manifestSha256]) {
     if (hex !== undefined && (typeof hex !== "string" || !HEX_ID.test(hex))) return false;
   }
-  const prints = record.fingerprints;
-  if (
-    prints !== undefined &&
-    (!Array.isArray(prints) || prints.length !== record.ids.length ||
-      !prints.every((p) => typeof p === "string" && FINGERPRINT.test(p)))
-  ) return false;
   const e = record.evidence;
   if (typeof e !== "object" || e === null) return false;
   if (![e.size, e.mtimeMs, e.ino, e.changeCounter].every((n) => typeof n === "number")) return false;

@@ -113,8 +113,10 @@ describe("syncDatabase()", () => {
         assert.ok(second.chunks.read <= 4, `read ${second.chunks.read} of ${second.chunks.total} chunks`);
         assert.equal(second.imageSha256, null);
       } else {
+        // Only a whole read tells what changed; each chunk is hashed once, the whole image not again (the
+        // manifest's image digest names it).
         assert.equal(second.chunks.read, second.chunks.total);
-        assert.match(second.imageSha256 ?? "", /^[0-9a-f]{64}$/);
+        assert.equal(second.imageSha256, null);
       }
       await restoreLatest(t.store, second.name, t.out);
       const state = await checkWriterDb(t.out);
