@@ -6,7 +6,13 @@
  */
 
 import type { BlobStore } from "../store/types.ts";
-import { type ChunkCache, type ChunkSource, LayeredChunkSource, StoreChunkSource } from "./source.ts";
+import {
+  type ChunkCache,
+  type ChunkLocator,
+  type ChunkSource,
+  LayeredChunkSource,
+  StoreChunkSource,
+} from "./source.ts";
 
 /** Options of {@linkcode readThrough}. */
 export interface ReadThroughOptions {
@@ -14,6 +20,9 @@ export interface ReadThroughOptions {
   caches?: readonly ChunkCache[] | undefined;
   /** More stores tried after `primary`, in order (`primary` itself is skipped here). @default {[]} */
   stores?: readonly BlobStore[] | undefined;
+  /** How one of those stores finds the chunks of its own snapshot (its packs are not the primary's).
+   * @default {each store is asked at the primary's places only} */
+  locate?: ((store: BlobStore) => ChunkLocator) | undefined;
 }
 
 /**
@@ -37,6 +46,8 @@ export interface ReadThroughOptions {
 export function readThrough(primary: BlobStore, options: ReadThroughOptions = {}): ChunkSource {
   const layers: ChunkSource[] = [...(options.caches ?? [])];
   layers.push(new StoreChunkSource(primary));
-  for (const other of options.stores ?? []) if (other !== primary) layers.push(new StoreChunkSource(other));
+  for (const other of options.stores ?? []) {
+    if (other !== primary) layers.push(new StoreChunkSource(other, { locate: options.locate?.(other) }));
+  }
   return layers.length === 1 ? layers[0] as ChunkSource : new LayeredChunkSource(layers);
 }

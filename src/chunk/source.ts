@@ -8,6 +8,7 @@
  */
 
 import { TesseraError } from "../errors.ts";
+import { forEachLimit } from "../pool.ts";
 import type { BlobStore } from "../store/types.ts";
 import { decodeChunk } from "./codec.ts";
 import { type ChunkId, idsEqual, idToHex, ZERO_ID } from "./ids.ts";
@@ -21,6 +22,9 @@ export interface ChunkGetOptions {
   /** Where the store keeps the chunk, when a manifest says: inside a pack. Caches ignore it.
    * @default {its own object} */
   where?: ChunkLocation | undefined;
+  /** The database the chunks belong to: a store read through after the one whose manifest gave `where`
+   * looks them up in its own snapshot of it. */
+  database?: string | undefined;
 }
 
 /** One chunk of a {@linkcode ChunkSource.getMany} call. */
@@ -115,9 +119,13 @@ export function isChunkCache(source: ChunkSource): source is ChunkCache {
 export class StoreChunkSource implements ChunkSource {
   readonly description: string;
   readonly #store: BlobStore;
+  readonly #locate: ChunkLocator | undefined;
 
-  constructor(store: BlobStore) {
+  /** With `locate`, a chunk asked for at a place this store lacks is looked for where this store's own
+   * newest snapshot of the database keeps it (a store read through after another). */
+  constructor(store: BlobStore, options: { locate?: ChunkLocator | undefined } = {}) {
     this.#store = store;
+    this.#locate = options.locate;
     this.description = store.description;
   }
 
@@ -159,39 +167,76 @@ export class StoreChunkSource implements ChunkSource {
     }
     const answers: ({ bytes: Uint8Array; object: Uint8Array } | undefined)[] = new Array(requests.length)
       .fill(undefined);
-    const reads: Promise<void>[] = [];
-    for (const span of spans(requests)) {
+    // Spans go out a few at a time: a group of chunks kept as their own objects is one GET each.
+    await forEachLimit(spans(requests), async (span) => {
       let current = span[0]!;
-      reads.push(
-        (async () => {
-          const first = requests[span[0]!]!;
-          if (first.where === undefined) {
-            const got = await this.#store.get(chunkKey(first.id), { signal });
-            if (got.status === "ok") {
-              answers[span[0]!] = { bytes: await decodeChunk(first.id, got.body), object: got.body };
-            }
-            return;
+      try {
+        const first = requests[span[0]!]!;
+        if (first.where === undefined) {
+          const got = await this.#store.get(chunkKey(first.id), { signal });
+          if (got.status === "ok") {
+            answers[span[0]!] = { bytes: await decodeChunk(first.id, got.body), object: got.body };
           }
-          const last = requests[span[span.length - 1]!]!.where!;
-          const offset = first.where.offset;
-          const length = last.offset + last.length - offset;
-          const got = await this.#store.get(packKey(first.where.pack), { signal, range: { offset, length } });
-          if (got.status !== "ok") return;
-          // A pack shorter than the manifest says is a damaged store: each chunk it cut off fails to decode.
-          for (const i of span) {
-            current = i;
-            const { id, where } = requests[i]!;
-            const at = where!.offset - offset;
-            const object = got.body.subarray(at, at + where!.length);
+          return;
+        }
+        const last = requests[span[span.length - 1]!]!.where!;
+        const offset = first.where.offset;
+        const length = last.offset + last.length - offset;
+        const key = packKey(first.where.pack);
+        const got = await this.#store.get(key, { signal, range: { offset, length } });
+        if (got.status !== "ok") return;
+        // A pack shorter than the manifest says is a damaged store: each chunk it cut off fails to decode.
+        for (const i of span) {
+          current = i;
+          const { id, where } = requests[i]!;
+          const at = where!.offset - offset;
+          // A copy when it is a part of the run: a chunk kept for long must not keep the whole run's bytes.
+          const object = span.length === 1 ? got.body : got.body.slice(at, at + where!.length);
+          try {
             answers[i] = { bytes: await decodeChunk(id, object), object };
+          } catch (error) {
+            if (!(error instanceof TesseraError)) throw error;
+            throw new TesseraError(error.code, `${error.message} (in ${key} at byte ${where!.offset})`, {
+              cause: error,
+            });
           }
-        })().catch((error) => blame(current)(error)),
-      );
+        }
+      } catch (error) {
+        blame(current)(error);
+      }
+    }, { concurrency: SPANS_AT_ONCE, signal });
+    // A place another store's manifest gave, which this store lacks: its own newest snapshot of the
+    // database may keep the chunk elsewhere (each store has packs of its own).
+    const lost = requests.flatMap((r, i) => (answers[i] === undefined && r.where !== undefined ? [i] : []));
+    if (lost.length > 0 && this.#locate && options.database !== undefined) {
+      const places = await this.#locate(options.database, signal);
+      const again = lost.filter((i) => places.has(idToHex(requests[i]!.id)));
+      const found = await this.#read(
+        again.map((i) => ({ id: requests[i]!.id, where: places.get(idToHex(requests[i]!.id)) })),
+        { signal },
+      ).catch((error) => {
+        if (error instanceof ChunkRequestError) {
+          throw new ChunkRequestError(error.cause as TesseraError, again[error.request]!);
+        }
+        throw error;
+      });
+      again.forEach((i, k) => (answers[i] = found[k]));
     }
-    await Promise.all(reads);
     return answers;
   }
 }
+
+/** How many spans (GETs) one {@linkcode StoreChunkSource.getMany} call has in flight. */
+const SPANS_AT_ONCE = 8;
+
+/**
+ * Where a store keeps the chunks of its own newest snapshot of a database: hex id → place (`undefined` for a
+ * chunk kept as its own object). Given by a layer that reads manifests (`manifest/locate.ts`).
+ */
+export type ChunkLocator = (
+  database: string,
+  signal?: AbortSignal,
+) => Promise<ReadonlyMap<string, ChunkLocation | undefined>>;
 
 /**
  * Groups the indexes of `requests` into spans a store reads with one GET: each chunk kept as its own
@@ -379,7 +424,9 @@ export class LayeredChunkSource implements ChunkSource {
         for (const cache of targets) this.#background(cache, requests[k]!.id, bytes);
       }
       todo = rest;
-      while (this.#pendingBytes > BACKGROUND_CACHE_BYTES) await Promise.race(this.#pending);
+      while (this.#pendingBytes > BACKGROUND_CACHE_BYTES || this.#pending.size > BACKGROUND_CACHE_WRITES) {
+        await Promise.race(this.#pending);
+      }
     }
     return answers;
   }
@@ -399,7 +446,13 @@ export class LayeredChunkSource implements ChunkSource {
   }
 
   #put(cache: ChunkCache, id: ChunkId, bytes: Uint8Array): Promise<void> {
-    return cache.put(id, bytes).catch((error) => this.#onCacheError(error, cache));
+    return cache.put(id, bytes).catch((error) => {
+      try {
+        this.#onCacheError(error, cache);
+      } catch {
+        // A report that fails must not fail the read, nor go unhandled in the background.
+      }
+    });
   }
 
   #background(cache: ChunkCache, id: ChunkId, bytes: Uint8Array): void {
@@ -414,3 +467,5 @@ export class LayeredChunkSource implements ChunkSource {
 
 /** The most bytes {@linkcode LayeredChunkSource.getMany} lets wait for cache writes at once (16 MiB). */
 export const BACKGROUND_CACHE_BYTES = 16 * 1024 * 1024;
+/** The most cache writes it lets wait at once (each may hold a file open). */
+const BACKGROUND_CACHE_WRITES = 64;

@@ -4,6 +4,7 @@
  * @module
  */
 
+import { storeLocator } from "../manifest/locate.ts";
 import { readThrough } from "../chunk/layers.ts";
 import type { ChunkCache, ChunkSource } from "../chunk/source.ts";
 import { DirectoryChunkCache } from "../chunk/directory_cache.ts";
@@ -21,6 +22,7 @@ import type { S3TargetConfig, TargetConfig, TesseraConfig } from "./types.ts";
 
 /** Keys under this prefix are chunks; a target with a separate chunk bucket keeps them there. */
 const CHUNK_PREFIX = "chunks/";
+const PACKS_PREFIX = "packs/";
 
 /**
  * Opens the store a target names. S3 credentials, and the region and endpoint a target leaves out, come
@@ -63,7 +65,9 @@ function openS3(target: S3TargetConfig, env: Record<string, string | undefined>)
   const chunks = new S3Store(s3OptionsFromEnv(env, { ...location, bucket: chunkBucket }), {
     prefix: chunkPrefix,
   });
-  return new SplitStore({ prefix: CHUNK_PREFIX, matching: chunks, rest: main });
+  // Chunks and packs in the chunk bucket, manifests and pointers in the other.
+  const split = new SplitStore({ prefix: CHUNK_PREFIX, matching: chunks, rest: main });
+  return new SplitStore({ prefix: PACKS_PREFIX, matching: chunks, rest: split });
 }
 
 /**
@@ -150,5 +154,9 @@ export function chunkSourceFor(
   stores: readonly BlobStore[] = [],
   before: readonly ChunkCache[] = [],
 ): ChunkSource {
-  return readThrough(primary, { caches: [...before, ...chunkCachesFor(config)], stores });
+  return readThrough(primary, {
+    caches: [...before, ...chunkCachesFor(config)],
+    stores,
+    locate: storeLocator,
+  });
 }

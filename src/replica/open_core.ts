@@ -7,6 +7,7 @@
  * @module
  */
 
+import { storeLocator } from "../manifest/locate.ts";
 import { readThrough } from "../chunk/layers.ts";
 import { type ChunkCache, type ChunkSource, MemoryChunkCache } from "../chunk/source.ts";
 import { TesseraError } from "../errors.ts";
@@ -98,7 +99,11 @@ export async function openReplicaOn(
   if (options.memoryCacheBytes) {
     before.push(new MemoryChunkCache({ capacityBytes: options.memoryCacheBytes }));
   }
-  const chunks = readThrough(primary, { caches: [...before, ...(options.caches ?? [])], stores });
+  const chunks = readThrough(primary, {
+    caches: [...before, ...(options.caches ?? [])],
+    stores,
+    locate: storeLocator,
+  });
   const engine: ReplicaEngine = (options.engine ?? "wasm") === "wasm"
     ? await WasmEngine.create({ chunks, sqlite3: options.sqlite3, concurrency: options.concurrency })
     : options.engine === "native"

@@ -7,6 +7,7 @@
  * @module
  */
 
+import { storeLocator } from "../manifest/locate.ts";
 import { randomBytes } from "node:crypto";
 import { link, lstat, mkdir, rename, unlink } from "node:fs/promises";
 import { basename, dirname, join, resolve } from "node:path";
@@ -109,7 +110,7 @@ export async function restoreIfMissing(
   try {
     const result = await restoreImage({
       manifest,
-      chunks: readThrough(best.store, { caches: options.caches, stores }),
+      chunks: readThrough(best.store, { caches: options.caches, stores, locate: storeLocator }),
       out: temp,
       concurrency: options.concurrency,
       signal,

@@ -213,7 +213,7 @@ export async function readImage(
       const batch = getChunks(
         chunks,
         fresh.map((i) => ({ id: ids[i - 1]!, where: locations[i - 1] })),
-        { signal: stop.signal },
+        { signal: stop.signal, database: manifest.identity.name },
       ).catch((error) => {
         if (stop.signal.aborted || !(error instanceof TesseraError)) throw error;
         const index = error instanceof ChunkRequestError ? fresh[error.request]! : fresh[0]!;
@@ -304,8 +304,14 @@ export async function readImage(
       signal: stop.signal,
     }));
     if (manifest.version === 2) {
+      if (!(manifest.imageDigest instanceof Uint8Array)) {
+        throw new TesseraError(
+          "CORRUPT_MANIFEST",
+          `Cannot ${doing}: the format 2 manifest has no image digest`,
+        );
+      }
       const digest = await imageDigest(imageLength, chunkSize, manifest.chunk0, ids);
-      if (!idsEqual(digest, manifest.imageDigest!)) {
+      if (!idsEqual(digest, manifest.imageDigest)) {
         throw fail({ kind: "digest", digest: toHex(digest), expected: toHex(manifest.imageDigest!) });
       }
     }

@@ -19,7 +19,7 @@
  */
 
 import Database from "libsql";
-import { closeSync, openSync, readSync } from "node:fs";
+import { closeSync, fstatSync, openSync, readSync, statSync } from "node:fs";
 import process from "node:process";
 
 interface Request {
@@ -42,6 +42,7 @@ let pageCount = 0;
 // the file, much faster than through sqlite_dbpage. Closed only after the transaction (closing any
 // descriptor of a file drops this process's POSIX locks on it).
 let direct: number | undefined;
+let inode: number | undefined;
 
 // The parent's terminal signals are its own to handle: it may want one more capture on Ctrl-C. This
 // process ends with its transaction, or when the parent goes away (stdin closes).
@@ -67,6 +68,8 @@ function one(sql: string): unknown {
 }
 
 function begin(): { mode: string; pageSize: number; pageCount: number } {
+  // The file at the path as SQLite is about to open it: read straight only if it is still that file.
+  inode = statSync(path, { throwIfNoEntry: false })?.ino;
   // Read-only through a URI: libsql's `readonly` option opens the file for writing all the same (an INSERT
   // succeeds), and a writable connection that closes last checkpoints the WAL into the database file.
   const opened = new Database(`file:${path.split("/").map(encodeURIComponent).join("/")}?mode=ro`);
@@ -91,7 +94,12 @@ function openDirect(): number | undefined {
   try {
     fd = openSync(path, "r");
     const page = new Uint8Array(pageSize);
-    if (readSync(fd, page, 0, pageSize, 0) === pageSize && sameBytes(page, viaSqlite(1, 1))) return fd;
+    if (
+      inode !== undefined && fstatSync(fd).ino === inode &&
+      readSync(fd, page, 0, pageSize, 0) === pageSize && sameBytes(page, viaSqlite(1, 1))
+    ) {
+      return fd;
+    }
   } catch {
     // Unreadable this way: SQLite reads it.
   }

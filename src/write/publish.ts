@@ -178,15 +178,20 @@ export class PublishTarget {
    */
   async checkPresent(signal?: AbortSignal): Promise<string[]> {
     const byKey = new Map<string, string[]>();
+    const sizes = new Map<string, number>();
     for (const [hex, where] of this.#present) {
+      if (hex === ZERO_HEX) continue;
       const key = where ? packKey(where.pack) : chunkKey(hexToId(hex));
+      if (where) sizes.set(key, where.packLength);
       const held = byKey.get(key);
       if (held) held.push(hex);
       else byKey.set(key, [hex]);
     }
     const missing: string[] = [];
     await forEachLimit(byKey, async ([key, hexes]) => {
-      if ((await this.store.head(key, { signal })).status === "ok") return;
+      // A pack of another length than the manifest says was cut short or replaced: written again too.
+      const head = await this.store.head(key, { signal });
+      if (head.status === "ok" && (!sizes.has(key) || head.size === sizes.get(key))) return;
       missing.push(key);
       for (const hex of hexes) this.#present.delete(hex);
     }, { concurrency: 8, signal });

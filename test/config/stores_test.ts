@@ -46,6 +46,7 @@ describe("openTarget()", () => {
     const store = openTarget(target, env);
     assert.ok(store instanceof SplitStore);
     await store.put("chunks/ab/abcdef", bytes("chunk"));
+    await store.put("packs/cd/cdef01", bytes("pack"));
     await store.put("dbs/app/pointer", bytes("pointer"));
     const location = { endpoint: s3.endpoint, region: s3.region, credentials: null };
     const chunks = new S3Store({ ...location, bucket: "verneuil-chunks" });
@@ -54,9 +55,12 @@ describe("openTarget()", () => {
     assert.equal((await chunks.head("dbs/app/pointer")).status, "not_found");
     assert.equal((await manifests.head("dbs/app/pointer")).status, "ok");
     assert.equal((await manifests.head("chunks/ab/abcdef")).status, "not_found");
+    // Packs are data too: they live in the chunk bucket, where its lifecycle and touch policies apply.
+    assert.equal((await chunks.head("packs/cd/cdef01")).status, "ok");
+    assert.equal((await manifests.head("packs/cd/cdef01")).status, "not_found");
     const names: string[] = [];
     for await (const item of store.list("")) names.push(item.type === "object" ? item.key : item.prefix);
-    assert.deepEqual(names, ["chunks/ab/abcdef", "dbs/app/pointer"]);
+    assert.deepEqual(names, ["chunks/ab/abcdef", "dbs/app/pointer", "packs/cd/cdef01"]);
   });
 
   it("opens a one-bucket S3 target as a plain S3 store with its prefix, path style and endpoint", async () => {
