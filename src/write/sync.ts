@@ -59,7 +59,11 @@ export interface SyncReport {
   imageLength: number;
   /** SHA-256 of the image when it was read whole, else null. */
   imageSha256: string | null;
-  chunks: { total: number; read: number; uploaded: number; skipped: number; zero: number };
+  /** Chunks of the image: in all, read from the source, written (new to the stores), skipped (the stores
+   * had them), zero (never stored), and moved (repacked out of sparse or scattered objects). */
+  chunks: { total: number; read: number; uploaded: number; skipped: number; zero: number; moved: number };
+  /** Pack objects written, over every store. */
+  packs: number;
   bytes: { read: number; data: number; manifest: number };
   manifestKey: string;
   /** Things that went wrong without failing the sync, such as an unwritable spool directory. */
@@ -161,7 +165,8 @@ async function captureAndPublish(
     signal,
     onProgress: options.onProgress,
   });
-  const chunks = { total: 0, read: captured.read, uploaded: 0, skipped: 0, zero: 0 };
+  const chunks = { total: 0, read: captured.read, uploaded: 0, skipped: 0, zero: 0, moved: 0 };
+  let packs = 0;
   const bytes = { read: captured.bytesRead, data: 0, manifest: 0 };
   const image = captured.image;
   const ids = image?.ids ?? spool.capture?.ids ?? [];
@@ -176,6 +181,7 @@ async function captureAndPublish(
     imageLength: image?.imageLength ?? spool.capture?.imageLength ?? 0,
     imageSha256: image?.imageSha256 ?? null,
     chunks,
+    packs: 0,
     bytes,
     manifestKey: manifestKey(name, sequence),
     warnings,
@@ -189,6 +195,8 @@ async function captureAndPublish(
   for (const [i, target] of targets.entries()) {
     const sent = await target.publish(image, spool, signal, ours);
     for (const hex of sent.uploadedIds) uploaded.add(hex);
+    packs += sent.packs;
+    chunks.moved = Math.max(chunks.moved, sent.moved);
     bytes.data += sent.dataBytes;
     bytes.manifest += sent.manifestBytes;
     manifestSha256 = sent.manifestSha256;
@@ -196,6 +204,7 @@ async function captureAndPublish(
     await spool.markPublished(image.sequence, keys[i] as string, keys);
   }
   chunks.uploaded = uploaded.size;
+  report.packs = packs;
   chunks.skipped = Math.max(0, chunks.total - 1 - chunks.uploaded - chunks.zero);
   const published = spool.capture;
   if (published && published.sequence === image.sequence) {

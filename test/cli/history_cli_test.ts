@@ -3,11 +3,12 @@ import assert from "node:assert/strict";
 import { createClient } from "@libsql/client";
 import { copyFile, readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { loadLatest } from "../../src/manifest/catalog.ts";
 import { LocalStore } from "../../src/store/local.ts";
 import { checkWriterDb } from "../_helpers/sqlite_check.ts";
 import { makeTempDir, removeDir } from "../_helpers/temp.ts";
 import { assertBytes } from "../_helpers/assert.ts";
-import { ageFiles, cli, objectKeys } from "../history/_fixtures.ts";
+import { ageFiles, cli, objectKeys, referencedKeys } from "../history/_fixtures.ts";
 import { makeDb } from "../_helpers/writer.ts";
 
 const DAY = 24 * 3_600_000;
@@ -239,7 +240,12 @@ describe("tessera ls --history, restore --at, prune and touch", () => {
     };
     await age();
     const keys = await objectKeys(new LocalStore(store));
-    const packKey = keys.find((key) => key.startsWith("packs/"))!;
+    // A pack the newest snapshot keeps data in (touch renews those).
+    const newest = await referencedKeys(
+      new LocalStore(store),
+      (await loadLatest(new LocalStore(store), name)).manifest,
+    );
+    const packKey = [...newest].sort().find((key) => key.startsWith("packs/"))!;
     const sample = join(store, packKey);
     const bytes = await readFile(sample);
     const dry = await tessera(
