@@ -13,6 +13,22 @@ import { TesseraError } from "../errors.ts";
 import type { BlobStore } from "../store/types.ts";
 import { loadLatest } from "./catalog.ts";
 import { manifestChunkList } from "./chunk_list.ts";
+import type { Manifest } from "./types.ts";
+
+/**
+ * Where the data chunks of `manifest` live in `store`: hex id → place (`undefined`: a chunk kept as its own
+ * object, or a zero chunk), its index chunks read from `store`.
+ */
+export async function chunkPlaces(
+  store: BlobStore,
+  manifest: Manifest,
+  options: { doing: string; signal?: AbortSignal | undefined },
+): Promise<Map<string, ChunkLocation | undefined>> {
+  const { ids, locations } = await manifestChunkList(manifest, new StoreChunkSource(store), options);
+  const places = new Map<string, ChunkLocation | undefined>();
+  ids.forEach((id, i) => places.set(idToHex(id), locations[i]));
+  return places;
+}
 
 /** How long a store's places are trusted before its newest snapshot is read again. */
 const FRESH_MS = 60_000;
@@ -31,20 +47,17 @@ const FRESH_MS = 60_000;
 export function storeLocator(store: BlobStore): ChunkLocator {
   const known = new Map<string, { at: number; places: Promise<Map<string, ChunkLocation | undefined>> }>();
   const load = async (database: string, signal?: AbortSignal) => {
-    const places = new Map<string, ChunkLocation | undefined>();
     let manifest;
     try {
       manifest = (await loadLatest(store, database, { signal })).manifest;
     } catch (error) {
-      if (error instanceof TesseraError && error.code === "NOT_FOUND") return places;
+      if (error instanceof TesseraError && error.code === "NOT_FOUND") return new Map();
       throw error;
     }
-    const { ids, locations } = await manifestChunkList(manifest, new StoreChunkSource(store), {
+    return await chunkPlaces(store, manifest, {
       doing: `find the chunks of "${database}" in ${store.description}`,
       signal,
     });
-    ids.forEach((id, i) => places.set(idToHex(id), locations[i]));
-    return places;
   };
   return (database, signal) => {
     const held = known.get(database);

@@ -10,12 +10,12 @@
 
 import { toHex } from "../bytes.ts";
 import { CHUNK_HEADER_LENGTH, encodeChunk } from "../chunk/codec.ts";
-import { chunkIds, hexToId, idToHex, ZERO_HEX } from "../chunk/ids.ts";
+import { chunkId, chunkIds, hexToId, idToHex, ZERO_HEX } from "../chunk/ids.ts";
 import { buildPack, type ChunkLocation, PACK_TARGET_BYTES } from "../chunk/pack.ts";
 import { StoreChunkSource } from "../chunk/source.ts";
 import { TesseraError } from "../errors.ts";
 import { buildChunkList } from "../manifest/build_chunk_list.ts";
-import { manifestChunkList } from "../manifest/chunk_list.ts";
+import { chunkPlaces } from "../manifest/locate.ts";
 import { loadPointed, readPointer } from "../manifest/catalog.ts";
 import { decodeManifest, encodeManifest, encodePointer } from "../manifest/codec.ts";
 import { imageDigest } from "../manifest/digest.ts";
@@ -388,12 +388,10 @@ export class PublishTarget {
 
   // Takes the chunks of `manifest` (the pointer's) as present, where it says they live.
   async #learn(manifest: Manifest, signal: AbortSignal | undefined): Promise<void> {
-    const { ids, locations } = await manifestChunkList(manifest, new StoreChunkSource(this.store), {
+    this.#present = await chunkPlaces(this.store, manifest, {
       doing: `read ${this.store.description}`,
       signal,
     });
-    this.#present = new Map();
-    ids.forEach((id, i) => this.#present.set(idToHex(id), locations[i]));
     if (manifest.chunks.kind === "indexed") {
       for (const id of manifest.chunks.indexIds) this.#present.set(idToHex(id), undefined);
     }
@@ -454,9 +452,7 @@ export async function buildManifest(
   const digest = await imageDigest(fields.imageLength, fields.chunkSize, fields.chunk0, ids);
   const manifest: Manifest = { ...fields, version: 2, imageDigest: digest, chunks: list };
   const bytes = await encodeManifest(manifest);
-  const manifestSha256 = new Uint8Array(
-    await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>),
-  );
+  const manifestSha256 = await chunkId(bytes);
   return { manifest, bytes, manifestSha256, indexChunks, indexIds };
 }
 
@@ -514,9 +510,7 @@ export async function writeManifest(
   );
   if (stored !== built.bytes) {
     const manifest = await decodeManifest(stored);
-    const manifestSha256 = new Uint8Array(
-      await crypto.subtle.digest("SHA-256", stored as Uint8Array<ArrayBuffer>),
-    );
+    const manifestSha256 = await chunkId(stored);
     const indexIds = manifest.chunks.kind === "indexed" ? manifest.chunks.indexIds : [];
     return {
       manifest,
