@@ -43,6 +43,20 @@ export interface EngineMemory {
   chunks: number;
   /** Snapshots held (served, prepared, or still read by a transaction). */
   snapshots: number;
+  /** wasm: the memory cap (bytes of chunks kept beyond those pinned). */
+  capacityBytes?: number;
+  /** wasm: bytes of chunks pinned now (eager snapshots, statements waiting for chunks). */
+  pinnedBytes?: number;
+  /** wasm: the most bytes of chunks held at once. */
+  peakChunkBytes?: number;
+  /** wasm: true when the served snapshot is loaded lazily. */
+  lazy?: boolean;
+  /** wasm: chunks fetched for queries, refreshes and hydration of lazy snapshots. */
+  chunksLoaded?: number;
+  /** wasm: fetches made for them. */
+  loads?: number;
+  /** wasm: statements run in the worker because they needed more than the memory cap. */
+  offloaded?: number;
 }
 
 /** A replica's SQL engine. */

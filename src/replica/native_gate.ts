@@ -67,7 +67,7 @@ export class NativeGate {
   static open(sqlite3: Sqlite3, file: GateFile, nativeFunctions: readonly NativeFunction[]): NativeGate {
     const vfs: ReplicaVfs = replicaVfs(sqlite3);
     const fd = openSync(file.path, "r");
-    const image = fileImage(fd, file.manifest);
+    const { image, readChunk } = fileImage(fd, file.manifest);
     const path = `/tessera/native-gate-${nextPath++}.db`;
     let unregister: (() => void) | undefined;
     let db = 0;
@@ -76,6 +76,7 @@ export class NativeGate {
         imageForTransaction: () => image,
         adopt: () => {},
         drop: () => {},
+        chunk: (_image, index) => readChunk(index),
       });
       const { capi, wasm } = sqlite3;
       const stack = wasm.pstack.pointer;
@@ -132,10 +133,13 @@ export class NativeGate {
 }
 
 /** An image whose chunks are read from the generation file when SQLite asks (it reads little to compile). */
-function fileImage(fd: number, manifest: Manifest): SnapshotImage {
+function fileImage(
+  fd: number,
+  manifest: Manifest,
+): { image: SnapshotImage; readChunk: (index: number) => Uint8Array } {
   const { chunkSize, imageLength } = manifest;
   const cache = new Map<number, Uint8Array>();
-  const read = (index: number): Uint8Array => {
+  const readChunk = (index: number): Uint8Array => {
     const hit = cache.get(index);
     if (hit) return hit;
     const length = Math.max(0, Math.min(chunkSize, imageLength - index * chunkSize));
@@ -150,20 +154,18 @@ function fileImage(fd: number, manifest: Manifest): SnapshotImage {
     cache.set(index, bytes);
     return bytes;
   };
-  const chunks = new Proxy([] as Uint8Array[], {
-    get: (
-      target,
-      key,
-    ) => (typeof key === "string" && /^\d+$/.test(key) ? read(Number(key)) : Reflect.get(target, key)),
-  });
-  return {
+  const image: SnapshotImage = {
     manifest,
     generation: 0,
     size: imageLength,
     chunkSize,
-    chunks,
+    chunk0: readChunk(0),
     ids: [],
+    locations: [],
+    keys: [],
+    lazy: false,
     preparedMs: Date.now(),
     chunksFetched: 0,
   };
+  return { image, readChunk };
 }

@@ -51,7 +51,21 @@ export interface OpenReplicaOptions extends FreshnessOptions {
   caches?: readonly ChunkCache[] | undefined;
   /** Environment for `TESSERA_HOSTNAME`. @default {the runtime's (none in a browser)} */
   env?: Record<string, string | undefined> | undefined;
-  /** Bytes of chunks kept in a memory LRU in front of the stores, beyond what served snapshots hold. @default {0} */
+  /**
+   * When the wasm engine fetches a snapshot's chunks: `"lazy"` as queries need them (the open reads the
+   * pointer, the manifest and its index, and returns), `"eager"` all before the snapshot is served, `"auto"`
+   * eagerly up to 16 MiB (and up to `memoryCacheBytes`), lazily above. The native engine is always eager.
+   * @default {"auto"}
+   */
+  load?: "lazy" | "eager" | "auto" | undefined;
+  /** With lazy loading, fetch the rest of the served snapshot in the background while it fits under
+   * `memoryCacheBytes`; stopped by a refresh or `close()`. @default {false} */
+  hydrate?: boolean | undefined;
+  /**
+   * The memory cap, in bytes of chunks. wasm: chunks kept beyond what eager snapshots and running statements
+   * pin (a lazy replica's whole memory for chunks, least recently used let go first); native: a memory LRU
+   * in front of the stores. @default {wasm: 64 MiB (0 with load "eager"); native: 0}
+   */
   memoryCacheBytes?: number | undefined;
   /** The host `tessera:///path` means. @default {this machine's host name} */
   hostname?: string | undefined;
@@ -95,8 +109,16 @@ export async function openReplicaOn(
     onSkippedStore: options.onSkippedStore,
   });
   const primary = origin.kind === "database" ? origin.store : stores[0]!;
+  const wasm = (options.engine ?? "wasm") === "wasm";
+  if (!wasm && options.load === "lazy") {
+    throw new TesseraError(
+      "UNSUPPORTED",
+      'Cannot open a replica with load "lazy" on engine "native": it reads whole files; use engine "wasm"',
+    );
+  }
   const before: ChunkCache[] = [];
-  if (options.memoryCacheBytes) {
+  // The wasm engine holds chunks by id itself, under the same cap.
+  if (options.memoryCacheBytes && !wasm) {
     before.push(new MemoryChunkCache({ capacityBytes: options.memoryCacheBytes }));
   }
   const chunks = readThrough(primary, {
@@ -104,8 +126,15 @@ export async function openReplicaOn(
     stores,
     locate: storeLocator,
   });
-  const engine: ReplicaEngine = (options.engine ?? "wasm") === "wasm"
-    ? await WasmEngine.create({ chunks, sqlite3: options.sqlite3, concurrency: options.concurrency })
+  const engine: ReplicaEngine = wasm
+    ? await WasmEngine.create({
+      chunks,
+      sqlite3: options.sqlite3,
+      concurrency: options.concurrency,
+      load: options.load,
+      hydrate: options.hydrate,
+      memoryCacheBytes: options.memoryCacheBytes,
+    })
     : options.engine === "native"
     ? await nativeEngine(host, {
       chunks,

@@ -5,6 +5,10 @@
  * SQLite takes a shared lock from no lock: at the start of a read transaction, never inside one. The served
  * header's change counter differs per image, so SQLite drops its page cache exactly then.
  *
+ * Pages come from chunks the host holds in memory. A read of a chunk it does not hold (a lazy image) fails
+ * with `SQLITE_IOERR_READ` and is reported to the host: SQLite then abandons the statement, and the engine
+ * fetches what was missed and runs the statement again (see `wasm.ts`). No callback ever waits.
+ *
  * Every callback runs inside a wasm call: it must be synchronous and must not throw (an exception unwinds
  * through SQLite's C frames and leaves it in an undefined state), so each one catches and returns an error
  * code.
@@ -26,6 +30,14 @@ export interface VfsHost {
   adopt(image: SnapshotImage): void;
   /** A connection no longer reads `image`. */
   drop(image: SnapshotImage): void;
+  /**
+   * The bytes of chunk `index` (from 1) of `image`: `null` for an all-zero chunk, `undefined` when memory
+   * does not hold it. Then the read fails (`SQLITE_IOERR_READ`, so SQLite abandons the statement) and
+   * `missed` is told, so the caller can fetch the chunk and run the statement again.
+   */
+  chunk(image: SnapshotImage, index: number): Uint8Array | null | undefined;
+  /** A read needed chunk `index` of `image`, which memory did not hold. */
+  missed?(image: SnapshotImage, index: number): void;
 }
 
 /** The VFS installed in one sqlite-wasm module. */
@@ -34,7 +46,7 @@ export interface ReplicaVfs {
   /** Makes `path` open files served by `host`, until the returned function is called. */
   register(path: string, host: VfsHost): () => void;
   /** Calls made and bytes read, for tests and benchmarks. */
-  readonly stats: { reads: number; bytesRead: number; swaps: number; lastError: unknown };
+  readonly stats: { reads: number; bytesRead: number; misses: number; swaps: number; lastError: unknown };
 }
 
 const installed = new WeakMap<object, ReplicaVfs>();
@@ -62,7 +74,7 @@ function install(sqlite3: Sqlite3): ReplicaVfs {
   const name = "tessera-replica";
   const hosts = new Map<string, VfsHost>();
   const files = new Map<number, OpenFile>();
-  const stats = { reads: 0, bytesRead: 0, swaps: 0, lastError: undefined as unknown };
+  const stats = { reads: 0, bytesRead: 0, misses: 0, swaps: 0, lastError: undefined as unknown };
 
   const guard =
     <A extends unknown[]>(failure: number, fn: (...args: A) => number) => (...args: A): number => {
@@ -85,22 +97,36 @@ function install(sqlite3: Sqlite3): ReplicaVfs {
     wasm.pokePtr(Number(pArg), wasm.allocCString(text, false));
   };
 
-  const readInto = (image: SnapshotImage, pBuf: number, n: number, offset: number): number => {
+  const readInto = (
+    file: OpenFile,
+    image: SnapshotImage,
+    pBuf: number,
+    n: number,
+    offset: number,
+  ): number => {
     const heap = wasm.heap8u(); // fetched anew: growing wasm memory detaches older views
     const { chunkSize, size } = image;
     const end = Math.min(offset + n, size);
     let dst = pBuf;
+    let missing = false;
     for (let pos = offset; pos < end;) {
       const index = Math.floor(pos / chunkSize);
       const within = pos - index * chunkSize;
       const length = Math.min(chunkSize - within, end - pos);
-      const chunk = image.chunks[index];
-      if (chunk === undefined) heap.fill(0, dst, dst + length);
+      const chunk = index === 0 ? image.chunk0 : file.host.chunk(image, index);
+      if (chunk === undefined) {
+        missing = true;
+        file.host.missed?.(image, index);
+      } else if (chunk === null) heap.fill(0, dst, dst + length);
       else heap.set(chunk.subarray(within, within + length), dst);
       dst += length;
       pos += length;
     }
     stats.reads++;
+    if (missing) {
+      stats.misses++;
+      return capi.SQLITE_IOERR_READ;
+    }
     if (end > offset) stats.bytesRead += end - offset;
     if (offset + n > size) {
       heap.fill(0, pBuf + Math.max(0, size - offset), pBuf + n); // SQLite wants the short tail zeroed
@@ -125,7 +151,8 @@ function install(sqlite3: Sqlite3): ReplicaVfs {
     xRead: guard(
       capi.SQLITE_IOERR_READ,
       (pFile: number, pBuf: number, n: number, offset: number | bigint) => {
-        return readInto(imageOf(fileOf(pFile)), Number(pBuf), n, Number(offset));
+        const file = fileOf(pFile);
+        return readInto(file, imageOf(file), Number(pBuf), n, Number(offset));
       },
     ),
     xWrite: guard(capi.SQLITE_READONLY, () => capi.SQLITE_READONLY),

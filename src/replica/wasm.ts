@@ -2,12 +2,19 @@
  * The `wasm` replica engine: @sqlite.org/sqlite-wasm reading pages straight from snapshot images held in
  * memory. It touches no filesystem, so it runs in Deno, Bun, Node, edge functions and browsers alike.
  *
+ * Lazy images (`load: "lazy"`) hold only the chunks queries have needed. SQLite's VFS is synchronous, and
+ * a replica must never block the event loop, so a statement that reads a chunk memory lacks is abandoned
+ * (the VFS fails the read), the chunks it missed are fetched while other statements run, and it is run again
+ * from the start, on the same snapshot. Chunks a statement read are pinned until it finishes, so each run gets
+ * further than the last. `docs/REPLICAS.md` ("Lazy replicas") gives the reasoning.
+ *
  * @module
  */
 
 import sqlite3InitModule from "@sqlite.org/sqlite-wasm";
 import { type InStatement, type IntMode, LibsqlError, type ResultSet } from "@libsql/core/api";
 import type { ChunkSource } from "../chunk/source.ts";
+import { TesseraError } from "../errors.ts";
 import type { Manifest } from "../manifest/types.ts";
 import {
   type EngineConnection,
@@ -16,9 +23,17 @@ import {
   replaceServed,
   type ReplicaEngine,
 } from "./engine.ts";
-import { ChunkPool, prepareImage, releaseImage, type SnapshotImage } from "./image.ts";
+import {
+  ChunkMemory,
+  imageName,
+  loadChunks,
+  prepareImage,
+  releaseImage,
+  type SnapshotImage,
+} from "./image.ts";
+import { type OffloadedOp, Offloader } from "./offload.ts";
 import { sqliteError, WasmConnection } from "./sql.ts";
-import { type ReplicaVfs, replicaVfs, type Sqlite3 } from "./vfs.ts";
+import { type ReplicaVfs, replicaVfs, type Sqlite3, type VfsHost } from "./vfs.ts";
 
 let shared: Promise<Sqlite3> | undefined;
 
@@ -31,6 +46,22 @@ export function loadSqlite3(): Promise<Sqlite3> {
   return shared;
 }
 
+/** When a snapshot's chunks are fetched: all before it is served, as queries need them, or by its size. */
+export type LoadMode = "eager" | "lazy" | "auto";
+
+/** With `load: "auto"`, images up to this size are loaded eagerly (a few ranged GETs), larger ones lazily. */
+export const AUTO_EAGER_BYTES = 16 * 1024 * 1024;
+/** The default memory cap of a wasm replica that may load lazily. */
+export const DEFAULT_MEMORY_CACHE_BYTES = 64 * 1024 * 1024;
+/** Chunks a statement that walks consecutive chunks fetches at most at once (2 MiB of 64 KiB chunks). */
+const READ_AHEAD_CHUNKS = 32;
+/** Runs of one statement on this thread before it moves to the worker. */
+const MAX_RUNS = 8;
+/** Changed chunks a refresh fetches ahead at most (those the replica held at the same place before). */
+const PREFETCH_CHANGED_CHUNKS = 64;
+/** Chunks a background hydration fetches per request. */
+const HYDRATE_BATCH = 32;
+
 /** Options of {@linkcode WasmEngine.create}. */
 export interface WasmEngineOptions {
   /** Where chunks come from; every source verifies what it hands out. */
@@ -39,6 +70,13 @@ export interface WasmEngineOptions {
   sqlite3?: Sqlite3 | undefined;
   /** Chunk fetches running at once while a snapshot is prepared. @default {8} */
   concurrency?: number | undefined;
+  /** When chunks are fetched. @default {"auto"} */
+  load?: LoadMode | undefined;
+  /** Bytes of chunks kept in memory beyond what eager snapshots and running statements pin.
+   * @default {64 MiB; 0 with load "eager"} */
+  memoryCacheBytes?: number | undefined;
+  /** Fetch a lazy snapshot's other chunks in the background, while they fit under the cap. @default {false} */
+  hydrate?: boolean | undefined;
 }
 
 class WasmSnapshot implements EngineSnapshot {
@@ -70,46 +108,259 @@ class WasmSnapshot implements EngineSnapshot {
   }
 }
 
+/** The chunks one statement read while it is run again: pinned, so a later run finds them. */
+class WorkingSet {
+  readonly #memory: ChunkMemory;
+  readonly #keys = new Set<string>();
+  /** Bytes pinned. */
+  bytes = 0;
+
+  constructor(memory: ChunkMemory) {
+    this.#memory = memory;
+  }
+
+  /** Pins a chunk memory holds. */
+  hold(key: string): void {
+    if (this.#keys.has(key)) return;
+    const bytes = this.#memory.pin(key);
+    if (bytes === undefined) return;
+    this.#keys.add(key);
+    this.bytes += bytes.length;
+  }
+
+  /** Pins a chunk just fetched. */
+  add(key: string, bytes: Uint8Array): void {
+    if (this.#keys.has(key)) return;
+    this.#memory.pin(key, bytes);
+    this.#keys.add(key);
+    this.bytes += bytes.length;
+  }
+
+  release(): void {
+    for (const key of this.#keys) this.#memory.unpin(key);
+    this.#keys.clear();
+    this.bytes = 0;
+  }
+}
+
+/** What one connection's file asks of the engine: the image to read, and chunks from memory. */
+class ConnectionHost implements VfsHost {
+  readonly #engine: WasmEngine;
+  /** The snapshot the connection's transaction reads, kept across the runs of its statements. */
+  pinned: WasmSnapshot | undefined;
+  /** The image SQLite's lock holds now. */
+  current: SnapshotImage | undefined;
+  /** Chunks reads needed and memory lacked since the last {@linkcode ConnectionHost.takeMisses}. */
+  misses: { image: SnapshotImage; index: number }[] = [];
+  /** While a statement is run again: every chunk it reads is pinned. */
+  work: WorkingSet | undefined;
+
+  constructor(engine: WasmEngine) {
+    this.#engine = engine;
+  }
+
+  imageForTransaction(): SnapshotImage {
+    return this.pinned?.image ?? this.#engine.servedImage();
+  }
+
+  adopt(image: SnapshotImage): void {
+    this.#engine.snapshotOf(image)?.retain();
+    this.current = image;
+  }
+
+  drop(image: SnapshotImage): void {
+    if (this.current === image) this.current = undefined;
+    this.#engine.snapshotOf(image)?.release();
+  }
+
+  chunk(image: SnapshotImage, index: number): Uint8Array | null | undefined {
+    const key = image.keys[index - 1];
+    if (key === undefined) return undefined;
+    if (key === "") return null;
+    const bytes = this.#engine.chunkMemory.get(key);
+    if (bytes !== undefined) this.work?.hold(key);
+    return bytes;
+  }
+
+  missed(image: SnapshotImage, index: number): void {
+    this.misses.push({ image, index });
+  }
+}
+
+/** A connection of the engine: its SQLite connection, and the file host it reads through. */
+interface Pooled {
+  connection: WasmConnection;
+  host: ConnectionHost;
+  unregister: () => void;
+  epoch: number;
+}
+
 /** A pooled connection lent out until `release` (one small object per call: `execute` runs per query). */
 class Borrowed implements EngineConnection {
-  readonly #connection: WasmConnection;
-  #giveBack: ((connection: WasmConnection) => void) | undefined;
+  readonly #engine: WasmEngine;
+  readonly #pooled: Pooled;
+  #giveBack: ((pooled: Pooled) => void) | undefined;
 
-  constructor(connection: WasmConnection, giveBack: (connection: WasmConnection) => void) {
-    this.#connection = connection;
+  constructor(engine: WasmEngine, pooled: Pooled, giveBack: (pooled: Pooled) => void) {
+    this.#engine = engine;
+    this.#pooled = pooled;
     this.#giveBack = giveBack;
   }
 
   async execute(stmt: InStatement, intMode: IntMode): Promise<ResultSet> {
-    return this.#connection.execute(stmt, intMode);
+    const { connection } = this.#pooled;
+    return await this.#run(() => connection.execute(stmt, intMode), { stmt, intMode }) as ResultSet;
   }
 
   async executeMultiple(sql: string): Promise<void> {
-    this.#connection.executeMultiple(sql);
+    const { connection } = this.#pooled;
+    await this.#run(() => connection.executeMultiple(sql), { script: sql });
   }
 
   async begin(): Promise<void> {
-    this.#connection.executeMultiple("BEGIN DEFERRED");
-    // Reading the header takes the shared lock now: the transaction keeps the snapshot served at its start.
-    this.#connection.execute("PRAGMA schema_version", "number");
+    const { connection } = this.#pooled;
+    await this.#run(() => {
+      connection.executeMultiple("BEGIN DEFERRED");
+      // Reading the header takes the shared lock now: the transaction keeps the snapshot served at its start.
+      connection.execute("PRAGMA schema_version", "number");
+    });
   }
 
   async commit(): Promise<void> {
-    this.#connection.executeMultiple("COMMIT");
+    await this.#run(() => this.#pooled.connection.executeMultiple("COMMIT"));
   }
 
   async rollback(): Promise<void> {
-    this.#connection.executeMultiple("ROLLBACK");
+    await this.#run(() => this.#pooled.connection.executeMultiple("ROLLBACK"));
   }
 
   get inTransaction(): boolean {
-    return this.#connection.inTransaction;
+    return this.#pooled.connection.inTransaction;
   }
 
   release(): void {
     const giveBack = this.#giveBack;
     this.#giveBack = undefined;
-    giveBack?.(this.#connection);
+    if (giveBack) {
+      this.#unpinTransaction();
+      giveBack(this.#pooled);
+    }
+  }
+
+  /**
+   * Runs `fn` on the connection; when a read needed chunks memory lacked, fetches them and runs it again,
+   * in the transaction state it started in (SQLite ends a transaction whose read failed; it is begun again
+   * on the same snapshot). Statements here only read, so running one again changes nothing.
+   */
+  async #run<T>(fn: () => T, op?: OffloadedOp): Promise<T | ResultSet | undefined> {
+    const { host, connection } = this.#pooled;
+    host.misses.length = 0;
+    let result: T;
+    try {
+      result = fn();
+    } catch (error) {
+      if (host.misses.length === 0) {
+        this.#settle();
+        throw error;
+      }
+      return await this.#again(fn, op);
+    }
+    if (host.misses.length > 0) return await this.#again(fn, op);
+    // After the common case: a statement that began or ended a transaction moves the snapshot pin.
+    if (connection.inTransaction !== (host.pinned !== undefined)) this.#settle();
+    return result;
+  }
+
+  async #again<T>(fn: () => T, op: OffloadedOp | undefined): Promise<T | ResultSet | undefined> {
+    const { host } = this.#pooled;
+    const engine = this.#engine;
+    const work = new WorkingSet(engine.chunkMemory);
+    host.work = work;
+    let ahead = 1;
+    let lastIndex = -2;
+    let runs = 0;
+    const offloader = op ? engine.offloader() : undefined;
+    // Without a worker, a walk fetches ever larger batches, so a scan runs again a few times, not once per
+    // batch; what it pins may then pass the cap until it finishes.
+    const maxAhead = Math.max(READ_AHEAD_CHUNKS, 1 << 20);
+    try {
+      for (;;) {
+        const misses = host.misses.splice(0);
+        if (misses.length === 0) break;
+        // SQLite stops at the first read that fails: one chunk per run, more when the runs walk neighbours.
+        const { image, index } = misses[0]!;
+        const walking = index > lastIndex && index <= lastIndex + ahead;
+        ahead = walking ? Math.min(ahead * 2, offloader ? READ_AHEAD_CHUNKS : maxAhead) : 1;
+        const wanted = new Set(misses.filter((m) => m.image === image).map((m) => m.index));
+        for (let i = index; i < index + ahead && i <= image.ids.length; i++) wanted.add(i);
+        lastIndex = Math.max(...wanted);
+        // A statement that would pin more than the cap, or that keeps missing (a scan: every run would read
+        // again what the last one read), runs in the worker, where reads may wait.
+        const tooBig = work.bytes + wanted.size * image.chunkSize > engine.chunkMemory.capacityBytes;
+        if (offloader && (tooBig || ++runs > MAX_RUNS)) {
+          work.release();
+          await this.#restoreTransaction();
+          const result = await offloader.run(this.#pooled.host.pinned?.image ?? image, op!);
+          this.#settle();
+          return result;
+        }
+        try {
+          await this.#engine.load(image, [...wanted].sort((a, b) => a - b), work);
+        } finally {
+          await this.#restoreTransaction();
+        }
+        host.misses.length = 0;
+        try {
+          const result = fn();
+          if (host.misses.length === 0) {
+            this.#settle();
+            return result;
+          }
+        } catch (error) {
+          if (host.misses.length === 0) {
+            this.#settle();
+            throw error;
+          }
+        }
+      }
+      throw new Error("unreachable: a run that missed no chunk returned");
+    } finally {
+      host.work = undefined;
+      work.release();
+    }
+  }
+
+  /** Puts the connection back in the transaction state the statement started in. */
+  async #restoreTransaction(): Promise<void> {
+    const { host, connection } = this.#pooled;
+    if (host.pinned === undefined) {
+      if (connection.inTransaction) connection.executeMultiple("ROLLBACK");
+      return;
+    }
+    if (connection.inTransaction) return;
+    // The transaction's snapshot is pinned, so the new transaction reads it again. Chunk 0 (the header and
+    // the first schema page) is always held, so this needs no fetch.
+    connection.executeMultiple("BEGIN DEFERRED");
+    connection.execute("PRAGMA schema_version", "number");
+  }
+
+  /** Pins the snapshot of a transaction SQLite began, or lets go of the one it ended. */
+  #settle(): void {
+    const { host, connection } = this.#pooled;
+    const inTransaction = connection.inTransaction;
+    if (inTransaction && host.pinned === undefined && host.current !== undefined) {
+      host.pinned = this.#engine.snapshotOf(host.current);
+      host.pinned?.retain();
+    } else if (!inTransaction) {
+      this.#unpinTransaction();
+    }
+  }
+
+  #unpinTransaction(): void {
+    const { host } = this.#pooled;
+    const pinned = host.pinned;
+    host.pinned = undefined;
+    pinned?.release();
   }
 }
 
@@ -121,40 +372,57 @@ export class WasmEngine implements ReplicaEngine {
   readonly kind = "wasm" as const;
   readonly sqlite3: Sqlite3;
   readonly vfs: ReplicaVfs;
+  /** The chunks every image of this engine shares. */
+  readonly chunkMemory: ChunkMemory;
   readonly #path: string;
-  readonly #unregister: () => void;
   readonly #chunks: ChunkSource;
   readonly #concurrency: number;
-  readonly #pool = new ChunkPool();
+  readonly #load: LoadMode;
+  readonly #hydrate: boolean;
   readonly #byImage = new Map<SnapshotImage, WasmSnapshot>();
+  readonly #inFlight = new Map<string, Promise<unknown>>();
   #indexChunks = new Map<string, Uint8Array>();
   #served: WasmSnapshot | undefined;
-  readonly #idle: WasmConnection[] = [];
-  readonly #open = new Set<WasmConnection>();
+  readonly #idle: Pooled[] = [];
+  readonly #open = new Set<Pooled>();
   /** Bumped whenever another snapshot is served; a connection is reused only within the epoch it opened in. */
   #epoch = 0;
-  readonly #epochs = new WeakMap<WasmConnection, number>();
   #closed = false;
+  readonly #stop = new AbortController();
+  #offloader: Offloader | undefined;
+  #hydrating: AbortController | undefined;
+  #chunksLoaded = 0;
+  #loads = 0;
+  #nextConnection = 1;
 
   private constructor(sqlite3: Sqlite3, options: WasmEngineOptions) {
     this.sqlite3 = sqlite3;
     this.vfs = replicaVfs(sqlite3);
     this.#chunks = options.chunks;
     this.#concurrency = options.concurrency ?? 8;
-    this.#path = `/tessera/replica-${nextPath++}.db`;
-    this.#unregister = this.vfs.register(this.#path, {
-      imageForTransaction: () => {
-        if (!this.#served) throw new Error("the replica serves no snapshot");
-        return this.#served.image;
-      },
-      adopt: (image) => this.#byImage.get(image)?.retain(),
-      drop: (image) => this.#byImage.get(image)?.release(),
-    });
+    this.#load = options.load ?? "auto";
+    if (!["eager", "lazy", "auto"].includes(this.#load)) {
+      throw new RangeError(
+        `Cannot open a replica: load ${JSON.stringify(options.load)} is not "eager", "lazy" or "auto"`,
+      );
+    }
+    this.#hydrate = options.hydrate === true;
+    this.chunkMemory = new ChunkMemory(
+      options.memoryCacheBytes ?? (this.#load === "eager" ? 0 : DEFAULT_MEMORY_CACHE_BYTES),
+    );
+    this.#path = `/tessera/replica-${nextPath++}`;
   }
 
   /** Loads sqlite-wasm (once per process) and creates an engine. */
   static async create(options: WasmEngineOptions): Promise<WasmEngine> {
     return new WasmEngine(options.sqlite3 ?? await loadSqlite3(), options);
+  }
+
+  /** True when `manifest`'s image is loaded lazily. */
+  isLazy(manifest: Manifest): boolean {
+    if (this.#load !== "auto") return this.#load === "lazy";
+    return manifest.imageLength >
+      Math.min(AUTO_EAGER_BYTES, this.chunkMemory.capacityBytes || AUTO_EAGER_BYTES);
   }
 
   async prepare(manifest: Manifest, signal: AbortSignal): Promise<EngineSnapshot> {
@@ -163,7 +431,8 @@ export class WasmEngine implements ReplicaEngine {
     const image = await prepareImage({
       manifest,
       chunks: this.#chunks,
-      pool: this.#pool,
+      memory: this.chunkMemory,
+      lazy: this.isLazy(manifest),
       indexCache: {
         get: (hex) => previous.get(hex) ?? next.get(hex),
         set: (hex, bytes) => next.set(hex, bytes),
@@ -179,6 +448,7 @@ export class WasmEngine implements ReplicaEngine {
       snapshot.release();
       throw new Error("the replica is closed");
     }
+    if (image.lazy && this.#served) await this.#prefetchChanged(image, this.#served.image, signal);
     return snapshot;
   }
 
@@ -192,81 +462,260 @@ export class WasmEngine implements ReplicaEngine {
     // another file can keep the cookie. Connections from before this snapshot are therefore not reused:
     // idle ones close now, borrowed ones when given back; a new connection parses the schema it reads.
     this.#epoch++;
-    for (const connection of this.#idle.splice(0)) {
-      this.#open.delete(connection);
-      connection.close();
-    }
+    for (const pooled of this.#idle.splice(0)) this.#closeConnection(pooled);
+    this.#hydrating?.abort();
+    this.#hydrating = undefined;
+    if (snapshot.image.lazy && this.#hydrate) this.#startHydrating(snapshot.image);
   }
 
   async connect(): Promise<EngineConnection> {
     if (this.#closed) throw new LibsqlError("The client is closed", "CLIENT_CLOSED");
-    return new Borrowed(this.#idle.pop() ?? this.#openConnection(), (c) => this.#giveBack(c));
+    return new Borrowed(this, this.#idle.pop() ?? this.#openConnection(), (p) => this.#giveBack(p));
   }
 
   memory(): EngineMemory {
-    return { chunkBytes: this.#pool.sizeBytes, chunks: this.#pool.count, snapshots: this.#byImage.size };
+    const memory = this.chunkMemory;
+    return {
+      chunkBytes: memory.sizeBytes,
+      chunks: memory.count,
+      snapshots: this.#byImage.size,
+      capacityBytes: memory.capacityBytes,
+      pinnedBytes: memory.pinnedBytes,
+      peakChunkBytes: memory.peakBytes,
+      lazy: this.#served?.image.lazy ?? false,
+      chunksLoaded: this.#chunksLoaded,
+      loads: this.#loads,
+      offloaded: this.#offloader?.statements ?? 0,
+    };
   }
 
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    for (const connection of this.#open) connection.close();
+    this.#stop.abort(new LibsqlError("The client is closed", "CLIENT_CLOSED"));
+    this.#hydrating?.abort();
+    this.#offloader?.close();
+    for (const pooled of this.#open) this.#closeConnection(pooled);
     this.#open.clear();
     this.#idle.length = 0;
     const served = this.#served;
     this.#served = undefined;
     served?.release();
-    this.#unregister();
+  }
+
+  /** The worker for statements larger than the memory cap, when this runtime can run one. */
+  offloader(): Offloader | undefined {
+    if (this.#closed || !Offloader.available()) return undefined;
+    this.#offloader ??= new Offloader({
+      take: async (image, indexes) => {
+        const work = new WorkingSet(this.chunkMemory);
+        try {
+          // A chunk fetched ahead may be let go before it is pinned here: it is then fetched again.
+          for (let round = 0; round < 3; round++) {
+            await this.load(image, indexes, work);
+            const bytes = indexes.map((index) => {
+              const key = image.keys[index - 1]!;
+              return key === "" ? null : this.chunkMemory.get(key);
+            });
+            if (!bytes.includes(undefined)) {
+              return { bytes: bytes as (Uint8Array | null)[], release: () => work.release() };
+            }
+          }
+          throw new Error("the chunks fetched for the offload worker were let go before use");
+        } catch (error) {
+          work.release();
+          throw error;
+        }
+      },
+      ahead: (image, indexes) => {
+        this.load(image, indexes).catch(() => {
+          // Only ahead of need: the worker's own request fetches it again and reports what fails.
+        });
+      },
+      room: () => this.chunkMemory.room,
+    });
+    return this.#offloader;
+  }
+
+  /** The image new transactions start on. */
+  servedImage(): SnapshotImage {
+    if (!this.#served) throw new Error("the replica serves no snapshot");
+    return this.#served.image;
+  }
+
+  /** The snapshot of an image this engine holds. */
+  snapshotOf(image: SnapshotImage): WasmSnapshot | undefined {
+    return this.#byImage.get(image);
   }
 
   /** Called by a snapshot when its last holder lets go. */
   forget(snapshot: WasmSnapshot): void {
     if (this.#byImage.get(snapshot.image) !== snapshot) return;
     this.#byImage.delete(snapshot.image);
-    releaseImage(snapshot.image, this.#pool);
+    releaseImage(snapshot.image, this.chunkMemory);
   }
 
-  #openConnection(): WasmConnection {
+  /**
+   * Brings chunks `indexes` (ascending) of `image` into memory: held ones are pinned to `work`, ones another
+   * statement is fetching are waited for, the rest fetched with as few requests as their places allow.
+   * Rejects with the chunk source's error (`CHECKSUM_MISMATCH`, `CORRUPT_CHUNK`, `NOT_FOUND`, a store's)
+   * as a `LibsqlError` with the same code.
+   */
+  async load(image: SnapshotImage, indexes: readonly number[], work?: WorkingSet): Promise<void> {
+    const fetch: number[] = [];
+    const waits: Promise<unknown>[] = [];
+    const waited: string[] = [];
+    for (const index of indexes) {
+      const key = image.keys[index - 1];
+      if (!key) continue;
+      if (this.chunkMemory.has(key)) {
+        work?.hold(key);
+        continue;
+      }
+      const pending = this.#inFlight.get(key);
+      if (pending) {
+        waits.push(pending);
+        waited.push(key);
+      } else if (!fetch.includes(index)) {
+        fetch.push(index);
+      }
+    }
+    if (fetch.length > 0) {
+      this.#loads++;
+      const loading = loadChunks(image, fetch, {
+        chunks: this.#chunks,
+        memory: this.chunkMemory,
+        pin: work ? (key, bytes) => work.add(key, bytes) : undefined,
+        doing: `read ${imageName(image.manifest)}`,
+        concurrency: this.#concurrency,
+        signal: this.#stop.signal,
+      }).then((fetched) => {
+        this.#chunksLoaded += fetched;
+      });
+      const keys = fetch.map((index) => image.keys[index - 1]!);
+      for (const key of keys) this.#inFlight.set(key, loading);
+      loading.catch(() => {}).finally(() => {
+        for (const key of keys) if (this.#inFlight.get(key) === loading) this.#inFlight.delete(key);
+      });
+      waits.push(loading);
+    }
+    try {
+      await Promise.all(waits);
+    } catch (error) {
+      throw queryError(error);
+    }
+    for (const key of waited) work?.hold(key);
+  }
+
+  /** Fetches the chunks of `image` that changed from `before` where memory held the old ones. */
+  async #prefetchChanged(image: SnapshotImage, before: SnapshotImage, signal: AbortSignal): Promise<void> {
+    const wanted: number[] = [];
+    const n = Math.min(image.keys.length, before.keys.length);
+    for (let i = 0; i < n && wanted.length < PREFETCH_CHANGED_CHUNKS; i++) {
+      const key = image.keys[i]!;
+      const old = before.keys[i]!;
+      if (
+        key !== "" && key !== old && old !== "" && this.chunkMemory.has(old) && !this.chunkMemory.has(key)
+      ) {
+        wanted.push(i + 1);
+      }
+    }
+    if (wanted.length === 0) return;
+    try {
+      signal.throwIfAborted();
+      await this.load(image, wanted);
+    } catch {
+      // Only ahead of need: a query that needs one of them fetches it and reports what fails.
+    }
+  }
+
+  #startHydrating(image: SnapshotImage): void {
+    const stop = new AbortController();
+    this.#hydrating = stop;
+    const run = async () => {
+      let next = 1;
+      const total = image.keys.length;
+      while (!stop.signal.aborted && !this.#closed && next <= total) {
+        const batch: number[] = [];
+        let bytes = 0;
+        for (; next <= total && batch.length < HYDRATE_BATCH; next++) {
+          const key = image.keys[next - 1]!;
+          if (key !== "" && !this.chunkMemory.has(key)) {
+            batch.push(next);
+            bytes += image.chunkSize;
+          }
+        }
+        if (batch.length === 0) continue;
+        // Hydration never pushes out what queries use: it stops where memory is full.
+        if (bytes > this.chunkMemory.room) return;
+        await this.load(image, batch);
+      }
+    };
+    run().catch(() => {
+      // Best effort: a query that needs a chunk hydration could not fetch fetches it and reports the error.
+    });
+  }
+
+  #openConnection(): Pooled {
     const { capi, wasm } = this.sqlite3;
+    const host = new ConnectionHost(this);
+    const path = `${this.#path}-${this.#nextConnection++}.db`;
+    const unregister = this.vfs.register(path, host);
     const stack = wasm.pstack.pointer;
     try {
       const ppDb = wasm.pstack.allocPtr() as number;
-      const rc = capi.sqlite3_open_v2(this.#path, ppDb, capi.SQLITE_OPEN_READONLY, this.vfs.name);
+      const rc = capi.sqlite3_open_v2(path, ppDb, capi.SQLITE_OPEN_READONLY, this.vfs.name);
       const db = wasm.peekPtr(ppDb) as number;
       if (rc !== 0) {
         const error = sqliteError(this.sqlite3, db, rc);
         if (db) capi.sqlite3_close_v2(db);
         throw error;
       }
-      const connection = new WasmConnection(this.sqlite3, db, { guarded: true });
-      this.#open.add(connection);
-      this.#epochs.set(connection, this.#epoch);
-      return connection;
+      const pooled = {
+        connection: new WasmConnection(this.sqlite3, db, { guarded: true }),
+        host,
+        unregister,
+        epoch: this.#epoch,
+      };
+      this.#open.add(pooled);
+      return pooled;
+    } catch (error) {
+      unregister();
+      throw error;
     } finally {
       wasm.pstack.restore(stack);
     }
   }
 
-  #giveBack(connection: WasmConnection): void {
-    if (this.#closed || !this.#open.has(connection)) return;
-    if (this.#epochs.get(connection) !== this.#epoch) {
-      this.#open.delete(connection);
-      connection.close();
+  #closeConnection(pooled: Pooled): void {
+    this.#open.delete(pooled);
+    pooled.connection.close();
+    pooled.unregister();
+  }
+
+  #giveBack(pooled: Pooled): void {
+    if (this.#closed || !this.#open.has(pooled)) return;
+    if (pooled.epoch !== this.#epoch) {
+      this.#closeConnection(pooled);
       return;
     }
     try {
-      if (connection.inTransaction) connection.executeMultiple("ROLLBACK");
+      if (pooled.connection.inTransaction) pooled.connection.executeMultiple("ROLLBACK");
     } catch {
       // A connection that cannot roll back is closed rather than reused.
-      this.#open.delete(connection);
-      connection.close();
+      this.#closeConnection(pooled);
       return;
     }
     if (this.#idle.length < MAX_IDLE_CONNECTIONS) {
-      this.#idle.push(connection);
+      this.#idle.push(pooled);
     } else {
-      this.#open.delete(connection);
-      connection.close();
+      this.#closeConnection(pooled);
     }
   }
+}
+
+/** A chunk a statement needed could not be read: the query fails with the reason's code; the replica serves on. */
+function queryError(error: unknown): unknown {
+  if (!(error instanceof TesseraError)) return error;
+  return new LibsqlError(error.message, error.code, undefined, undefined, error);
 }

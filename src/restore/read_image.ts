@@ -17,7 +17,7 @@ import { toHex } from "../bytes.ts";
 import { type ChunkId, idsEqual, idToHex, ZERO_ID } from "../chunk/ids.ts";
 import { ChunkRequestError, type ChunkSource, getChunks } from "../chunk/source.ts";
 import { TesseraError } from "../errors.ts";
-import { type IndexCache, manifestChunkList } from "../manifest/chunk_list.ts";
+import { type IndexCache, type LocatedList, manifestChunkList } from "../manifest/chunk_list.ts";
 import { imageDigest } from "../manifest/digest.ts";
 import type { ChunkLocation, Manifest } from "../manifest/types.ts";
 import { forEachLimit } from "../pool.ts";
@@ -97,6 +97,56 @@ export interface ReadImageOptions {
   /** Words the message of a failed check; `undefined` keeps the reader's. A source's own error is passed
    * on as it is unless this words one (it then keeps the error's code). */
   describe?: ((problem: ReadProblem) => string | undefined) | undefined;
+  /** The manifest's chunk list, already read and checked by {@linkcode readChunkList}: not read again. */
+  list?: LocatedList | undefined;
+  /** Read only these chunks (image indexes from 1, ascending), not chunk 0 nor the rest; no hash is made.
+   * @default {every chunk} */
+  indexes?: readonly number[] | undefined;
+}
+
+/** Options of {@linkcode readChunkList}. */
+export type ReadChunkListOptions = Pick<
+  ReadImageOptions,
+  "doing" | "indexChunks" | "indexCache" | "signal" | "describe"
+>;
+
+/**
+ * The ids and places of a manifest's chunks 1 .. n-1, its index chunks read from `chunks` (or
+ * `options.indexChunks`), checked against the image's layout and, in format 2, against the manifest's image
+ * digest (`CHECKSUM_MISMATCH`, or `CORRUPT_MANIFEST` when a format 2 manifest has none).
+ */
+export async function readChunkList(
+  manifest: Manifest,
+  chunks: ChunkSource,
+  options: ReadChunkListOptions = {},
+): Promise<LocatedList> {
+  const doing = options.doing ?? `read snapshot ${manifest.sequence} of database "${manifest.identity.name}"`;
+  const list = await manifestChunkList(manifest, options.indexChunks ?? chunks, {
+    doing,
+    indexCache: options.indexCache,
+    signal: options.signal,
+  });
+  if (manifest.version === 2) {
+    if (!(manifest.imageDigest instanceof Uint8Array)) {
+      throw new TesseraError(
+        "CORRUPT_MANIFEST",
+        `Cannot ${doing}: the format 2 manifest has no image digest`,
+      );
+    }
+    const digest = await imageDigest(manifest.imageLength, manifest.chunkSize, manifest.chunk0, list.ids);
+    if (!idsEqual(digest, manifest.imageDigest)) {
+      const problem = {
+        kind: "digest",
+        digest: toHex(digest),
+        expected: toHex(manifest.imageDigest),
+      } as const;
+      throw new TesseraError(
+        "CHECKSUM_MISMATCH",
+        options.describe?.(problem) ?? `Cannot ${doing}: ${defaultMessage(problem)}`,
+      );
+    }
+  }
+  return list;
 }
 
 /** What {@linkcode readImage} read. */
@@ -169,6 +219,9 @@ export async function readImage(
   const stop = new AbortController();
   const onAbort = () => stop.abort(signal?.reason);
   signal?.addEventListener("abort", onAbort, { once: true });
+  if (options.indexes && options.hasher) {
+    throw new RangeError("Cannot read an image: a hash needs every chunk, and `indexes` reads some");
+  }
   let hash = options.hasher?.();
   let ids: ChunkId[] = [];
   let locations: (ChunkLocation | undefined)[] = [];
@@ -298,30 +351,21 @@ export async function readImage(
   };
 
   try {
-    ({ ids, locations } = await manifestChunkList(manifest, options.indexChunks ?? chunks, {
+    ({ ids, locations } = options.list ?? await readChunkList(manifest, chunks, {
       doing,
+      indexChunks: options.indexChunks,
       indexCache: options.indexCache,
       signal: stop.signal,
+      describe,
     }));
-    if (manifest.version === 2) {
-      if (!(manifest.imageDigest instanceof Uint8Array)) {
-        throw new TesseraError(
-          "CORRUPT_MANIFEST",
-          `Cannot ${doing}: the format 2 manifest has no image digest`,
-        );
-      }
-      const digest = await imageDigest(imageLength, chunkSize, manifest.chunk0, ids);
-      if (!idsEqual(digest, manifest.imageDigest)) {
-        throw fail({ kind: "digest", digest: toHex(digest), expected: toHex(manifest.imageDigest!) });
-      }
-    }
-    total = ids.length + (imageLength > 0 ? 1 : 0);
-    if (imageLength > 0) {
+    const only = options.indexes;
+    total = only ? only.length : ids.length + (imageLength > 0 ? 1 : 0);
+    if (imageLength > 0 && !only) {
       await sink?.({ index: 0, offset: 0, id: undefined, bytes: manifest.chunk0, from: "manifest" });
       hash?.update(manifest.chunk0);
       progress();
     }
-    await forEachLimit(planRuns(ids, locations, chunkSize), async (run, r) => {
+    await forEachLimit(planRuns(ids, locations, chunkSize, only), async (run, r) => {
       try {
         await readRun(run, r);
       } catch (error) {
@@ -366,12 +410,14 @@ const RUN_CHUNKS = 32;
 /**
  * Cuts chunks 1 .. n-1 into runs, the reader's unit of work: neighbours in one pack (each chunk object where
  * the previous ends) up to {@linkcode RUN_BYTES} and {@linkcode RUN_CHUNKS}, read with one request; a chunk
- * kept as its own object alone. Zero chunks join the run they fall in.
+ * kept as its own object alone. Zero chunks join the run they fall in. With `only` (image indexes from 1,
+ * ascending), just those chunks.
  */
 export function planRuns(
   ids: readonly ChunkId[],
   locations: readonly (ChunkLocation | undefined)[],
   chunkSize: number,
+  only?: readonly number[],
 ): number[][] {
   const runs: number[][] = [];
   let run: number[] = [];
@@ -383,7 +429,12 @@ export function planRuns(
     bytes = 0;
     end = undefined;
   };
-  for (let i = 0; i < ids.length; i++) {
+  const count = only ? only.length : ids.length;
+  for (let k = 0; k < count; k++) {
+    const i = only ? only[k]! - 1 : k;
+    if (i < 0 || i >= ids.length) {
+      throw new RangeError(`Cannot read chunk #${i + 1}: the image has ${ids.length + 1}`);
+    }
     const where = locations[i];
     if (where === undefined && idsEqual(ids[i]!, ZERO_ID)) {
       if (run.length >= RUN_CHUNKS) cut();

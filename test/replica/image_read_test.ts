@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { describe } from "node:test";
 import { StoreChunkSource } from "../../src/chunk/source.ts";
 import { type GenerationFile, patchGenerationFile } from "../../src/replica/generation_file.ts";
-import { ChunkPool, prepareImage, releaseImage, type SnapshotImage } from "../../src/replica/image.ts";
+import { ChunkMemory, prepareImage, releaseImage, type SnapshotImage } from "../../src/replica/image.ts";
 import { makeTempDir, removeDir } from "../_helpers/temp.ts";
 import { imageReaderConformance, type ImageReaderFixture } from "../restore/read_image_conformance.ts";
 
@@ -14,25 +14,25 @@ const wasmImage: ImageReaderFixture = {
   incremental: true,
   servedHeader: true,
   open: async () => {
-    const pool = new ChunkPool();
+    const memory = new ChunkMemory();
     let held: SnapshotImage | undefined;
     return {
       read: async (store, manifest, options) => {
-        const before = { count: pool.count, bytes: pool.sizeBytes };
+        const before = { count: memory.count, bytes: memory.sizeBytes };
         let image: SnapshotImage;
         try {
-          image = await prepareImage({ manifest, chunks: new StoreChunkSource(store), pool, ...options });
+          image = await prepareImage({ manifest, chunks: new StoreChunkSource(store), memory, ...options });
         } catch (error) {
-          assert.deepEqual({ count: pool.count, bytes: pool.sizeBytes }, before, "nothing stays retained");
+          assert.deepEqual({ count: memory.count, bytes: memory.sizeBytes }, before, "nothing stays retained");
           throw error;
         }
-        if (held) releaseImage(held, pool);
+        if (held) releaseImage(held, memory);
         held = image;
-        return { image: flatten(image), fetched: image.chunksFetched };
+        return { image: flatten(image, memory), fetched: image.chunksFetched };
       },
       close: async () => {
-        if (held) releaseImage(held, pool);
-        assert.equal(pool.count, 0, "the last image took its chunks along");
+        if (held) releaseImage(held, memory);
+        assert.equal(memory.count, 0, "the last image took its chunks along");
       },
     };
   },
@@ -69,10 +69,11 @@ const nativeFile: ImageReaderFixture = {
 describe("prepareImage() reads through readImage()", () => imageReaderConformance(wasmImage));
 describe("patchGenerationFile() reads through readImage()", () => imageReaderConformance(nativeFile));
 
-function flatten(image: SnapshotImage): Uint8Array {
+function flatten(image: SnapshotImage, memory: ChunkMemory): Uint8Array {
   const bytes = new Uint8Array(image.size);
-  image.chunks.forEach((chunk, i) => {
-    if (chunk) bytes.set(chunk, i * image.chunkSize);
+  bytes.set(image.chunk0);
+  image.keys.forEach((key, i) => {
+    if (key !== "") bytes.set(memory.get(key)!, (i + 1) * image.chunkSize);
   });
   return bytes;
 }

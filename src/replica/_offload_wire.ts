@@ -1,0 +1,62 @@
+/**
+ * The messages between a wasm engine and its offload worker (`offload.ts`, `_offload_worker.ts`), and the
+ * layout of the shared control block through which a blocked worker is handed chunks.
+ *
+ * @module
+ */
+
+import type { InStatement, IntMode, Value } from "@libsql/core/api";
+
+/** Slots of the control block (an `Int32Array` over a `SharedArrayBuffer`). */
+export const CONTROL = { state: 0, count: 1, first: 2 } as const;
+/** Values of the state slot. */
+export const STATE = { idle: 0, waiting: 1, ready: 2, failed: 3 } as const;
+/** Bytes of the control block. */
+export const CONTROL_BYTES = 16;
+
+/** What the worker needs of an image: enough to serve pages, nothing of the manifest. */
+export interface ImageShape {
+  generation: number;
+  size: number;
+  chunkSize: number;
+  chunk0: Uint8Array;
+  keys: readonly string[];
+}
+
+/** An error crossing from the worker. */
+export interface WireError {
+  kind: "libsql" | "range" | "type" | "error";
+  message: string;
+  code?: string;
+  extendedCode?: string | undefined;
+  rawCode?: number | undefined;
+}
+
+/** A result crossing from the worker: rows as plain arrays of values. */
+export interface WireResult {
+  columns: string[];
+  columnTypes: string[];
+  rows: Value[][];
+  rowsAffected: number;
+  lastInsertRowid: bigint | undefined;
+}
+
+/** Engine → worker. */
+export type OffloadRequest =
+  | { type: "init"; control: SharedArrayBuffer; data: SharedArrayBuffer }
+  | {
+    type: "run";
+    run: number;
+    /** Sent when the image differs from the previous run's. */
+    image?: ImageShape | undefined;
+    stmt?: InStatement | undefined;
+    script?: string | undefined;
+    intMode: IntMode;
+  };
+
+/** Worker → engine. */
+export type OffloadReply =
+  | { type: "ready" }
+  | { type: "need"; run: number; index: number }
+  | { type: "done"; run: number; result: WireResult | undefined }
+  | { type: "failed"; run: number; error: WireError; fetchFailed: boolean };

@@ -1,0 +1,237 @@
+/**
+ * Statements too large for a lazy replica's memory cap run in a worker, where a read may block: the worker
+ * (`_offload_worker.ts`) asks for a chunk and waits on `Atomics.wait`; this thread fetches it (and, when the
+ * statement walks consecutive chunks, the batches after it), copies it into a shared buffer and wakes the
+ * worker. Only a batch or two is held at a time, so a full scan of a database larger than the cap runs
+ * within it, and this thread's event loop keeps serving other queries meanwhile.
+ *
+ * Needs `Worker`, `SharedArrayBuffer` and `Atomics` (Deno, Bun, browsers that are cross-origin isolated);
+ * {@linkcode Offloader.available} says whether this runtime has them.
+ *
+ * @module
+ */
+
+import { type InStatement, type IntMode, LibsqlError, type ResultSet } from "@libsql/core/api";
+import { rowMaker, SqlResultSet } from "./_values.ts";
+import type { SnapshotImage } from "./image.ts";
+import {
+  CONTROL,
+  CONTROL_BYTES,
+  type OffloadReply,
+  type OffloadRequest,
+  STATE,
+  type WireError,
+} from "./_offload_wire.ts";
+
+/** Bytes of chunks handed to the worker at once (32 chunks of 64 KiB). */
+export const BATCH_BYTES = 2 * 1024 * 1024;
+/** Batches fetched ahead of a statement that walks consecutive chunks. */
+const BATCHES_AHEAD = 8;
+
+/** One statement for the worker: a statement and its integer mode, or a script. */
+export type OffloadedOp = { stmt: InStatement; intMode: IntMode } | { script: string };
+
+/** What the engine lends the offloader: chunks of an image, pinned until `release`. */
+export interface OffloadChunks {
+  /** Fetches (or finds) chunks `indexes` of `image`; `null` for an all-zero chunk. */
+  take(
+    image: SnapshotImage,
+    indexes: readonly number[],
+  ): Promise<{ bytes: (Uint8Array | null)[]; release(): void }>;
+  /** Starts fetching chunks `indexes` into memory, for a statement about to need them. */
+  ahead(image: SnapshotImage, indexes: readonly number[]): void;
+  /** Bytes of chunks that may be fetched ahead without pushing out others. */
+  room(): number;
+}
+
+interface Running {
+  run: number;
+  image: SnapshotImage;
+  /** The end (exclusive) of the last batch handed over: a request there continues a walk. */
+  end: number;
+  fetchError: unknown;
+  resolve: (result: ResultSet | undefined) => void;
+  reject: (error: unknown) => void;
+}
+
+/** A worker running one statement at a time for a wasm engine. */
+export class Offloader {
+  readonly #chunks: OffloadChunks;
+  #worker: Worker | undefined;
+  #ready: Promise<void> | undefined;
+  #control!: Int32Array;
+  #data!: Uint8Array;
+  #queue: Promise<unknown> = Promise.resolve();
+  #generation = 0;
+  #nextRun = 1;
+  #running: Running | undefined;
+  #closed = false;
+  /** Statements run here, for status and tests. */
+  statements = 0;
+
+  constructor(chunks: OffloadChunks) {
+    this.#chunks = chunks;
+  }
+
+  /** True when this runtime can run the worker. */
+  static available(): boolean {
+    return typeof Worker === "function" && typeof SharedArrayBuffer === "function" &&
+      typeof Atomics === "object" &&
+      (globalThis as { crossOriginIsolated?: boolean }).crossOriginIsolated !== false;
+  }
+
+  /** Runs `op` on `image` in the worker, after the statements queued before it. */
+  run(image: SnapshotImage, op: OffloadedOp): Promise<ResultSet | undefined> {
+    const result = this.#queue.then(() => this.#runNow(image, op));
+    this.#queue = result.catch(() => {});
+    return result;
+  }
+
+  /** Stops the worker; a statement running in it fails with `CLIENT_CLOSED`. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#worker?.terminate();
+    this.#worker = undefined;
+    this.#running?.reject(new LibsqlError("The client is closed", "CLIENT_CLOSED"));
+    this.#running = undefined;
+  }
+
+  #start(): Promise<void> {
+    if (this.#ready) return this.#ready;
+    const worker = new Worker(new URL("./_offload_worker.ts", import.meta.url).href, { type: "module" });
+    this.#worker = worker;
+    this.#control = new Int32Array(new SharedArrayBuffer(CONTROL_BYTES));
+    this.#data = new Uint8Array(new SharedArrayBuffer(BATCH_BYTES));
+    this.#ready = new Promise<void>((resolve, reject) => {
+      worker.onerror = (event) => {
+        event.preventDefault?.();
+        const error = new Error(`the offload worker failed: ${event.message ?? event}`);
+        reject(error);
+        this.#running?.reject(error);
+        this.#running = undefined;
+      };
+      worker.onmessage = (event: MessageEvent) => {
+        const reply = event.data as OffloadReply;
+        if (reply.type === "ready") resolve();
+        else this.#onReply(reply);
+      };
+    });
+    worker.postMessage(
+      {
+        type: "init",
+        control: this.#control.buffer as SharedArrayBuffer,
+        data: this.#data.buffer as SharedArrayBuffer,
+      } satisfies OffloadRequest,
+    );
+    return this.#ready;
+  }
+
+  async #runNow(image: SnapshotImage, op: OffloadedOp): Promise<ResultSet | undefined> {
+    if (this.#closed) throw new LibsqlError("The client is closed", "CLIENT_CLOSED");
+    await this.#start();
+    this.statements++;
+    const run = this.#nextRun++;
+    const sendImage = image.generation !== this.#generation;
+    this.#generation = image.generation;
+    return await new Promise<ResultSet | undefined>((resolve, reject) => {
+      this.#running = { run, image, end: -1, fetchError: undefined, resolve, reject };
+      const request: OffloadRequest = {
+        type: "run",
+        run,
+        image: sendImage
+          ? {
+            generation: image.generation,
+            size: image.size,
+            chunkSize: image.chunkSize,
+            chunk0: image.chunk0,
+            keys: image.keys,
+          }
+          : undefined,
+        stmt: "stmt" in op ? op.stmt : undefined,
+        script: "script" in op ? op.script : undefined,
+        intMode: "intMode" in op ? op.intMode : "number",
+      };
+      this.#worker!.postMessage(request);
+    });
+  }
+
+  #onReply(reply: Exclude<OffloadReply, { type: "ready" }>): void {
+    const running = this.#running;
+    if (!running || reply.run !== running.run) return;
+    if (reply.type === "need") {
+      void this.#serve(running, reply.index);
+      return;
+    }
+    this.#running = undefined;
+    if (reply.type === "done") {
+      const r = reply.result;
+      running.resolve(
+        r &&
+          new SqlResultSet(
+            r.columns,
+            r.columnTypes,
+            r.rows.map(rowMaker(r.columns)),
+            r.rowsAffected,
+            r.lastInsertRowid,
+          ),
+      );
+    } else {
+      running.reject(
+        reply.fetchFailed && running.fetchError !== undefined ? running.fetchError : fromWire(reply.error),
+      );
+    }
+  }
+
+  /** Hands chunk `index` (and, on a walk, the batch from it) to the waiting worker. */
+  async #serve(running: Running, index: number): Promise<void> {
+    const { image } = running;
+    const perBatch = Math.max(1, Math.floor(BATCH_BYTES / image.chunkSize));
+    const walking = index === running.end;
+    const count = walking ? Math.min(perBatch, image.keys.length + 1 - index) : 1;
+    const indexes = Array.from({ length: count }, (_, k) => index + k);
+    const control = this.#control;
+    try {
+      const taken = await this.#chunks.take(image, indexes);
+      try {
+        taken.bytes.forEach((bytes, k) => {
+          const at = k * image.chunkSize;
+          if (bytes === null) this.#data.fill(0, at, at + image.chunkSize);
+          else this.#data.set(bytes, at);
+        });
+      } finally {
+        taken.release();
+      }
+      running.end = index + count;
+      control[CONTROL.count] = count;
+      control[CONTROL.first] = index;
+      Atomics.store(control, CONTROL.state, STATE.ready);
+    } catch (error) {
+      running.fetchError = error;
+      Atomics.store(control, CONTROL.state, STATE.failed);
+    }
+    Atomics.notify(control, CONTROL.state);
+    if (walking) {
+      // Fetched while the worker reads this batch, as many batches as fit beside what memory holds.
+      const ahead = Math.min(BATCHES_AHEAD, Math.floor(this.#chunks.room() / BATCH_BYTES));
+      const first = index + count;
+      const last = Math.min(image.keys.length, first + ahead * perBatch - 1);
+      if (last >= first) {
+        this.#chunks.ahead(image, Array.from({ length: last - first + 1 }, (_, k) => first + k));
+      }
+    }
+  }
+}
+
+function fromWire(error: WireError): Error {
+  switch (error.kind) {
+    case "libsql":
+      return new LibsqlError(error.message, error.code!, error.extendedCode, error.rawCode);
+    case "range":
+      return new RangeError(error.message);
+    case "type":
+      return new TypeError(error.message);
+    default:
+      return new Error(error.message);
+  }
+}
