@@ -11,9 +11,24 @@ import { assertSameResult, INT_MODES, makeParityDatabase, PARITY_CASES } from ".
 import { makeTempDir, removeDir } from "../_helpers/temp.ts";
 
 // The same statements through a replica (both engines, every intMode) and through @libsql/client on the
-// original file: results and errors must be identical, batches and transactions included.
-for (const engine of ["wasm", "native"] as const) {
-  describe(`a ${engine} replica returns exactly what @libsql/client returns on the original file`, () => {
+// original file: results and errors must be identical, batches and transactions included. Lazy wasm replicas
+// run each statement again after fetching the 4 KiB chunks it missed; with no memory to hold them, in the
+// offload worker.
+const CONFIGS = [
+  { label: "wasm", engine: "wasm" },
+  { label: "native", engine: "native" },
+  { label: "lazy wasm", engine: "wasm", load: "lazy", chunkSize: 4096 },
+  {
+    label: "lazy wasm (no memory: the worker)",
+    engine: "wasm",
+    load: "lazy",
+    memoryCacheBytes: 0,
+    chunkSize: 4096,
+  },
+] as const;
+for (const config of CONFIGS) {
+  const { engine } = config;
+  describe(`a ${config.label} replica returns exactly what @libsql/client returns on the original file`, () => {
     let dir: string;
     const clients = new Map<IntMode, Client>();
     const replicas = new Map<IntMode, Replica>();
@@ -28,9 +43,20 @@ for (const engine of ["wasm", "native"] as const) {
         hostname: "h",
         name: "parity",
         spoolDir: join(dir, "spool"),
+        chunkSize: "chunkSize" in config ? config.chunkSize : undefined,
       });
       for (const intMode of INT_MODES) {
-        replicas.set(intMode, await openReplica("parity", { store, engine, intMode, pollIntervalMs: 0 }));
+        replicas.set(
+          intMode,
+          await openReplica("parity", {
+            store,
+            engine,
+            intMode,
+            pollIntervalMs: 0,
+            load: "load" in config ? config.load : undefined,
+            memoryCacheBytes: "memoryCacheBytes" in config ? config.memoryCacheBytes : undefined,
+          }),
+        );
       }
     });
 
@@ -50,6 +76,23 @@ for (const engine of ["wasm", "native"] as const) {
           );
         });
       }
+    }
+
+    if ("load" in config) {
+      it("fetched its chunks as statements needed them (the worker's run every one that missed)", () => {
+        for (const replica of replicas.values()) {
+          const memory = replica.status().memory;
+          assert.equal(memory.lazy, true);
+          assert.ok(memory.chunksLoaded! > 0, `${memory.chunksLoaded} chunks fetched`);
+          if (config.memoryCacheBytes === 0) {
+            assert.ok(memory.offloaded! > 10, `${memory.offloaded} statements ran in the worker`);
+            assert.equal(memory.chunkBytes, 0, "nothing stays held");
+          } else {
+            // Only a statement that keeps missing (more than 8 runs) moves to the worker.
+            assert.ok(memory.offloaded! <= 3, `${memory.offloaded} statements ran in the worker`);
+          }
+        }
+      });
     }
 
     it("a batch and a read transaction return what @libsql/client's do", async () => {
