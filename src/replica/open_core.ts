@@ -61,6 +61,11 @@ export interface OpenReplicaOptions extends FreshnessOptions {
   /** With lazy loading, fetch the rest of the served snapshot in the background while it fits under
    * `memoryCacheBytes`; stopped by a refresh or `close()`. @default {false} */
   hydrate?: boolean | undefined;
+  /** With lazy loading, run statements that need more than `memoryCacheBytes` at once, or that keep
+   * missing chunks (scans), in a worker where a read can wait (Deno, Bun, cross-origin isolated browsers).
+   * Without it they run again after each batch fetched, and may pin more than the cap until they finish.
+   * @default {true} */
+  offload?: boolean | undefined;
   /**
    * The memory cap, in bytes of chunks. wasm: chunks kept beyond what eager snapshots and running statements
    * pin (a lazy replica's whole memory for chunks, least recently used let go first); native: a memory LRU
@@ -133,6 +138,7 @@ export async function openReplicaOn(
       concurrency: options.concurrency,
       load: options.load,
       hydrate: options.hydrate,
+      offload: options.offload,
       memoryCacheBytes: options.memoryCacheBytes,
     })
     : options.engine === "native"

@@ -77,6 +77,9 @@ export interface WasmEngineOptions {
   memoryCacheBytes?: number | undefined;
   /** Fetch a lazy snapshot's other chunks in the background, while they fit under the cap. @default {false} */
   hydrate?: boolean | undefined;
+  /** Run statements larger than the cap, or that keep missing, in a worker (where the runtime has one).
+   * @default {true} */
+  offload?: boolean | undefined;
 }
 
 class WasmSnapshot implements EngineSnapshot {
@@ -379,6 +382,7 @@ export class WasmEngine implements ReplicaEngine {
   readonly #concurrency: number;
   readonly #load: LoadMode;
   readonly #hydrate: boolean;
+  readonly #offload: boolean;
   readonly #byImage = new Map<SnapshotImage, WasmSnapshot>();
   readonly #inFlight = new Map<string, Promise<unknown>>();
   #indexChunks = new Map<string, Uint8Array>();
@@ -407,6 +411,7 @@ export class WasmEngine implements ReplicaEngine {
       );
     }
     this.#hydrate = options.hydrate === true;
+    this.#offload = options.offload !== false;
     this.chunkMemory = new ChunkMemory(
       options.memoryCacheBytes ?? (this.#load === "eager" ? 0 : DEFAULT_MEMORY_CACHE_BYTES),
     );
@@ -505,7 +510,7 @@ export class WasmEngine implements ReplicaEngine {
 
   /** The worker for statements larger than the memory cap, when this runtime can run one. */
   offloader(): Offloader | undefined {
-    if (this.#closed || !Offloader.available()) return undefined;
+    if (this.#closed || !this.#offload || !Offloader.available()) return undefined;
     this.#offloader ??= new Offloader({
       take: async (image, indexes) => {
         const work = new WorkingSet(this.chunkMemory);

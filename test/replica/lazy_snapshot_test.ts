@@ -1,0 +1,91 @@
+/**
+ * A lazy replica's statements run again after fetching what they missed; a transaction must still read one
+ * snapshot from start to end, whatever was served meanwhile.
+ */
+import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { after, before, describe, it } from "node:test";
+import { openReplica } from "../../src/replica/open.ts";
+import type { Replica } from "../../src/replica/replica.ts";
+import { LocalStore } from "../../src/store/local.ts";
+import { syncDatabase } from "../../src/write/sync.ts";
+import { makeTempDir, removeDir } from "../_helpers/temp.ts";
+
+const exec = promisify(execFile);
+
+/** Runs SQL on the source with the sqlite3 CLI, as another program would. */
+async function sqlite(path: string, sql: string): Promise<string> {
+  return (await exec("sqlite3", [path, sql])).stdout.trim();
+}
+
+for (const offload of [true, false]) {
+  describe(`a lazy replica's transactions (${offload ? "long statements in the worker" : "no worker"})`, () => {
+    let dir: string;
+    let source: string;
+    let store: LocalStore;
+    let replica: Replica;
+    const sync = () =>
+      syncDatabase(source, {
+        stores: [store],
+        hostname: "h",
+        name: "tx",
+        spoolDir: join(dir, "spool"),
+        chunkSize: 4096,
+      });
+
+    before(async () => {
+      dir = await makeTempDir("lazy-snapshot");
+      source = join(dir, "tx.db");
+      store = new LocalStore(join(dir, "store"));
+      await sqlite(
+        source,
+        `CREATE TABLE t (id INTEGER PRIMARY KEY, n INTEGER, v BLOB);
+       WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < 3000)
+       INSERT INTO t SELECT i, i, randomblob(500) FROM s;`,
+      );
+      await sync();
+      replica = await openReplica("tx", { store, load: "lazy", pollIntervalMs: 0, offload });
+    });
+    after(async () => {
+      replica?.close();
+      await removeDir(dir);
+    });
+
+    it("read one snapshot across the chunks they fetch, while a newer one is served", async () => {
+      const oldSum = Number(await sqlite(source, "SELECT sum(n) FROM t"));
+      const tx = await replica.transaction("read");
+      try {
+        assert.equal(Number((await tx.execute("SELECT n FROM t WHERE id = 1")).rows[0]![0]), 1);
+        await sqlite(source, "UPDATE t SET n = n + 1000000, v = randomblob(500)");
+        await sync();
+        await replica.refresh(1);
+        const newSum = Number(await sqlite(source, "SELECT sum(n) FROM t"));
+        assert.notEqual(newSum, oldSum);
+        const loaded = replica.status().memory.chunksLoaded!;
+        // Nearly every page of the old snapshot is still to be fetched: the sum misses chunk after chunk, and
+        // each run starts the transaction again on the snapshot it began with.
+        const inside = Number((await tx.execute("SELECT sum(n) FROM t")).rows[0]![0]);
+        assert.ok(replica.status().memory.chunksLoaded! - loaded > 100, "the transaction fetched old chunks");
+        assert.equal(inside, oldSum, "the transaction read the snapshot it began on");
+        assert.equal(replica.status().memory.offloaded, offload ? 1 : 0);
+        assert.equal(Number((await replica.execute("SELECT sum(n) FROM t")).rows[0]![0]), newSum);
+        assert.equal(Number((await tx.execute("SELECT n FROM t WHERE id = 3000")).rows[0]![0]), 3000);
+      } finally {
+        await tx.commit();
+      }
+      assert.equal(
+        replica.status().memory.snapshots,
+        1,
+        "the old snapshot is let go when the transaction ends",
+      );
+    });
+
+    it("batches read one snapshot too", async () => {
+      const results = await replica.batch(["SELECT count(*) FROM t", "SELECT min(n), max(n) FROM t"], "read");
+      assert.equal(Number(results[0]!.rows[0]![0]), 3000);
+      assert.deepEqual(Array.from(results[1]!.rows[0]!, Number), [1000001, 1003000]);
+    });
+  });
+}
