@@ -59,6 +59,8 @@ const READ_AHEAD_CHUNKS = 32;
 const MAX_RUNS = 8;
 /** Changed chunks a refresh fetches ahead at most (those the replica held at the same place before). */
 const PREFETCH_CHANGED_CHUNKS = 64;
+/** Root chunks the first snapshot of a lazy replica fetches at most as it opens. */
+const PREFETCH_ROOT_CHUNKS = 64;
 /** Chunks a background hydration fetches per request. */
 const HYDRATE_BATCH = 32;
 
@@ -453,7 +455,10 @@ export class WasmEngine implements ReplicaEngine {
       snapshot.release();
       throw new Error("the replica is closed");
     }
-    if (image.lazy && this.#served) await this.#prefetchChanged(image, this.#served.image, signal);
+    if (image.lazy) {
+      if (this.#served) await this.#prefetchChanged(image, this.#served.image, signal);
+      else await this.#prefetchRoots(snapshot, signal);
+    }
     return snapshot;
   }
 
@@ -634,6 +639,35 @@ export class WasmEngine implements ReplicaEngine {
     }
   }
 
+  /**
+   * Fetches, in one batch, the chunks holding the root page of every table and index (as the schema, read
+   * through SQLite itself, lists them): each lookup then starts one level down the b-tree. The schema's own
+   * pages are read first, fetched as any statement's are.
+   */
+  async #prefetchRoots(snapshot: WasmSnapshot, signal: AbortSignal): Promise<void> {
+    const { image } = snapshot;
+    snapshot.retain();
+    let connection: Borrowed | undefined;
+    try {
+      connection = new Borrowed(this, this.#openConnection(snapshot), (p) => this.#closeConnection(p));
+      const { rows } = await connection.execute(
+        "SELECT DISTINCT rootpage FROM sqlite_schema WHERE rootpage > 1 ORDER BY rootpage",
+        "number",
+      );
+      const per = image.chunkSize / image.manifest.pageSize;
+      const wanted = [...new Set(rows.map((row) => Math.floor((Number(row[0]) - 1) / per)))]
+        .filter((index) => index >= 1 && index <= image.keys.length)
+        .slice(0, PREFETCH_ROOT_CHUNKS);
+      signal.throwIfAborted();
+      await this.load(image, wanted);
+    } catch {
+      // Only ahead of need: a query that needs one of them fetches it and reports what fails.
+    } finally {
+      if (connection) connection.release();
+      else snapshot.release();
+    }
+  }
+
   #startHydrating(image: SnapshotImage): void {
     const stop = new AbortController();
     this.#hydrating = stop;
@@ -661,9 +695,11 @@ export class WasmEngine implements ReplicaEngine {
     });
   }
 
-  #openConnection(): Pooled {
+  /** Opens a connection; with `pinned` (retained for it), one that reads that snapshot. */
+  #openConnection(pinned?: WasmSnapshot): Pooled {
     const { capi, wasm } = this.sqlite3;
     const host = new ConnectionHost(this);
+    host.pinned = pinned;
     const path = `${this.#path}-${this.#nextConnection++}.db`;
     const unregister = this.vfs.register(path, host);
     const stack = wasm.pstack.pointer;
