@@ -24,6 +24,7 @@ import {
   warnSkipped,
 } from "./_common.ts";
 import { type CliIo, UsageError } from "./_io.ts";
+import { sizeOption } from "./_values.ts";
 
 /** Options of the commands that open a replica. */
 export const REPLICA_OPTIONS = {
@@ -34,6 +35,8 @@ export const REPLICA_OPTIONS = {
   engine: { type: "string" },
   "int-mode": { type: "string" },
   cache: { type: "string" },
+  load: { type: "string" },
+  memory: { type: "string" },
 } as const;
 
 /** The help lines for the database-choosing part of {@linkcode REPLICA_OPTIONS}. */
@@ -51,6 +54,10 @@ export const REPLICA_OPTIONS_HELP =
                        on a local copy of the snapshot)
   --int-mode M         how integers are read: bigint (default; exact), string, or number (an integer
                        beyond ±(2^53 - 1) then fails the statement)
+  --load MODE          wasm engine: lazy (fetch the chunks each query needs; opens in milliseconds
+                       whatever the size), eager (fetch everything first), or auto (default: eager up
+                       to 16 MiB, lazy above)
+  --memory SIZE        wasm engine: the most chunk bytes held in memory (default 64m; k, m, g)
   --cache DIR          keep fetched chunks in DIR (default: the config's cache, if any)`;
 
 /** Parsed {@linkcode REPLICA_OPTIONS}. */
@@ -66,6 +73,8 @@ export interface ReplicaValues {
   engine?: string | undefined;
   "int-mode"?: string | undefined;
   cache?: string | undefined;
+  load?: string | undefined;
+  memory?: string | undefined;
 }
 
 /** True when an option, rather than the first positional argument, names the database. */
@@ -96,6 +105,16 @@ export async function openReplicaFor(
   if (engine !== "wasm" && engine !== "native") {
     throw new UsageError(`${command}: --engine is wasm or native, not "${engine}"`);
   }
+  const load = values.load ?? "auto";
+  if (load !== "auto" && load !== "lazy" && load !== "eager") {
+    throw new UsageError(`${command}: --load is lazy, eager or auto, not "${load}"`);
+  }
+  if (engine === "native" && load === "lazy") {
+    throw new UsageError(`${command}: --load lazy needs --engine wasm (the native engine reads whole files)`);
+  }
+  const memoryCacheBytes = values.memory === undefined
+    ? undefined
+    : sizeOption("--memory", values.memory, undefined, 0);
   const intMode = values["int-mode"] ?? "bigint";
   if (intMode !== "bigint" && intMode !== "string" && intMode !== "number") {
     throw new UsageError(`${command}: --int-mode is bigint, string or number, not "${intMode}"`);
@@ -110,6 +129,8 @@ export async function openReplicaFor(
   try {
     return await openReplica(source, {
       engine,
+      load,
+      memoryCacheBytes,
       store: context.readable,
       config: rawConfig,
       env: io.env,

@@ -6,6 +6,7 @@
  */
 
 import { errorMessage } from "../errors.ts";
+import { formatBytes } from "./_store_bench.ts";
 import { parseDuration } from "../history/duration.ts";
 import { UsageError } from "./_io.ts";
 
@@ -61,4 +62,32 @@ export function wholeNumberOption(
   const n = Number(raw);
   if (!Number.isSafeInteger(n) || n < min) throw new UsageError(`--${option} takes a whole number ≥ ${min}`);
   return n;
+}
+
+/**
+ * Bytes from `1536`, `64k`, `8m`, `1.5g` (KiB, MiB, GiB; a trailing `b` or `ib` is allowed); a `UsageError`
+ * naming `option` for anything else, for less than `min`, or for more than `max`.
+ *
+ * @example
+ * ```ts
+ * import { sizeOption } from "./_values.ts";
+ * console.log(sizeOption("--memory", "64m")); // 67108864
+ * ```
+ */
+export function sizeOption(
+  option: string,
+  text: string,
+  max: number = Number.MAX_SAFE_INTEGER,
+  min = 1,
+): number {
+  const match = /^(\d+(?:\.\d+)?)\s*([kmg]?)(?:i?b)?$/i.exec(text.trim());
+  const unit = { "": 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 }[(match?.[2] ?? "").toLowerCase()] ?? 1;
+  const bytes = match ? Math.round(Number(match[1]) * unit) : NaN;
+  if (!Number.isSafeInteger(bytes) || bytes < min) {
+    throw new UsageError(
+      `${option}: "${text}" is not a size: give bytes, or a number with k, m or g (KiB, MiB, GiB), such as 64m`,
+    );
+  }
+  if (bytes > max) throw new UsageError(`${option}: "${text}" is more than ${formatBytes(max)}`);
+  return bytes;
 }

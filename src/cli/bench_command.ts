@@ -18,7 +18,7 @@ import {
   RECOMMEND_TOLERANCE,
   type StoreBenchReport,
 } from "./_store_bench.ts";
-import { durationOption } from "./_values.ts";
+import { durationOption, sizeOption } from "./_values.ts";
 
 const KIB = 1024;
 const MIB = 1024 * KIB;
@@ -89,7 +89,7 @@ export async function benchCommand(args: string[], io: CliIo): Promise<number> {
     values.concurrency ?? DEFAULT_CONCURRENCY,
     parseConcurrency,
   );
-  const rangeBytes = sizeValue("--range-size", values["range-size"] ?? DEFAULT_RANGE, MAX_SIZE);
+  const rangeBytes = sizeOption("--range-size", values["range-size"] ?? DEFAULT_RANGE, MAX_SIZE);
   const largest = Math.max(...sizes);
   if (key === undefined && rangeBytes > largest) {
     throw new UsageError(
@@ -99,7 +99,7 @@ export async function benchCommand(args: string[], io: CliIo): Promise<number> {
   }
   const durationMs = durationOption("--duration", values.duration ?? DEFAULT_DURATION);
   if (durationMs <= 0) throw new UsageError("--duration must be longer than 0s");
-  const maxBytes = sizeValue("--bytes", values.bytes ?? DEFAULT_BYTES);
+  const maxBytes = sizeOption("--bytes", values.bytes ?? DEFAULT_BYTES);
 
   const context = await commandContext(values, io);
   const readOnly = context.readable.find((s) => !s.capabilities.write);
@@ -240,21 +240,7 @@ function listOption(option: string, text: string, parse: (option: string, part: 
 }
 
 function parseSize(option: string, part: string): number {
-  return sizeValue(option, part, MAX_SIZE);
-}
-
-/** Bytes from `1536`, `64k`, `8m`, `1.5g` (KiB, MiB, GiB; a trailing `b` or `ib` is allowed). */
-function sizeValue(option: string, text: string, max: number = Number.MAX_SAFE_INTEGER): number {
-  const match = /^(\d+(?:\.\d+)?)\s*([kmg]?)(?:i?b)?$/i.exec(text.trim());
-  const unit = { "": 1, k: KIB, m: MIB, g: 1024 * MIB }[(match?.[2] ?? "").toLowerCase()] ?? 1;
-  const bytes = match ? Math.round(Number(match[1]) * unit) : NaN;
-  if (!Number.isSafeInteger(bytes) || bytes < 1) {
-    throw new UsageError(
-      `${option}: "${text}" is not a size: give bytes, or a number with k, m or g (KiB, MiB, GiB), such as 64k`,
-    );
-  }
-  if (bytes > max) throw new UsageError(`${option}: "${text}" is more than ${formatBytes(max)}`);
-  return bytes;
+  return sizeOption(option, part, MAX_SIZE);
 }
 
 function parseConcurrency(option: string, part: string): number {

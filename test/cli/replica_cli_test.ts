@@ -76,11 +76,19 @@ describe("tessera query and tessera shell", () => {
   after(() => removeDir(dir));
 
   it("query prints an aligned table: NULL, x'hex' blobs cut at 16 bytes, integers exact", async () => {
-    for (const engine of ["wasm", "native"]) {
-      const result = await tessera("query", source, "SELECT * FROM t ORDER BY k", "--engine", engine);
-      assert.equal(result.stderr, "", engine);
-      assert.equal(result.code, 0, engine);
-      assert.equal(result.stdout, TABLE, engine);
+    for (
+      const options of [
+        ["--engine", "wasm"],
+        ["--engine", "native"],
+        ["--load", "lazy"],
+        ["--load", "lazy", "--memory", "0"],
+        ["--load", "eager", "--memory", "1m"],
+      ]
+    ) {
+      const result = await tessera("query", source, "SELECT * FROM t ORDER BY k", ...options);
+      assert.equal(result.stderr, "", options.join(" "));
+      assert.equal(result.code, 0, options.join(" "));
+      assert.equal(result.stdout, TABLE, options.join(" "));
     }
   });
 
@@ -185,6 +193,9 @@ describe("tessera query and tessera shell", () => {
         ["query", "SELECT 1"],
         ["query", source, "SELECT 1", "--engine", "turbo"],
         ["query", source, "SELECT 1", "--int-mode", "float"],
+        ["query", source, "SELECT 1", "--load", "sometimes"],
+        ["query", source, "SELECT 1", "--load", "lazy", "--engine", "native"],
+        ["query", source, "SELECT 1", "--memory", "lots"],
         ["query", source, "SELECT ?; SELECT ?", "--arg", "1"],
         ["query", source, "SELECT 1", "--sequence", "0"],
         ["query", source, "SELECT 1", "--bogus"],
