@@ -5,7 +5,8 @@
  * python3's http.server) over the files a directory store holds. Each is set beside what a user would run
  * instead, in the same run: awscli uploading and downloading the whole file, curl downloading it from the
  * static server, and `cp`. Then restore throughput against `--concurrency` on the latency store, and the
- * step-by-step run through library calls (incremental and WAL syncs, cached restores). Every restore and
+ * step-by-step run through library calls (incremental and WAL syncs, cached restores), and lazy replicas
+ * against eager ones (first query, full scan, warm point selects). Every restore and
  * download is checked byte for byte (SHA-256) against the source; the run fails if one differs. There are
  * no thresholds: it reports times, ratios and requests, writes bench/results/LATEST.md, latest.json and SVG
  * charts, and prints the markdown (or, with --json, the JSON).
@@ -26,6 +27,7 @@ import { ROOT } from "../test/_helpers/run.ts";
 import { makeTempDir } from "../test/_helpers/temp.ts";
 import { awsVersion, curlVersion } from "./_bench/alternatives.ts";
 import { parseBenchArgs } from "./_bench/e2e_args.ts";
+import { measureLazy } from "./_bench/e2e_lazy.ts";
 import { type MadeDatabase, measureSize, type Setups } from "./_bench/e2e_sizes.ts";
 import { measureSweep } from "./_bench/e2e_sweep.ts";
 import { startLatencyStore } from "./_bench/latency_store.ts";
@@ -101,6 +103,13 @@ async function main(): Promise<E2eResults> {
       steps = await measureSteps({ sizeMiB: args.stepsMiB, work: stepsWork, s3, progress });
     }
 
+    let lazy = null;
+    if (args.sections.has("lazy")) {
+      const lazyWork = join(work, "lazy");
+      await mkdir(lazyWork);
+      lazy = await measureLazy({ sizeMiB: args.lazyMiB, s3, latency, work: lazyWork, progress });
+    }
+
     return {
       date,
       command: args.command,
@@ -129,6 +138,7 @@ async function main(): Promise<E2eResults> {
       measurements,
       sweep,
       steps,
+      lazy,
       totalSeconds: (performance.now() - started) / 1000,
     };
   } finally {

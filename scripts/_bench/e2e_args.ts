@@ -11,7 +11,7 @@ import { parseArgs } from "node:util";
 import { ROOT } from "../../test/_helpers/run.ts";
 import type { StaticServerKind } from "./static_http.ts";
 
-const SECTIONS = ["sizes", "sweep", "steps"] as const;
+const SECTIONS = ["sizes", "sweep", "steps", "lazy"] as const;
 type Section = typeof SECTIONS[number];
 
 const DEFAULTS = {
@@ -20,6 +20,7 @@ const DEFAULTS = {
   concurrencies: "1,2,4,8,16,32",
   sweep: "64",
   steps: "64",
+  lazy: "1024",
   reps: "1",
 };
 
@@ -31,6 +32,7 @@ export const USAGE = `usage: deno task bench:e2e [options]      (or: bun scripts
   --concurrencies LIST   tessera restore --concurrency values for the sweep (default ${DEFAULTS.concurrencies})
   --sweep-mib N          the sweep's database size, one of --sizes-mib (default ${DEFAULTS.sweep}, else the smallest)
   --steps-mib N          database size of the step-by-step run through library calls (default ${DEFAULTS.steps})
+  --lazy-mib N           database size of the lazy replica section (default ${DEFAULTS.lazy})
   --reps N               runs of each timed command; tables show the median (default ${DEFAULTS.reps})
   --only LIST            some of: ${SECTIONS.join(",")} (default all)
   --static-server KIND   auto (nginx if /usr/sbin/nginx exists, else python3), nginx or python
@@ -47,6 +49,7 @@ export interface BenchArgs {
   concurrencies: number[];
   sweepMiB: number;
   stepsMiB: number;
+  lazyMiB: number;
   reps: number;
   sections: Set<Section>;
   staticServer: StaticServerKind;
@@ -72,6 +75,7 @@ export function parseBenchArgs(argv: string[]): BenchArgs {
         concurrencies: { type: "string", default: DEFAULTS.concurrencies },
         "sweep-mib": { type: "string" },
         "steps-mib": { type: "string", default: DEFAULTS.steps },
+        "lazy-mib": { type: "string", default: DEFAULTS.lazy },
         reps: { type: "string", default: DEFAULTS.reps },
         only: { type: "string", default: SECTIONS.join(",") },
         "static-server": { type: "string", default: "auto" },
@@ -113,6 +117,7 @@ export function parseBenchArgs(argv: string[]): BenchArgs {
     concurrencies: list(values.concurrencies, "--concurrencies"),
     sweepMiB,
     stepsMiB: whole(values["steps-mib"], "--steps-mib", 1),
+    lazyMiB: whole(values["lazy-mib"], "--lazy-mib", 1),
     reps: whole(values.reps, "--reps", 1),
     sections: new Set(only as Section[]),
     staticServer: staticServer as StaticServerKind,

@@ -17,6 +17,8 @@ export interface LatencyStore extends AwsCliTarget {
   latencyMs: number;
   /** The requests the proxy received since the last call (or the start), and a fresh count. */
   takeRequests(): Promise<number>;
+  /** Like {@linkcode LatencyStore.takeRequests}, the GET paths themselves (other methods left out). */
+  takeLog(): Promise<string[]>;
   /** Stops the proxy, not the server behind it. */
   stop(): Promise<void>;
 }
@@ -51,6 +53,11 @@ export async function startLatencyStore(server: S3TestServer, latencyMs: number)
       const count = (await proxy.log()).length;
       await proxy.resetLog();
       return count;
+    },
+    async takeLog() {
+      const log = await proxy.log();
+      await proxy.resetLog();
+      return log.filter((e) => e.method === "GET").map((e) => e.path);
     },
     stop: () => proxy.stop(),
   };

@@ -11,6 +11,7 @@ import { restoreByConcurrencyChart, restoreBySizeChart } from "./e2e_charts.ts";
 import { restoreTable, summaryTable, sweepTable, syncTable } from "./e2e_tables.ts";
 import { type BenchResult, renderText, secs } from "./report.ts";
 import { mib } from "./replica_report.ts";
+import { type LazyBench, lazyMarkdown } from "./e2e_lazy.ts";
 
 /** The store setups: s3rver on loopback, s3rver behind the latency proxy, a static HTTP server. */
 export type SetupKey = "s3" | "latency" | "static";
@@ -88,6 +89,8 @@ export interface E2eResults {
   sweep: Sweep | null;
   /** The step-by-step run through library calls, when it ran. */
   steps: BenchResult | null;
+  /** Lazy replicas against eager ones, when the section ran (absent from older runs). */
+  lazy?: LazyBench | null;
   totalSeconds: number;
 }
 
@@ -186,6 +189,9 @@ export function renderMarkdown(r: E2eResults): string {
       "```",
       "",
     );
+  }
+  if (r.lazy) {
+    out.push(`## Lazy replicas (${r.lazy.sizeMiB} MiB)`, "", ...lazyMarkdown(r.lazy), "");
   }
   out.push(
     "## Reproduce",
