@@ -89,3 +89,74 @@ for (const offload of [true, false]) {
     });
   });
 }
+
+describe("a lazy replica's background hydration", () => {
+  let dir: string;
+  let source: string;
+  let store: LocalStore;
+  before(async () => {
+    dir = await makeTempDir("lazy-hydrate");
+    source = join(dir, "h.db");
+    store = new LocalStore(join(dir, "store"));
+    await sqlite(
+      source,
+      `CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB);
+       WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < 2000)
+       INSERT INTO t SELECT i, randomblob(1000) FROM s;`,
+    );
+    await syncDatabase(source, {
+      stores: [store],
+      hostname: "h",
+      name: "h",
+      spoolDir: join(dir, "spool"),
+      chunkSize: 4096,
+    });
+  });
+  after(() => removeDir(dir));
+
+  const settle = async (replica: Replica) => {
+    // Hydration runs in the background: wait until its fetches stop.
+    let last = -1;
+    for (let i = 0; i < 200; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      const now = replica.status().memory.chunksLoaded!;
+      if (now === last) return now;
+      last = now;
+    }
+    return last;
+  };
+
+  it("fetches the whole snapshot when it fits, so queries then fetch nothing", async () => {
+    const replica = await openReplica("h", { store, load: "lazy", hydrate: true, pollIntervalMs: 0 });
+    try {
+      const pages = Number(await sqlite(source, "PRAGMA page_count"));
+      await settle(replica);
+      const memory = replica.status().memory;
+      assert.equal(memory.chunks, pages - 1, "every chunk but the manifest's own chunk 0 is held");
+      const loads = memory.loads;
+      assert.equal(Number((await replica.execute("SELECT count(*) FROM t")).rows[0]![0]), 2000);
+      assert.equal(replica.status().memory.loads, loads, "the scan fetched nothing");
+    } finally {
+      replica.close();
+    }
+  });
+
+  it("stops at the memory cap, and at close", async () => {
+    const cap = 256 * 1024;
+    const replica = await openReplica("h", {
+      store,
+      load: "lazy",
+      hydrate: true,
+      pollIntervalMs: 0,
+      memoryCacheBytes: cap,
+    });
+    await settle(replica);
+    const memory = replica.status().memory;
+    assert.ok(memory.chunkBytes <= cap, `${memory.chunkBytes} bytes held under a ${cap}-byte cap`);
+    assert.ok(memory.chunkBytes >= cap / 2, `${memory.chunkBytes} bytes held: hydration filled the cap`);
+    replica.close();
+    const closed = replica.status().memory.chunksLoaded;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    assert.equal(replica.status().memory.chunksLoaded, closed, "nothing is fetched after close");
+  });
+});
