@@ -22,9 +22,8 @@ import { promisify } from "node:util";
 import { createClient } from "@libsql/client";
 import { openReplica } from "../../src/config/replica.ts";
 import type { Replica } from "../../src/replica/replica.ts";
-import { S3Store } from "../../src/store/s3.ts";
 import { syncDatabase } from "../../src/write/sync.ts";
-import type { S3TestServer } from "../../test/_helpers/s3_server.ts";
+import { s3StoreOn, type S3TestServer } from "../../test/_helpers/s3_server.ts";
 import type { LatencyStore } from "./latency_store.ts";
 
 const exec = promisify(execFile);
@@ -127,13 +126,7 @@ export async function measureLazy(context: LazyContext): Promise<LazyBench> {
      CREATE INDEX t_k ON t (k);`,
   );
   const bytes = (await stat(source)).size;
-  const storeAt = (endpoint: string) =>
-    new S3Store({
-      bucket: s3.bucket,
-      endpoint,
-      region: s3.region,
-      credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey },
-    }, { prefix: PREFIX });
+  const storeAt = (endpoint: string) => s3StoreOn(s3, { endpoint, prefix: PREFIX });
   progress("lazy: syncing it to s3rver");
   await syncDatabase(source, {
     stores: [storeAt(s3.endpoint)],

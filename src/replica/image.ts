@@ -72,6 +72,8 @@ export function servedHeader(chunk0: Uint8Array, generation: number): Uint8Array
 interface Held {
   bytes: Uint8Array;
   pins: number;
+  /** Read since eviction last passed it: it gets a second chance (an LRU's order at a Map lookup's cost). */
+  used: boolean;
 }
 
 /**
@@ -84,7 +86,8 @@ interface Held {
 export class ChunkMemory {
   readonly capacityBytes: number;
   readonly #held = new Map<string, Held>();
-  /** The unpinned entries, least recently used first (a Map iterates in insertion order). */
+  /** The unpinned entries, oldest first (a Map iterates in insertion order); eviction gives an entry read
+   * since it was queued a second chance (the CLOCK approximation of least recently used). */
   readonly #idle = new Map<string, Held>();
   #bytes = 0;
   #idleBytes = 0;
@@ -134,10 +137,7 @@ export class ChunkMemory {
   get(key: string): Uint8Array | undefined {
     const entry = this.#held.get(key);
     if (entry === undefined) return undefined;
-    if (entry.pins === 0) {
-      this.#idle.delete(key);
-      this.#idle.set(key, entry);
-    }
+    entry.used = true;
     return entry.bytes;
   }
 
@@ -149,7 +149,7 @@ export class ChunkMemory {
     let entry = this.#held.get(key);
     if (entry === undefined) {
       if (bytes === undefined) return undefined;
-      entry = { bytes, pins: 0 };
+      entry = { bytes, pins: 0, used: false };
       this.#held.set(key, entry);
       this.#bytes += bytes.length;
       this.#peakBytes = Math.max(this.#peakBytes, this.#bytes);
@@ -174,7 +174,7 @@ export class ChunkMemory {
   /** Keeps a chunk unpinned (under the cap), unless it is held already. */
   keep(key: string, bytes: Uint8Array): void {
     if (this.#held.has(key) || this.#bytes - this.#idleBytes + bytes.length > this.capacityBytes) return;
-    const entry = { bytes, pins: 0 };
+    const entry = { bytes, pins: 0, used: false };
     this.#held.set(key, entry);
     this.#idle.set(key, entry);
     this.#bytes += bytes.length;
@@ -188,10 +188,22 @@ export class ChunkMemory {
     return Math.max(0, this.capacityBytes - this.#bytes);
   }
 
+  /** Bytes the cap leaves beside what is pinned: what unpinned chunks may take, pushing older ones out. */
+  get unpinnedRoom(): number {
+    return Math.max(0, this.capacityBytes - this.pinnedBytes);
+  }
+
   // Pinned chunks count against the cap too: a statement's working set pushes out cached chunks.
   #trim(): void {
     for (const [key, entry] of this.#idle) {
       if (this.#bytes <= this.capacityBytes) break;
+      if (entry.used) {
+        // Read since it was last passed: to the back of the queue, once.
+        entry.used = false;
+        this.#idle.delete(key);
+        this.#idle.set(key, entry);
+        continue;
+      }
       this.#idle.delete(key);
       this.#held.delete(key);
       this.#idleBytes -= entry.bytes.length;

@@ -542,7 +542,9 @@ export class WasmEngine implements ReplicaEngine {
           // Only ahead of need: the worker's own request fetches it again and reports what fails.
         });
       },
-      room: () => this.chunkMemory.room,
+      // Half of what the cap leaves beside pinned chunks: batches fetched ahead push out older chunks, never
+      // each other.
+      room: () => this.chunkMemory.unpinnedRoom / 2,
     });
     return this.#offloader;
   }

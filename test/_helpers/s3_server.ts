@@ -9,6 +9,8 @@
  */
 
 import { fileURLToPath } from "node:url";
+import type { S3ClientOptions } from "../../src/s3/client.ts";
+import { S3Store } from "../../src/store/s3.ts";
 import { NodeProcess } from "./_node_process.ts";
 import { makeTempDir, removeDir } from "./temp.ts";
 
@@ -99,4 +101,21 @@ export async function startS3Server(options: StartS3ServerOptions = {}): Promise
     await removeDir(directory);
     throw error;
   }
+}
+
+/**
+ * An `S3Store` on `server`'s first bucket with its credentials, reached at `endpoint` (a proxy in front of
+ * it) or directly, with keys under `prefix`; `client` adds S3 client options (retries, timeouts).
+ */
+export function s3StoreOn(
+  server: S3TestServer,
+  options: { endpoint?: string; prefix?: string; client?: Partial<S3ClientOptions> } = {},
+): S3Store {
+  return new S3Store({
+    bucket: server.bucket,
+    endpoint: options.endpoint ?? server.endpoint,
+    region: server.region,
+    credentials: { accessKeyId: server.accessKeyId, secretAccessKey: server.secretAccessKey },
+    ...options.client,
+  }, { prefix: options.prefix });
 }

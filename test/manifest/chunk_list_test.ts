@@ -140,7 +140,8 @@ describe("chunk lists", () => {
       }),
       (error) => error === failure,
     );
-    assert.ok(loads < 20, `${loads} loads`);
+    // 32 load at once: those started before the failure finish, no more start (of 100).
+    assert.ok(loads < 50, `${loads} loads`);
   });
 
   it("buildChunkList() rejects bad ids and options", () => {

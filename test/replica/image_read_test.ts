@@ -23,7 +23,11 @@ const wasmImage: ImageReaderFixture = {
         try {
           image = await prepareImage({ manifest, chunks: new StoreChunkSource(store), memory, ...options });
         } catch (error) {
-          assert.deepEqual({ count: memory.count, bytes: memory.sizeBytes }, before, "nothing stays retained");
+          assert.deepEqual(
+            { count: memory.count, bytes: memory.sizeBytes },
+            before,
+            "nothing stays retained",
+          );
           throw error;
         }
         if (held) releaseImage(held, memory);

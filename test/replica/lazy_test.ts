@@ -12,10 +12,10 @@ import { openReplica } from "../../src/config/replica.ts";
 import { loadLatest } from "../../src/manifest/catalog.ts";
 import type { Replica } from "../../src/replica/replica.ts";
 import { BATCH_BYTES, Offloader } from "../../src/replica/offload.ts";
-import { S3Store } from "../../src/store/s3.ts";
+import type { S3Store } from "../../src/store/s3.ts";
 import { syncDatabase } from "../../src/write/sync.ts";
 import { type FaultProxy, type ProxyLogEntry, startFaultProxy } from "../_helpers/fault_proxy.ts";
-import { type S3TestServer, startS3Server } from "../_helpers/s3_server.ts";
+import { s3StoreOn, type S3TestServer, startS3Server } from "../_helpers/s3_server.ts";
 import { damageStoredChunk, storedChunks } from "../_helpers/stored.ts";
 import { makeTempDir, removeDir } from "../_helpers/temp.ts";
 
@@ -56,13 +56,7 @@ describe("lazy replicas of a 1 GiB database in s3rver, through the fault proxy",
   let viaProxy: S3Store;
   const opened: Replica[] = [];
 
-  const storeAt = (endpoint: string) =>
-    new S3Store({
-      bucket: server.bucket,
-      endpoint,
-      region: server.region,
-      credentials: { accessKeyId: server.accessKeyId, secretAccessKey: server.secretAccessKey },
-    }, { prefix });
+  const storeAt = (endpoint: string) => s3StoreOn(server, { endpoint, prefix });
   const sync = () =>
     syncDatabase(source, { stores: [direct], hostname: "h", name: "big", spoolDir: join(dir, "spool") });
   const open = async (options: Parameters<typeof openReplica>[1] = {}) => {

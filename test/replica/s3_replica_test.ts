@@ -6,9 +6,8 @@ import { createClient } from "@libsql/client";
 import { openReplica } from "../../src/config/replica.ts";
 import type { Replica } from "../../src/replica/replica.ts";
 import { syncDatabase } from "../../src/write/sync.ts";
-import { S3Store } from "../../src/store/s3.ts";
 import { type FaultProxy, startFaultProxy } from "../_helpers/fault_proxy.ts";
-import { type S3TestServer, startS3Server } from "../_helpers/s3_server.ts";
+import { s3StoreOn, type S3TestServer, startS3Server } from "../_helpers/s3_server.ts";
 import { makeTempDir, removeDir } from "../_helpers/temp.ts";
 import { startWriter } from "../_helpers/writer.ts";
 import { ROOT } from "../_helpers/run.ts";
@@ -46,13 +45,7 @@ describe("replicas of a database in a real S3 server (s3rver)", () => {
   let dir: string;
   let n = 0;
 
-  const storeAt = (endpoint: string, prefix: string) =>
-    new S3Store({
-      bucket: server.bucket,
-      endpoint,
-      region: server.region,
-      credentials: { accessKeyId: server.accessKeyId, secretAccessKey: server.secretAccessKey },
-    }, { prefix });
+  const storeAt = (endpoint: string, prefix: string) => s3StoreOn(server, { endpoint, prefix });
 
   before(async () => {
     server = await startS3Server();
