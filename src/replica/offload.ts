@@ -25,6 +25,8 @@ import {
 
 /** Bytes of chunks handed to the worker at once (32 chunks of 64 KiB). */
 export const BATCH_BYTES = 2 * 1024 * 1024;
+/** How long a worker with nothing to do stays, where it cannot be unreferenced (Deno). */
+const IDLE_MS = 1000;
 /** Batches fetched ahead of a statement that walks consecutive chunks. */
 const BATCHES_AHEAD = 8;
 
@@ -66,6 +68,8 @@ export class Offloader {
   #nextRun = 1;
   #running: Running | undefined;
   #closed = false;
+  #pending = 0;
+  #idleTimer: ReturnType<typeof setTimeout> | undefined;
   /** Statements run here, for status and tests. */
   statements = 0;
 
@@ -82,7 +86,11 @@ export class Offloader {
 
   /** Runs `op` on `image` in the worker, after the statements queued before it. */
   run(image: SnapshotImage, op: OffloadedOp): Promise<ResultSet | undefined> {
-    const result = this.#queue.then(() => this.#runNow(image, op));
+    this.#pending++;
+    clearTimeout(this.#idleTimer);
+    const result = this.#queue.then(() => this.#runNow(image, op)).finally(() => {
+      if (--this.#pending === 0) this.#idle();
+    });
     this.#queue = result.catch(() => {});
     return result;
   }
@@ -91,16 +99,42 @@ export class Offloader {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    clearTimeout(this.#idleTimer);
+    this.#stopWorker(new LibsqlError("The client is closed", "CLIENT_CLOSED"));
+  }
+
+  // An idle worker must not keep the process alive: Bun's can be unreferenced; Deno's cannot, so it stops
+  // after a second with nothing to do (the next large statement starts another).
+  #idle(): void {
+    const worker = this.#worker as (Worker & { unref?: () => void }) | undefined;
+    if (!worker) return;
+    if (typeof worker.unref === "function") {
+      worker.unref();
+      return;
+    }
+    this.#idleTimer = setTimeout(() => {
+      if (this.#pending === 0) this.#stopWorker(undefined);
+    }, IDLE_MS);
+  }
+
+  #stopWorker(reason: unknown): void {
     this.#worker?.terminate();
     this.#worker = undefined;
-    this.#running?.reject(new LibsqlError("The client is closed", "CLIENT_CLOSED"));
+    this.#ready = undefined;
+    this.#generation = 0;
+    if (this.#running) this.#running.reject(reason ?? new Error("the offload worker stopped"));
     this.#running = undefined;
   }
 
   #start(): Promise<void> {
-    if (this.#ready) return this.#ready;
+    const current = this.#worker as (Worker & { ref?: () => void }) | undefined;
+    if (this.#ready && current) {
+      current.ref?.();
+      return this.#ready;
+    }
     const worker = new Worker(new URL("./_offload_worker.ts", import.meta.url).href, { type: "module" });
     this.#worker = worker;
+    this.#generation = 0;
     this.#control = new Int32Array(new SharedArrayBuffer(CONTROL_BYTES));
     this.#data = new Uint8Array(new SharedArrayBuffer(BATCH_BYTES));
     this.#ready = new Promise<void>((resolve, reject) => {
@@ -108,8 +142,8 @@ export class Offloader {
         event.preventDefault?.();
         const error = new Error(`the offload worker failed: ${event.message ?? event}`);
         reject(error);
-        this.#running?.reject(error);
-        this.#running = undefined;
+        // The next statement starts a new worker.
+        if (this.#worker === worker) this.#stopWorker(error);
       };
       worker.onmessage = (event: MessageEvent) => {
         const reply = event.data as OffloadReply;

@@ -11,6 +11,7 @@ import { openReplica } from "../../src/replica/open.ts";
 import type { Replica } from "../../src/replica/replica.ts";
 import { LocalStore } from "../../src/store/local.ts";
 import { syncDatabase } from "../../src/write/sync.ts";
+import { runScript } from "../_helpers/run.ts";
 import { makeTempDir, removeDir } from "../_helpers/temp.ts";
 
 const exec = promisify(execFile);
@@ -139,6 +140,20 @@ describe("a lazy replica's background hydration", () => {
     } finally {
       replica.close();
     }
+  });
+
+  it("a process that never closes its replica still exits once the worker is idle", async () => {
+    // A liveness guard, not a speed limit: a worker that kept the process alive would hang it for good.
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const hung = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error("the process did not exit within 60 s")), 60_000);
+    });
+    const result = await Promise.race([
+      runScript("test/replica/_lazy_exit_main.ts", [join(dir, "store"), "h"]),
+      hung,
+    ]).finally(() => clearTimeout(timer));
+    assert.equal(result.code, 0, result.stderr);
+    assert.deepEqual(JSON.parse(result.stdout), { count: 2000, offloaded: 1 });
   });
 
   it("stops at the memory cap, and at close", async () => {
