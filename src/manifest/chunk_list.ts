@@ -14,9 +14,9 @@ import type { ChunkId, ChunkList, ChunkLocation, Manifest } from "./types.ts";
 
 export type { LocatedList };
 
-/** Index chunks read at once: a 1 GiB image at 64 KiB chunks has 33 (about 22 KiB each), so a cold open reads
- * them all in one round trip. */
-const LOAD_CONCURRENCY = 32;
+/** Index chunks read at once: a 1 GiB image at 64 KiB chunks has 33 (about 22 KiB each), so a cold open of up
+ * to 2 GiB reads them all in one round trip. */
+const LOAD_CONCURRENCY = 64;
 
 /**
  * The ids of the index chunks `list` names, in order (none for an inline list). An all-zero id, which this
