@@ -30,6 +30,11 @@ const IDLE_MS = 1000;
 /** Batches fetched ahead of a statement that walks consecutive chunks. */
 const BATCHES_AHEAD = 8;
 
+/** The worker could not be started here: statements run on the engine's thread instead. */
+export class OffloadUnavailable extends Error {
+  override name = "OffloadUnavailable";
+}
+
 /** One statement for the worker: a statement and its integer mode, or a script. */
 export type OffloadedOp = { stmt: InStatement; intMode: IntMode } | { script: string };
 
@@ -79,7 +84,7 @@ export class Offloader {
 
   /** True when this runtime can run the worker. */
   static available(): boolean {
-    return typeof Worker === "function" && typeof SharedArrayBuffer === "function" &&
+    return typeof Worker === "function" && typeof SharedArrayBuffer === "function" && mayReadWorker() &&
       typeof Atomics === "object" &&
       (globalThis as { crossOriginIsolated?: boolean }).crossOriginIsolated !== false;
   }
@@ -132,23 +137,32 @@ export class Offloader {
       current.ref?.();
       return this.#ready;
     }
-    const worker = new Worker(new URL("./_offload_worker.ts", import.meta.url).href, { type: "module" });
+    let worker: Worker;
+    try {
+      worker = new Worker(WORKER_URL.href, { type: "module" });
+    } catch (error) {
+      throw new OffloadUnavailable(`the offload worker cannot start: ${(error as Error)?.message ?? error}`);
+    }
     this.#worker = worker;
     this.#generation = 0;
     this.#control = new Int32Array(new SharedArrayBuffer(CONTROL_BYTES));
     this.#data = new Uint8Array(new SharedArrayBuffer(BATCH_BYTES));
     this.#ready = new Promise<void>((resolve, reject) => {
+      let started = false;
       worker.onerror = (event) => {
         event.preventDefault?.();
-        const error = new Error(`the offload worker failed: ${event.message ?? event}`);
+        const message = `the offload worker failed: ${event.message ?? event}`;
+        const error = started ? new Error(message) : new OffloadUnavailable(message);
         reject(error);
         // The next statement starts a new worker.
         if (this.#worker === worker) this.#stopWorker(error);
       };
       worker.onmessage = (event: MessageEvent) => {
         const reply = event.data as OffloadReply;
-        if (reply.type === "ready") resolve();
-        else this.#onReply(reply);
+        if (reply.type === "ready") {
+          started = true;
+          resolve();
+        } else this.#onReply(reply);
       };
     });
     worker.postMessage(
@@ -267,5 +281,20 @@ function fromWire(error: WireError): Error {
       return new TypeError(error.message);
     default:
       return new Error(error.message);
+  }
+}
+
+const WORKER_URL = new URL("./_offload_worker.ts", import.meta.url);
+
+/** False under a Deno denied reading the worker's module (it would fail to start, noisily). */
+function mayReadWorker(): boolean {
+  const deno = (globalThis as {
+    Deno?: { permissions?: { querySync?(d: { name: "read"; path: URL }): { state: string } } };
+  }).Deno;
+  if (WORKER_URL.protocol !== "file:" || typeof deno?.permissions?.querySync !== "function") return true;
+  try {
+    return deno.permissions.querySync({ name: "read", path: WORKER_URL }).state === "granted";
+  } catch {
+    return true;
   }
 }

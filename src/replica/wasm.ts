@@ -31,7 +31,7 @@ import {
   releaseImage,
   type SnapshotImage,
 } from "./image.ts";
-import { type OffloadedOp, Offloader } from "./offload.ts";
+import { type OffloadedOp, Offloader, OffloadUnavailable } from "./offload.ts";
 import { sqliteError, WasmConnection } from "./sql.ts";
 import { type ReplicaVfs, replicaVfs, type Sqlite3, type VfsHost } from "./vfs.ts";
 
@@ -284,7 +284,7 @@ class Borrowed implements EngineConnection {
     let ahead = 1;
     let lastIndex = -2;
     let runs = 0;
-    const offloader = op ? engine.offloader() : undefined;
+    let offloader = op ? engine.offloader() : undefined;
     // Without a worker, a walk fetches ever larger batches, so a scan runs again a few times, not once per
     // batch; what it pins may then pass the cap until it finishes.
     const maxAhead = Math.max(READ_AHEAD_CHUNKS, 1 << 20);
@@ -298,16 +298,24 @@ class Borrowed implements EngineConnection {
         ahead = walking ? Math.min(ahead * 2, offloader ? READ_AHEAD_CHUNKS : maxAhead) : 1;
         const wanted = new Set(misses.filter((m) => m.image === image).map((m) => m.index));
         for (let i = index; i < index + ahead && i <= image.ids.length; i++) wanted.add(i);
-        lastIndex = Math.max(...wanted);
+        lastIndex = [...wanted].reduce((a, b) => Math.max(a, b), index);
         // A statement that would pin more than the cap, or that keeps missing (a scan: every run would read
         // again what the last one read), runs in the worker, where reads may wait.
         const tooBig = work.bytes + wanted.size * image.chunkSize > engine.chunkMemory.capacityBytes;
         if (offloader && (tooBig || ++runs > MAX_RUNS)) {
           work.release();
           await this.#restoreTransaction();
-          const result = await offloader.run(this.#pooled.host.pinned?.image ?? image, op!);
-          this.#settle();
-          return result;
+          try {
+            const result = await offloader.run(this.#pooled.host.pinned?.image ?? image, op!);
+            this.#settle();
+            return result;
+          } catch (error) {
+            // A runtime that cannot start the worker (a Deno without read access to its module): this
+            // statement, and the engine's later ones, run again here instead.
+            if (!(error instanceof OffloadUnavailable)) throw error;
+            engine.disableOffload();
+            offloader = undefined;
+          }
         }
         try {
           await this.#engine.load(image, [...wanted].sort((a, b) => a - b), work);
@@ -384,7 +392,7 @@ export class WasmEngine implements ReplicaEngine {
   readonly #concurrency: number;
   readonly #load: LoadMode;
   readonly #hydrate: boolean;
-  readonly #offload: boolean;
+  #offload: boolean;
   readonly #byImage = new Map<SnapshotImage, WasmSnapshot>();
   readonly #inFlight = new Map<string, Promise<unknown>>();
   #indexChunks = new Map<string, Uint8Array>();
@@ -511,6 +519,11 @@ export class WasmEngine implements ReplicaEngine {
     const served = this.#served;
     this.#served = undefined;
     served?.release();
+  }
+
+  /** Runs no more statements in the worker (it could not be started). */
+  disableOffload(): void {
+    this.#offload = false;
   }
 
   /** The worker for statements larger than the memory cap, when this runtime can run one. */
