@@ -50,6 +50,9 @@ export interface RequestKinds {
 
 /** What the lazy section measured. */
 export interface LazyBench {
+  /** When and at which commit this section was measured, when it differs from the rest of the run (a
+   * section measured alone and merged into an earlier latest.json). */
+  measured?: { date: string; commit: string } | undefined;
   sizeMiB: number;
   bytes: number;
   latencyMs: number;
