@@ -291,6 +291,12 @@ export function formatStatus(status: ReplicaStatus): string {
       "memory",
       `${status.memory.chunkBytes} bytes in ${status.memory.chunks} chunks, ${status.memory.snapshots} snapshots`,
     ],
+    ...(status.memory.capacityBytes === undefined ? [] : [[
+      "loading",
+      `${status.memory.lazy ? "lazy" : "eager"}; cap ${status.memory.capacityBytes} bytes, ` +
+      `${status.memory.chunksLoaded} chunks fetched for queries in ${status.memory.loads} fetches, ` +
+      `${status.memory.offloaded} statements in the worker`,
+    ] as [string, string]]),
   ];
   return facts.map(([name, value]) => `${name.padEnd(16)}${value}\n`).join("");
 }
