@@ -242,7 +242,7 @@ describe("tessera query and tessera shell", () => {
     });
     assert.equal(result.code, 1, result.stderr);
     assert.equal(result.stderr, "Error: SQLITE_ERROR: no such table: missing_table\n");
-    const [query, status, rest] = splitAround(result.stdout, /database {8}.*\n[^]*?memory .*\n/);
+    const [query, status, rest] = splitAround(result.stdout, /database {8}.*\n[^]*?loading .*\n/);
     assert.equal(
       query,
       "k  name\n-  -----\n1  alpha\n(1 row)\nother\nsmall\nt\nCREATE TABLE other (x TEXT);\n",
@@ -254,6 +254,8 @@ describe("tessera query and tessera shell", () => {
     assert.match(status, /\nchecks {10}\d+\n/);
     assert.match(status, /\nnot modified {4}\d+\n/);
     assert.match(status, /\nlast error {6}none\n/);
+    // A small database is loaded eagerly under the default cap.
+    assert.match(status, /\nloading {9}eager; cap 67108864 bytes, 0 chunks fetched for queries/);
     assert.equal(rest, 'sequence 1\n{"columns":["n"],"rows":[{"n":2}],"sequence":1}\n');
   });
 
