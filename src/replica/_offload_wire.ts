@@ -5,7 +5,8 @@
  * @module
  */
 
-import type { InStatement, IntMode, Value } from "@libsql/core/api";
+import type { IntMode, Value } from "@libsql/core/api";
+import type { SqlArgs } from "./_values.ts";
 
 /** Slots of the control block (an `Int32Array` over a `SharedArrayBuffer`). */
 export const CONTROL = { state: 0, count: 1, first: 2 } as const;
@@ -47,10 +48,12 @@ export type OffloadRequest =
   | {
     type: "run";
     run: number;
-    /** Sent when the image differs from the previous run's. */
+    /** The image the statement reads; its shape is sent when the worker's differs. */
+    generation: number;
     image?: ImageShape | undefined;
-    stmt?: InStatement | undefined;
-    script?: string | undefined;
+    sql: string;
+    /** The arguments as `toSqlArgs` converted them (plain values only). */
+    args: SqlArgs;
     intMode: IntMode;
   };
 
@@ -58,5 +61,5 @@ export type OffloadRequest =
 export type OffloadReply =
   | { type: "ready" }
   | { type: "need"; run: number; index: number }
-  | { type: "done"; run: number; result: WireResult | undefined }
+  | { type: "done"; run: number; result: WireResult; fetchFailed: boolean }
   | { type: "failed"; run: number; error: WireError; fetchFailed: boolean };

@@ -9,7 +9,7 @@
  * @module
  */
 
-import type { InStatement, IntMode, ResultSet, Value } from "@libsql/core/api";
+import type { ResultSet, Value } from "@libsql/core/api";
 import { LibsqlError } from "@libsql/core/api";
 import type { SnapshotImage } from "./image.ts";
 import { WasmConnection } from "./sql.ts";
@@ -149,19 +149,6 @@ function wireError(error: unknown): WireError {
   };
 }
 
-function run(
-  stmt: InStatement | undefined,
-  script: string | undefined,
-  intMode: IntMode,
-): ResultSet | undefined {
-  const db = ensureConnection(undefined);
-  if (script !== undefined) {
-    db.executeMultiple(script);
-    return undefined;
-  }
-  return db.execute(stmt!, intMode);
-}
-
 scope.onmessage = async (event: MessageEvent) => {
   const message = event.data as OffloadRequest;
   if (message.type === "init") {
@@ -175,12 +162,23 @@ scope.onmessage = async (event: MessageEvent) => {
   failed = false;
   let reply: OffloadReply;
   try {
-    if (message.image || !connection) ensureConnection(message.image);
-    const result = run(message.stmt, message.script, message.intMode);
+    if (message.image) ensureConnection(message.image);
+    if (!image || image.generation !== message.generation) {
+      throw new Error(`the worker holds image ${image?.generation ?? "none"}, not ${message.generation}`);
+    }
+    const db = ensureConnection(undefined);
+    let result: ResultSet;
+    try {
+      result = db.executeConverted(message.sql, message.args, message.intMode);
+    } finally {
+      // Each run stands alone: nothing of a transaction is left for the next statement.
+      if (db.inTransaction) db.executeMultiple("ROLLBACK");
+    }
     reply = {
       type: "done",
       run: message.run,
-      result: result && {
+      fetchFailed: failed,
+      result: {
         columns: result.columns,
         columnTypes: result.columnTypes,
         rows: result.rows.map((row) => Array.from(row as ArrayLike<Value>)),

@@ -11,8 +11,8 @@
  * @module
  */
 
-import { type InStatement, type IntMode, LibsqlError, type ResultSet } from "@libsql/core/api";
-import { rowMaker, SqlResultSet } from "./_values.ts";
+import { type IntMode, LibsqlError, type ResultSet } from "@libsql/core/api";
+import { rowMaker, type SqlArgs, SqlResultSet } from "./_values.ts";
 import type { SnapshotImage } from "./image.ts";
 import {
   CONTROL,
@@ -35,8 +35,12 @@ export class OffloadUnavailable extends Error {
   override name = "OffloadUnavailable";
 }
 
-/** One statement for the worker: a statement and its integer mode, or a script. */
-export type OffloadedOp = { stmt: InStatement; intMode: IntMode } | { script: string };
+/** One statement for the worker: its SQL and its arguments as `toSqlArgs` converted them. */
+export interface OffloadedOp {
+  sql: string;
+  args: SqlArgs;
+  intMode: IntMode;
+}
 
 /** What the engine lends the offloader: chunks of an image, pinned until `release`. */
 export interface OffloadChunks {
@@ -56,6 +60,8 @@ interface Running {
   image: SnapshotImage;
   /** The end (exclusive) of the last batch handed over: a request there continues a walk. */
   end: number;
+  /** Chunks the next batch of a walk holds: one, then doubling while the walk goes on. */
+  ahead: number;
   fetchError: unknown;
   resolve: (result: ResultSet | undefined) => void;
   reject: (error: unknown) => void;
@@ -66,6 +72,7 @@ export class Offloader {
   readonly #chunks: OffloadChunks;
   #worker: Worker | undefined;
   #ready: Promise<void> | undefined;
+  #failStart: ((error: unknown) => void) | undefined;
   #control!: Int32Array;
   #data!: Uint8Array;
   #queue: Promise<unknown> = Promise.resolve();
@@ -123,6 +130,10 @@ export class Offloader {
   }
 
   #stopWorker(reason: unknown): void {
+    // A statement waiting for the worker to start fails with the reason rather than waiting for ever.
+    this.#failStart?.(reason ?? new Error("the offload worker stopped"));
+    this.#failStart = undefined;
+    this.#ready?.catch(() => {});
     this.#worker?.terminate();
     this.#worker = undefined;
     this.#ready = undefined;
@@ -148,6 +159,7 @@ export class Offloader {
     this.#control = new Int32Array(new SharedArrayBuffer(CONTROL_BYTES));
     this.#data = new Uint8Array(new SharedArrayBuffer(BATCH_BYTES));
     this.#ready = new Promise<void>((resolve, reject) => {
+      this.#failStart = reject;
       let started = false;
       worker.onerror = (event) => {
         event.preventDefault?.();
@@ -161,6 +173,7 @@ export class Offloader {
         const reply = event.data as OffloadReply;
         if (reply.type === "ready") {
           started = true;
+          this.#failStart = undefined;
           resolve();
         } else this.#onReply(reply);
       };
@@ -178,15 +191,16 @@ export class Offloader {
   async #runNow(image: SnapshotImage, op: OffloadedOp): Promise<ResultSet | undefined> {
     if (this.#closed) throw new LibsqlError("The client is closed", "CLIENT_CLOSED");
     await this.#start();
+    if (this.#closed || !this.#worker) throw new LibsqlError("The client is closed", "CLIENT_CLOSED");
     this.statements++;
     const run = this.#nextRun++;
     const sendImage = image.generation !== this.#generation;
-    this.#generation = image.generation;
     return await new Promise<ResultSet | undefined>((resolve, reject) => {
-      this.#running = { run, image, end: -1, fetchError: undefined, resolve, reject };
+      this.#running = { run, image, end: -1, ahead: 1, fetchError: undefined, resolve, reject };
       const request: OffloadRequest = {
         type: "run",
         run,
+        generation: image.generation,
         image: sendImage
           ? {
             generation: image.generation,
@@ -196,11 +210,19 @@ export class Offloader {
             keys: image.keys,
           }
           : undefined,
-        stmt: "stmt" in op ? op.stmt : undefined,
-        script: "script" in op ? op.script : undefined,
-        intMode: "intMode" in op ? op.intMode : "number",
+        sql: op.sql,
+        args: op.args,
+        intMode: op.intMode,
       };
-      this.#worker!.postMessage(request);
+      try {
+        this.#worker!.postMessage(request);
+      } catch (error) {
+        this.#running = undefined;
+        reject(error);
+        return;
+      }
+      // Only once the worker has the image: a run that never reached it must send it again.
+      this.#generation = image.generation;
     });
   }
 
@@ -212,22 +234,22 @@ export class Offloader {
       return;
     }
     this.#running = undefined;
-    if (reply.type === "done") {
+    if (reply.fetchFailed && running.fetchError !== undefined) {
+      // A read failed and SQLite went on (integrity_check reports it as a row): the statement fails instead.
+      running.reject(running.fetchError);
+    } else if (reply.type === "done") {
       const r = reply.result;
       running.resolve(
-        r &&
-          new SqlResultSet(
-            r.columns,
-            r.columnTypes,
-            r.rows.map(rowMaker(r.columns)),
-            r.rowsAffected,
-            r.lastInsertRowid,
-          ),
+        new SqlResultSet(
+          r.columns,
+          r.columnTypes,
+          r.rows.map(rowMaker(r.columns)),
+          r.rowsAffected,
+          r.lastInsertRowid,
+        ),
       );
     } else {
-      running.reject(
-        reply.fetchFailed && running.fetchError !== undefined ? running.fetchError : fromWire(reply.error),
-      );
+      running.reject(fromWire(reply.error));
     }
   }
 
@@ -236,16 +258,28 @@ export class Offloader {
     const { image } = running;
     const perBatch = Math.max(1, Math.floor(BATCH_BYTES / image.chunkSize));
     const walking = index === running.end;
-    const count = walking ? Math.min(perBatch, image.keys.length + 1 - index) : 1;
-    const indexes = Array.from({ length: count }, (_, k) => index + k);
+    running.ahead = walking ? Math.min(perBatch, running.ahead * 2) : 1;
+    let count = Math.min(running.ahead, image.keys.length + 1 - index);
+    // Taken now: a worker replaced while this waits has buffers of its own.
     const control = this.#control;
+    const data = this.#data;
+    const worker = this.#worker;
     try {
-      const taken = await this.#chunks.take(image, indexes);
+      let taken;
       try {
+        taken = await this.#chunks.take(image, Array.from({ length: count }, (_, k) => index + k));
+      } catch (error) {
+        // The chunks after the one asked for are only ahead of need: one of them failing must not fail it.
+        if (count === 1) throw error;
+        count = 1;
+        taken = await this.#chunks.take(image, [index]);
+      }
+      try {
+        if (this.#worker !== worker) return;
         taken.bytes.forEach((bytes, k) => {
           const at = k * image.chunkSize;
-          if (bytes === null) this.#data.fill(0, at, at + image.chunkSize);
-          else this.#data.set(bytes, at);
+          if (bytes === null) data.fill(0, at, at + image.chunkSize);
+          else data.set(bytes, at);
         });
       } finally {
         taken.release();
@@ -255,12 +289,14 @@ export class Offloader {
       control[CONTROL.first] = index;
       Atomics.store(control, CONTROL.state, STATE.ready);
     } catch (error) {
+      if (this.#worker !== worker) return;
       running.fetchError = error;
       Atomics.store(control, CONTROL.state, STATE.failed);
     }
     Atomics.notify(control, CONTROL.state);
-    if (walking) {
-      // Fetched while the worker reads this batch, as many batches as fit beside what memory holds.
+    if (walking && count === perBatch) {
+      // A long walk: batches fetched while the worker reads this one, as many as fit beside what memory
+      // holds.
       const ahead = Math.min(BATCHES_AHEAD, Math.floor(this.#chunks.room() / BATCH_BYTES));
       const first = index + count;
       const last = Math.min(image.keys.length, first + ahead * perBatch - 1);

@@ -158,9 +158,13 @@ export class WasmConnection {
    * `intMode` "number" cannot hold exactly, and `TypeError`/`RangeError`/`Error` for arguments as libsql does.
    */
   execute(stmt: InStatement, intMode: IntMode): ResultSet {
-    this.#checkOpen();
     const sql = typeof stmt === "string" ? stmt : stmt.sql;
-    const args = typeof stmt === "string" ? [] : toSqlArgs(stmt.args, intMode);
+    return this.executeConverted(sql, typeof stmt === "string" ? [] : toSqlArgs(stmt.args, intMode), intMode);
+  }
+
+  /** Like {@linkcode WasmConnection.execute}, with arguments {@linkcode toSqlArgs} has converted already. */
+  executeConverted(sql: string, args: SqlArgs, intMode: IntMode): ResultSet {
+    this.#checkOpen();
     const prepared = this.#prepare(sql);
     const { stmt: handle } = prepared;
     try {

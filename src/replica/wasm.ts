@@ -33,6 +33,7 @@ import {
 } from "./image.ts";
 import { type OffloadedOp, Offloader, OffloadUnavailable } from "./offload.ts";
 import { sqliteError, WasmConnection } from "./sql.ts";
+import { toSqlArgs } from "./_values.ts";
 import { type ReplicaVfs, replicaVfs, type Sqlite3, type VfsHost } from "./vfs.ts";
 
 let shared: Promise<Sqlite3> | undefined;
@@ -198,6 +199,8 @@ interface Pooled {
   host: ConnectionHost;
   unregister: () => void;
   epoch: number;
+  /** Set while a statement waits for chunks: the connection's next operation waits for it. */
+  busy: Promise<void> | undefined;
 }
 
 /** A pooled connection lent out until `release` (one small object per call: `execute` runs per query). */
@@ -214,12 +217,16 @@ class Borrowed implements EngineConnection {
 
   async execute(stmt: InStatement, intMode: IntMode): Promise<ResultSet> {
     const { connection } = this.#pooled;
-    return await this.#run(() => connection.execute(stmt, intMode), { stmt, intMode }) as ResultSet;
+    return await this.#run(
+      () => connection.execute(stmt, intMode),
+      () => offloadOp(stmt, intMode),
+    ) as ResultSet;
   }
 
   async executeMultiple(sql: string): Promise<void> {
     const { connection } = this.#pooled;
-    await this.#run(() => connection.executeMultiple(sql), { script: sql });
+    // Scripts are never run in the worker: they may begin or end the connection's transaction.
+    await this.#run(() => connection.executeMultiple(sql));
   }
 
   async begin(): Promise<void> {
@@ -239,17 +246,23 @@ class Borrowed implements EngineConnection {
     await this.#run(() => this.#pooled.connection.executeMultiple("ROLLBACK"));
   }
 
+  /** The transaction as the caller sees it: open while SQLite's is ended for a statement run again. */
   get inTransaction(): boolean {
-    return this.#pooled.connection.inTransaction;
+    return this.#pooled.host.pinned !== undefined || this.#pooled.connection.inTransaction;
   }
 
   release(): void {
     const giveBack = this.#giveBack;
     this.#giveBack = undefined;
-    if (giveBack) {
+    if (!giveBack) return;
+    const pooled = this.#pooled;
+    const done = () => {
       this.#unpinTransaction();
-      giveBack(this.#pooled);
-    }
+      giveBack(pooled);
+    };
+    // A statement still waiting for chunks keeps the connection until it settles.
+    if (pooled.busy) pooled.busy.then(done);
+    else done();
   }
 
   /**
@@ -257,8 +270,11 @@ class Borrowed implements EngineConnection {
    * in the transaction state it started in (SQLite ends a transaction whose read failed; it is begun again
    * on the same snapshot). Statements here only read, so running one again changes nothing.
    */
-  async #run<T>(fn: () => T, op?: OffloadedOp): Promise<T | ResultSet | undefined> {
-    const { host, connection } = this.#pooled;
+  async #run<T>(fn: () => T, op?: () => OffloadedOp): Promise<T | ResultSet | undefined> {
+    const pooled = this.#pooled;
+    // Operations on one connection run one at a time, in call order, even while one waits for chunks.
+    while (pooled.busy) await pooled.busy;
+    const { host, connection } = pooled;
     host.misses.length = 0;
     let result: T;
     try {
@@ -268,15 +284,28 @@ class Borrowed implements EngineConnection {
         this.#settle();
         throw error;
       }
-      return await this.#again(fn, op);
+      return await this.#exclusive(() => this.#again(fn, op));
     }
-    if (host.misses.length > 0) return await this.#again(fn, op);
+    if (host.misses.length > 0) return await this.#exclusive(() => this.#again(fn, op));
     // After the common case: a statement that began or ended a transaction moves the snapshot pin.
     if (connection.inTransaction !== (host.pinned !== undefined)) this.#settle();
     return result;
   }
 
-  async #again<T>(fn: () => T, op: OffloadedOp | undefined): Promise<T | ResultSet | undefined> {
+  /** Runs `task` with the connection marked busy. */
+  async #exclusive<R>(task: () => Promise<R>): Promise<R> {
+    const pooled = this.#pooled;
+    let done!: () => void;
+    pooled.busy = new Promise((resolve) => (done = resolve));
+    try {
+      return await task();
+    } finally {
+      pooled.busy = undefined;
+      done();
+    }
+  }
+
+  async #again<T>(fn: () => T, op: (() => OffloadedOp) | undefined): Promise<T | ResultSet | undefined> {
     const { host } = this.#pooled;
     const engine = this.#engine;
     const work = new WorkingSet(engine.chunkMemory);
@@ -301,12 +330,14 @@ class Borrowed implements EngineConnection {
         lastIndex = [...wanted].reduce((a, b) => Math.max(a, b), index);
         // A statement that would pin more than the cap, or that keeps missing (a scan: every run would read
         // again what the last one read), runs in the worker, where reads may wait.
-        const tooBig = work.bytes + wanted.size * image.chunkSize > engine.chunkMemory.capacityBytes;
+        // Pinned bytes of every statement count: several at once must not pass the cap between them.
+        const tooBig = engine.chunkMemory.pinnedBytes + wanted.size * image.chunkSize >
+          engine.chunkMemory.capacityBytes;
         if (offloader && (tooBig || ++runs > MAX_RUNS)) {
           work.release();
           await this.#restoreTransaction();
           try {
-            const result = await offloader.run(this.#pooled.host.pinned?.image ?? image, op!);
+            const result = await offloader.run(this.#pooled.host.pinned?.image ?? image, op!());
             this.#settle();
             return result;
           } catch (error) {
@@ -318,7 +349,14 @@ class Borrowed implements EngineConnection {
           }
         }
         try {
-          await this.#engine.load(image, [...wanted].sort((a, b) => a - b), work);
+          try {
+            await this.#engine.load(image, [...wanted].sort((a, b) => a - b), work);
+          } catch (error) {
+            // The chunks read ahead are only ahead of need: the statement fails only if one it read fails.
+            const missed = [...new Set(misses.filter((m) => m.image === image).map((m) => m.index))];
+            if (missed.length === wanted.size) throw error;
+            await this.#engine.load(image, missed.sort((a, b) => a - b), work);
+          }
         } finally {
           await this.#restoreTransaction();
         }
@@ -727,11 +765,12 @@ export class WasmEngine implements ReplicaEngine {
         if (db) capi.sqlite3_close_v2(db);
         throw error;
       }
-      const pooled = {
+      const pooled: Pooled = {
         connection: new WasmConnection(this.sqlite3, db, { guarded: true }),
         host,
         unregister,
         epoch: this.#epoch,
+        busy: undefined,
       };
       this.#open.add(pooled);
       return pooled;
@@ -768,6 +807,20 @@ export class WasmEngine implements ReplicaEngine {
       this.#closeConnection(pooled);
     }
   }
+}
+
+/** What the worker runs for `stmt`: its SQL and converted arguments, plain values only (a named argument
+ * the statement does not use may hold anything; it is dropped). */
+function offloadOp(stmt: InStatement, intMode: IntMode): OffloadedOp {
+  if (typeof stmt === "string") return { sql: stmt, args: [], intMode };
+  const args = toSqlArgs(stmt.args, intMode);
+  if (!Array.isArray(args)) {
+    for (const [name, value] of Object.entries(args)) {
+      if (value !== null && typeof value === "object" && !(value instanceof Uint8Array)) delete args[name];
+      else if (typeof value === "function" || typeof value === "symbol") delete args[name];
+    }
+  }
+  return { sql: stmt.sql, args, intMode };
 }
 
 /** A chunk a statement needed could not be read: the query fails with the reason's code; the replica serves on. */

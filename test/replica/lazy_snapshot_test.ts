@@ -88,6 +88,34 @@ for (const offload of [true, false]) {
       assert.equal(Number(results[0]!.rows[0]![0]), 3000);
       assert.deepEqual(Array.from(results[1]!.rows[0]!, Number), [1000001, 1003000]);
     });
+
+    it("statements sent at once on one transaction run one at a time, each whole", async () => {
+      // A cold replica with little memory: every statement waits for chunks, some in the worker.
+      const cold = await openReplica("tx", {
+        store,
+        load: "lazy",
+        pollIntervalMs: 0,
+        offload,
+        memoryCacheBytes: 1 << 19,
+      });
+      try {
+        const tx = await cold.transaction("read");
+        const sums = await Promise.all(
+          Array.from({ length: 8 }, (_, i) => tx.execute(`SELECT sum(n) FROM t WHERE id > ${i * 300}`)),
+        );
+        for (const [i, result] of sums.entries()) {
+          const expected = Number(await sqlite(source, `SELECT sum(n) FROM t WHERE id > ${i * 300}`));
+          assert.equal(Number(result.rows[0]![0]), expected);
+        }
+        assert.equal(tx.closed, false);
+        await tx.commit();
+        const memory = cold.status().memory;
+        assert.equal(memory.pinnedBytes, 0, "nothing stays pinned");
+        assert.equal(memory.snapshots, 1);
+      } finally {
+        cold.close();
+      }
+    });
   });
 }
 
