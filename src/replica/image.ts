@@ -152,6 +152,8 @@ export class ChunkMemory {
       entry = { bytes, pins: 0, used: false };
       this.#held.set(key, entry);
       this.#bytes += bytes.length;
+      // A pinned chunk pushes cached ones out, so memory stays within the cap wherever pins allow.
+      this.#trim();
       this.#peakBytes = Math.max(this.#peakBytes, this.#bytes);
     } else if (entry.pins === 0) {
       this.#idle.delete(key);

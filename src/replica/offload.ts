@@ -53,6 +53,8 @@ export interface OffloadChunks {
   ahead(image: SnapshotImage, indexes: readonly number[]): void;
   /** Bytes of chunks that may be fetched ahead without pushing out others. */
   room(): number;
+  /** The statement that chunks were fetched ahead for has ended. */
+  done(): void;
 }
 
 interface Running {
@@ -62,6 +64,8 @@ interface Running {
   end: number;
   /** Chunks the next batch of a walk holds: one, then doubling while the walk goes on. */
   ahead: number;
+  /** Where a read outside the walk would continue: a read there starts a new walk. */
+  other: number;
   fetchError: unknown;
   resolve: (result: ResultSet | undefined) => void;
   reject: (error: unknown) => void;
@@ -140,6 +144,7 @@ export class Offloader {
     this.#generation = 0;
     if (this.#running) this.#running.reject(reason ?? new Error("the offload worker stopped"));
     this.#running = undefined;
+    this.#chunks.done();
   }
 
   #start(): Promise<void> {
@@ -196,7 +201,7 @@ export class Offloader {
     const run = this.#nextRun++;
     const sendImage = image.generation !== this.#generation;
     return await new Promise<ResultSet | undefined>((resolve, reject) => {
-      this.#running = { run, image, end: -1, ahead: 1, fetchError: undefined, resolve, reject };
+      this.#running = { run, image, end: -1, ahead: 1, other: -1, fetchError: undefined, resolve, reject };
       const request: OffloadRequest = {
         type: "run",
         run,
@@ -234,6 +239,7 @@ export class Offloader {
       return;
     }
     this.#running = undefined;
+    this.#chunks.done();
     if (reply.fetchFailed && running.fetchError !== undefined) {
       // A read failed and SQLite went on (integrity_check reports it as a row): the statement fails instead.
       running.reject(running.fetchError);
@@ -257,9 +263,13 @@ export class Offloader {
   async #serve(running: Running, index: number): Promise<void> {
     const { image } = running;
     const perBatch = Math.max(1, Math.floor(BATCH_BYTES / image.chunkSize));
+    // A walk goes on where its last batch ended; a read elsewhere (a b-tree's interior page, found further
+    // on) is served alone and leaves the walk as it was, unless the next read continues from it instead.
     const walking = index === running.end;
-    running.ahead = walking ? Math.min(perBatch, running.ahead * 2) : 1;
-    let count = Math.min(running.ahead, image.keys.length + 1 - index);
+    const switched = !walking && index === running.other;
+    if (walking) running.ahead = Math.min(perBatch, running.ahead * 2);
+    else if (switched) running.ahead = 2;
+    let count = walking || switched ? Math.min(running.ahead, image.keys.length + 1 - index) : 1;
     // Taken now: a worker replaced while this waits has buffers of its own.
     const control = this.#control;
     const data = this.#data;
@@ -284,7 +294,8 @@ export class Offloader {
       } finally {
         taken.release();
       }
-      running.end = index + count;
+      if (walking || switched) running.end = index + count;
+      else running.other = index + 1;
       control[CONTROL.count] = count;
       control[CONTROL.first] = index;
       Atomics.store(control, CONTROL.state, STATE.ready);

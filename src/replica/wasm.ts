@@ -142,6 +142,14 @@ class WorkingSet {
     this.bytes += bytes.length;
   }
 
+  /** Unpins one chunk. */
+  drop(key: string): void {
+    if (!this.#keys.delete(key)) return;
+    const bytes = this.#memory.get(key);
+    this.#memory.unpin(key);
+    this.bytes -= bytes?.length ?? 0;
+  }
+
   release(): void {
     for (const key of this.#keys) this.#memory.unpin(key);
     this.#keys.clear();
@@ -442,6 +450,7 @@ export class WasmEngine implements ReplicaEngine {
   #closed = false;
   readonly #stop = new AbortController();
   #offloader: Offloader | undefined;
+  #aheadPins: WorkingSet | undefined;
   #hydrating: AbortController | undefined;
   #chunksLoaded = 0;
   #loads = 0;
@@ -579,6 +588,8 @@ export class WasmEngine implements ReplicaEngine {
               return key === "" ? null : this.chunkMemory.get(key);
             });
             if (!bytes.includes(undefined)) {
+              // Pinned here now: no longer pinned as fetched ahead.
+              for (const index of indexes) this.#aheadPins?.drop(image.keys[index - 1]!);
               return { bytes: bytes as (Uint8Array | null)[], release: () => work.release() };
             }
           }
@@ -588,14 +599,21 @@ export class WasmEngine implements ReplicaEngine {
           throw error;
         }
       },
+      // Chunks fetched ahead stay pinned until the worker takes them or its statement ends, so the cap's
+      // eviction never lets them go first.
       ahead: (image, indexes) => {
-        this.load(image, indexes).catch(() => {
+        this.#aheadPins ??= new WorkingSet(this.chunkMemory);
+        this.load(image, indexes, this.#aheadPins).catch(() => {
           // Only ahead of need: the worker's own request fetches it again and reports what fails.
         });
       },
       // Half of what the cap leaves beside pinned chunks: batches fetched ahead push out older chunks, never
       // each other.
       room: () => this.chunkMemory.unpinnedRoom / 2,
+      done: () => {
+        this.#aheadPins?.release();
+        this.#aheadPins = undefined;
+      },
     });
     return this.#offloader;
   }
