@@ -267,8 +267,8 @@ export class Offloader {
     // on) is served alone and leaves the walk as it was, unless the next read continues from it instead.
     const walking = index === running.end;
     const switched = !walking && index === running.other;
-    if (walking) running.ahead = Math.min(perBatch, running.ahead * 2);
-    else if (switched) running.ahead = 2;
+    // A walk that moves on past an interior page (its new leaves follow it) keeps its pace.
+    if (walking || switched) running.ahead = Math.min(perBatch, running.ahead * 2);
     let count = walking || switched ? Math.min(running.ahead, image.keys.length + 1 - index) : 1;
     // Taken now: a worker replaced while this waits has buffers of its own.
     const control = this.#control;
@@ -305,7 +305,7 @@ export class Offloader {
       Atomics.store(control, CONTROL.state, STATE.failed);
     }
     Atomics.notify(control, CONTROL.state);
-    if (walking && count === perBatch) {
+    if ((walking || switched) && count === perBatch) {
       // A long walk: batches fetched while the worker reads this one, as many as fit beside what memory
       // holds.
       const ahead = Math.min(BATCHES_AHEAD, Math.floor(this.#chunks.room() / BATCH_BYTES));
