@@ -246,7 +246,16 @@ export function lazyMarkdown(l: LazyBench): string[] {
   const q = l.firstQuery;
   const mibText = (n: number) => `${(n / MiB).toFixed(1)} MiB`;
   const qps = (n: number) => Math.round(n).toLocaleString("en-US");
+  const when = l.measured
+    ? [
+      `Measured on its own, ${
+        l.measured.date.replace("T", " ").replace(/\.\d+Z$/, " UTC")
+      }, at commit ${l.measured.commit}.`,
+      "",
+    ]
+    : [];
   return [
+    ...when,
     `${
       mibText(l.bytes)
     } database (four 900-byte random rows a 4 KiB page, an index on a text key), s3rver + ` +
