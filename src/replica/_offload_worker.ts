@@ -113,20 +113,7 @@ function ensureConnection(shape: ImageShape | undefined): WasmConnection {
       return held ?? fetchChunk(index);
     },
   });
-  const { capi, wasm } = sqlite3;
-  const stack = wasm.pstack.pointer;
-  try {
-    const ppDb = wasm.pstack.allocPtr() as number;
-    const rc = capi.sqlite3_open_v2(path, ppDb, capi.SQLITE_OPEN_READONLY, vfs.name);
-    const db = wasm.peekPtr(ppDb) as number;
-    if (rc !== 0) {
-      if (db) capi.sqlite3_close_v2(db);
-      throw new LibsqlError(`cannot open the snapshot (${rc})`, "SQLITE_CANTOPEN");
-    }
-    connection = new WasmConnection(sqlite3, db, { guarded: true });
-  } finally {
-    wasm.pstack.restore(stack);
-  }
+  connection = new WasmConnection(sqlite3, vfs.open(path), { guarded: true });
   return connection;
 }
 

@@ -23,7 +23,6 @@ import { closeSync, openSync, readSync } from "node:fs";
 import type { Manifest } from "../manifest/types.ts";
 import { checkStatements, functionNames, type Guard, guardConnection, registerStubs } from "./guard.ts";
 import type { SnapshotImage } from "./image.ts";
-import { sqliteError } from "./sql.ts";
 import { type ReplicaVfs, replicaVfs, type Sqlite3 } from "./vfs.ts";
 
 /** A function of the native build: its name, argument count and type (`s`, `a` or `w`). */
@@ -78,16 +77,7 @@ export class NativeGate {
         drop: () => {},
         chunk: (_image, index) => readChunk(index),
       });
-      const { capi, wasm } = sqlite3;
-      const stack = wasm.pstack.pointer;
-      try {
-        const ppDb = wasm.pstack.allocPtr() as number;
-        const rc = capi.sqlite3_open_v2(path, ppDb, capi.SQLITE_OPEN_READONLY, vfs.name);
-        db = wasm.peekPtr(ppDb) as number;
-        if (rc !== 0) throw sqliteError(sqlite3, db, rc);
-      } finally {
-        wasm.pstack.restore(stack);
-      }
+      db = vfs.open(path);
       const known = functionNames(sqlite3, db);
       const seen = new Set<string>();
       const stubs = nativeFunctions.filter((f) => {

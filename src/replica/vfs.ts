@@ -18,6 +18,7 @@
 
 import type sqlite3InitModule from "@sqlite.org/sqlite-wasm";
 import type { SnapshotImage } from "./image.ts";
+import { sqliteError } from "./sqlite_error.ts";
 
 /** The sqlite-wasm module object. */
 export type Sqlite3 = Awaited<ReturnType<typeof sqlite3InitModule>>;
@@ -45,6 +46,9 @@ export interface ReplicaVfs {
   readonly name: string;
   /** Makes `path` open files served by `host`, until the returned function is called. */
   register(path: string, host: VfsHost): () => void;
+  /** Opens a read-only connection (`sqlite3*`) on the file registered at `path`; throws SQLite's error as a
+   * `LibsqlError`, leaving nothing open. */
+  open(path: string): number;
   /** Calls made and bytes read, for tests and benchmarks. */
   readonly stats: { reads: number; bytesRead: number; misses: number; swaps: number; lastError: unknown };
 }
@@ -271,6 +275,22 @@ function install(sqlite3: Sqlite3): ReplicaVfs {
   return {
     name,
     stats,
+    open(path: string): number {
+      const stack = wasm.pstack.pointer;
+      try {
+        const ppDb = wasm.pstack.allocPtr() as number;
+        const rc = capi.sqlite3_open_v2(path, ppDb, capi.SQLITE_OPEN_READONLY, name);
+        const db = wasm.peekPtr(ppDb) as number;
+        if (rc !== 0) {
+          const error = sqliteError(sqlite3, db, rc);
+          if (db) capi.sqlite3_close_v2(db);
+          throw error;
+        }
+        return db;
+      } finally {
+        wasm.pstack.restore(stack);
+      }
+    },
     register(path: string, host: VfsHost) {
       if (hosts.has(path)) throw new Error(`a replica is already registered at ${path}`);
       hosts.set(path, host);

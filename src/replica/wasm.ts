@@ -32,7 +32,7 @@ import {
   type SnapshotImage,
 } from "./image.ts";
 import { type OffloadedOp, Offloader, OffloadUnavailable } from "./offload.ts";
-import { sqliteError, WasmConnection } from "./sql.ts";
+import { WasmConnection } from "./sql.ts";
 import { toSqlArgs } from "./_values.ts";
 import { type ReplicaVfs, replicaVfs, type Sqlite3, type VfsHost } from "./vfs.ts";
 
@@ -117,7 +117,8 @@ class WasmSnapshot implements EngineSnapshot {
 /** The chunks one statement read while it is run again: pinned, so a later run finds them. */
 class WorkingSet {
   readonly #memory: ChunkMemory;
-  readonly #keys = new Set<string>();
+  /** Pinned keys and their sizes. */
+  readonly #keys = new Map<string, number>();
   /** Bytes pinned. */
   bytes = 0;
 
@@ -129,31 +130,33 @@ class WorkingSet {
   hold(key: string): void {
     if (this.#keys.has(key)) return;
     const bytes = this.#memory.pin(key);
-    if (bytes === undefined) return;
-    this.#keys.add(key);
-    this.bytes += bytes.length;
+    if (bytes !== undefined) this.#track(key, bytes.length);
   }
 
   /** Pins a chunk just fetched. */
   add(key: string, bytes: Uint8Array): void {
     if (this.#keys.has(key)) return;
-    this.#memory.pin(key, bytes);
-    this.#keys.add(key);
-    this.bytes += bytes.length;
+    this.#track(key, this.#memory.pin(key, bytes).length);
   }
 
   /** Unpins one chunk. */
   drop(key: string): void {
-    if (!this.#keys.delete(key)) return;
-    const bytes = this.#memory.get(key);
+    const length = this.#keys.get(key);
+    if (length === undefined) return;
+    this.#keys.delete(key);
     this.#memory.unpin(key);
-    this.bytes -= bytes?.length ?? 0;
+    this.bytes -= length;
   }
 
   release(): void {
-    for (const key of this.#keys) this.#memory.unpin(key);
+    for (const key of this.#keys.keys()) this.#memory.unpin(key);
     this.#keys.clear();
     this.bytes = 0;
+  }
+
+  #track(key: string, length: number): void {
+    this.#keys.set(key, length);
+    this.bytes += length;
   }
 }
 
@@ -768,23 +771,13 @@ export class WasmEngine implements ReplicaEngine {
 
   /** Opens a connection; with `pinned` (retained for it), one that reads that snapshot. */
   #openConnection(pinned?: WasmSnapshot): Pooled {
-    const { capi, wasm } = this.sqlite3;
     const host = new ConnectionHost(this);
     host.pinned = pinned;
     const path = `${this.#path}-${this.#nextConnection++}.db`;
     const unregister = this.vfs.register(path, host);
-    const stack = wasm.pstack.pointer;
     try {
-      const ppDb = wasm.pstack.allocPtr() as number;
-      const rc = capi.sqlite3_open_v2(path, ppDb, capi.SQLITE_OPEN_READONLY, this.vfs.name);
-      const db = wasm.peekPtr(ppDb) as number;
-      if (rc !== 0) {
-        const error = sqliteError(this.sqlite3, db, rc);
-        if (db) capi.sqlite3_close_v2(db);
-        throw error;
-      }
       const pooled: Pooled = {
-        connection: new WasmConnection(this.sqlite3, db, { guarded: true }),
+        connection: new WasmConnection(this.sqlite3, this.vfs.open(path), { guarded: true }),
         host,
         unregister,
         epoch: this.#epoch,
@@ -795,8 +788,6 @@ export class WasmEngine implements ReplicaEngine {
     } catch (error) {
       unregister();
       throw error;
-    } finally {
-      wasm.pstack.restore(stack);
     }
   }
 
