@@ -6,7 +6,10 @@
  */
 
 import { LibsqlError } from "@libsql/core/api";
-import type { Sqlite3 } from "./vfs.ts";
+import type sqlite3InitModule from "@sqlite.org/sqlite-wasm";
+
+/** The sqlite-wasm module object (as `vfs.ts` names it; defined here too, so neither imports the other). */
+type Sqlite3 = Awaited<ReturnType<typeof sqlite3InitModule>>;
 
 /** The result codes `libsql` names; any other extended code is "UNKNOWN_SQLITE_ERROR_<n>". */
 const NAMED_CODES = [
