@@ -7,7 +7,8 @@
 
 import type { ResultSet, Value } from "@libsql/core/api";
 import { LibsqlError } from "@libsql/core/api";
-import { toBase64, toHex } from "../bytes.ts";
+import { toHex } from "../bytes.ts";
+import { blobBytes } from "../replica/result_json.ts";
 
 /** Blob bytes shown in a table before the rest is cut off. */
 const BLOB_SHOWN = 16;
@@ -51,37 +52,6 @@ export function formatTable(result: Pick<ResultSet, "columns" | "rows">): string
 }
 
 /**
- * `result` as one line of JSON: `{"columns": [...], "rows": [{column: value}], "sequence": N}`. Integers are
- * numbers while they are safe integers (±(2^53 − 1)) and decimal strings beyond, so none is ever rounded;
- * blobs are standard base64; REAL infinities are the strings `"Infinity"` and `"-Infinity"`. A column name
- * that repeats an earlier one gets `:2`, `:3`, … so no value is lost; `columns` lists the keys used.
- *
- * @example
- * ```ts
- * import { resultJson } from "./_results.ts";
- * const rows = [Object.assign([2n ** 60n], { n: 2n ** 60n })];
- * console.log(resultJson({ columns: ["n"], rows } as never, 3));
- * // {"columns":["n"],"rows":[{"n":"1152921504606846976"}],"sequence":3}
- * ```
- */
-export function resultJson(result: Pick<ResultSet, "columns" | "rows">, sequence: number): string {
-  const keys = uniqueKeys(result.columns);
-  const rows = result.rows.map((row) => Object.fromEntries(keys.map((key, i) => [key, jsonValue(row[i])])));
-  return JSON.stringify({ columns: keys, rows, sequence }) + "\n";
-}
-
-/** A value as JSON shows it in {@linkcode resultJson}. */
-export function jsonValue(value: unknown): unknown {
-  if (typeof value === "bigint") {
-    return value >= -MAX_SAFE && value <= MAX_SAFE ? Number(value) : value.toString();
-  }
-  if (typeof value === "number" && !Number.isFinite(value)) return String(value);
-  const bytes = blobBytes(value);
-  if (bytes) return toBase64(bytes);
-  return value ?? null;
-}
-
-/**
  * The code and message of an error SQLite reported for a statement (a `LibsqlError`: `SQLITE_ERROR`,
  * `SQLITE_READONLY`, …), or `undefined` for any other error.
  */
@@ -94,8 +64,6 @@ export function sqlError(error: unknown): { code: string; message: string } | un
   const { code, message } = error as { code: unknown; message: string };
   return { code: typeof code === "string" ? code : "SQLITE_ERROR", message };
 }
-
-const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
 
 function cellText(value: Value | undefined): string {
   if (value === null || value === undefined) return "NULL";
@@ -119,12 +87,6 @@ function isNumber(value: unknown): boolean {
   return typeof value === "number" || typeof value === "bigint";
 }
 
-function blobBytes(value: unknown): Uint8Array | undefined {
-  if (value instanceof ArrayBuffer) return new Uint8Array(value);
-  if (value instanceof Uint8Array) return value;
-  return undefined;
-}
-
 // Control characters would break the table's lines and columns.
 function escapeText(text: string): string {
   // deno-lint-ignore no-control-regex
@@ -140,14 +102,4 @@ function width(text: string): number {
   let n = 0;
   for (const _ of text) n++;
   return n;
-}
-
-function uniqueKeys(columns: readonly string[]): string[] {
-  const seen = new Set<string>();
-  return columns.map((column) => {
-    let key = column;
-    for (let n = 2; seen.has(key); n++) key = `${column}:${n}`;
-    seen.add(key);
-    return key;
-  });
 }

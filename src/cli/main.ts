@@ -16,6 +16,7 @@ import { PRUNE_HELP, pruneCommand } from "./prune_command.ts";
 import { QUERY_HELP, queryCommand } from "./query_command.ts";
 import { REPLICATE_HELP, replicateCommand } from "./replicate_command.ts";
 import { RESTORE_HELP, restoreCommand } from "./restore_command.ts";
+import { SERVE_HELP, serveCommand } from "./serve_command.ts";
 import { SHELL_HELP, shellCommand } from "./shell_command.ts";
 import { SNAPSHOT_HELP, snapshotCommand } from "./snapshot_command.ts";
 import { STATUS_HELP, statusCommand } from "./status_command.ts";
@@ -43,6 +44,7 @@ Commands:
   touch     Write again old chunks live snapshots use (for buckets that expire objects)
   query     Run SQL on a read replica and print the rows (a table, or --json)
   shell     A read-only SQL prompt on a read replica (reads a script from a pipe)
+  serve     Serve read replicas over HTTP to libSQL clients and curl (until stopped)
   store     Look at and move objects in a store (ls, get, head, put, rm)
   bench     Measure a store's throughput and latency; recommend a restore concurrency
   version   Print the version
@@ -74,6 +76,7 @@ const COMMANDS: Record<string, { help: string; run: (args: string[], io: CliIo) 
   touch: { help: TOUCH_HELP, run: touchCommand },
   query: { help: QUERY_HELP, run: queryCommand },
   shell: { help: SHELL_HELP, run: shellCommand },
+  serve: { help: SERVE_HELP, run: serveCommand },
   store: { help: STORE_HELP, run: storeCommand },
   bench: { help: BENCH_HELP, run: benchCommand },
 };

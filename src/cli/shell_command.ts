@@ -17,7 +17,8 @@ import {
   REPLICA_OPTIONS_HELP,
   sourceInOptions,
 } from "./_replica_options.ts";
-import { formatTable, resultJson, sqlError } from "./_results.ts";
+import { resultJson } from "../replica/result_json.ts";
+import { formatTable, sqlError } from "./_results.ts";
 import { splitStatements } from "../replica/statements.ts";
 import { errorMessage } from "../errors.ts";
 

@@ -55,6 +55,8 @@ export type OffloadRequest =
     /** The arguments as `toSqlArgs` converted them (plain values only). */
     args: SqlArgs;
     intMode: IntMode;
+    /** The statement's time limit in ms (0 or absent: none). */
+    timeLimitMs?: number | undefined;
   };
 
 /** Worker → engine. */

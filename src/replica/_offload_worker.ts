@@ -156,6 +156,7 @@ scope.onmessage = async (event: MessageEvent) => {
     const db = ensureConnection(undefined);
     let result: ResultSet;
     try {
+      db.timeLimitMs = message.timeLimitMs ?? 0;
       result = db.executeConverted(message.sql, message.args, message.intMode);
     } finally {
       // Each run stands alone: nothing of a transaction is left for the next statement.

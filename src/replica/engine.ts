@@ -7,6 +7,7 @@
 
 import type { InStatement, IntMode, ResultSet } from "@libsql/core/api";
 import type { Manifest } from "../manifest/types.ts";
+import type { StatementDescription } from "./describe.ts";
 
 /** One snapshot an engine can serve. Counted: it is let go when nothing holds it any more. */
 export interface EngineSnapshot {
@@ -25,6 +26,8 @@ export interface EngineSnapshot {
 export interface EngineConnection {
   execute(stmt: InStatement, intMode: IntMode): Promise<ResultSet>;
   executeMultiple(sql: string): Promise<void>;
+  /** Compiles the first statement of `sql` without running it and describes it (Hrana's `describe`). */
+  describe(sql: string): Promise<StatementDescription>;
   /** Starts a read transaction, on the snapshot served now, which it keeps until it ends. */
   begin(): Promise<void>;
   commit(): Promise<void>;
@@ -57,6 +60,10 @@ export interface EngineMemory {
   loads?: number;
   /** wasm: statements run in the worker because they needed more than the memory cap. */
   offloaded?: number;
+  /** wasm: chunk reads SQLite's file served from memory. */
+  chunkHits?: number;
+  /** wasm: chunk reads that found the chunk missing, so it was fetched (lazy snapshots). */
+  chunkMisses?: number;
 }
 
 /** A replica's SQL engine. */

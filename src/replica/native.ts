@@ -188,6 +188,7 @@ export class NativeEngine implements ReplicaEngine {
         snapshot.gate.check(sql, true);
         return transaction ? await transaction.executeMultiple(sql) : await client.executeMultiple(sql);
       },
+      describe: (sql: string) => Promise.resolve().then(() => snapshot.gate.describe(sql)),
       // A snapshot's file never changes while it is held, so any connection to it sees one snapshot.
       begin: async () => {
         transaction = await client.transaction("read");

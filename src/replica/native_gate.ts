@@ -21,6 +21,7 @@
 
 import { closeSync, openSync, readSync } from "node:fs";
 import type { Manifest } from "../manifest/types.ts";
+import { describeStatement, type StatementDescription } from "./describe.ts";
 import { checkStatements, functionNames, type Guard, guardConnection, registerStubs } from "./guard.ts";
 import type { SnapshotImage } from "./image.ts";
 import { type ReplicaVfs, replicaVfs, type Sqlite3 } from "./vfs.ts";
@@ -111,6 +112,12 @@ export class NativeGate {
     checkStatements(this.#sqlite3, this.#db, this.#guard, sql, { all, strict: true });
     if (this.#accepted.size >= CACHED_VERDICTS) this.#accepted.clear();
     this.#accepted.add(key);
+  }
+
+  /** Describes the first statement of `sql` as SQLite compiles it here (see describe.ts). */
+  describe(sql: string): StatementDescription {
+    if (this.#closed) throw new Error("the native gate is closed");
+    return describeStatement(this.#sqlite3, this.#db, this.#guard, sql);
   }
 
   close(): void {

@@ -40,6 +40,8 @@ export interface OffloadedOp {
   sql: string;
   args: SqlArgs;
   intMode: IntMode;
+  /** The statement's time limit in ms (0 or absent: none). */
+  timeLimitMs?: number | undefined;
 }
 
 /** What the engine lends the offloader: chunks of an image, pinned until `release`. */
@@ -218,6 +220,7 @@ export class Offloader {
         sql: op.sql,
         args: op.args,
         intMode: op.intMode,
+        timeLimitMs: op.timeLimitMs,
       };
       try {
         this.#worker!.postMessage(request);

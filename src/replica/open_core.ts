@@ -72,6 +72,12 @@ export interface OpenReplicaOptions extends FreshnessOptions {
    * in front of the stores. @default {wasm: 64 MiB (0 with load "eager"); native: 0}
    */
   memoryCacheBytes?: number | undefined;
+  /**
+   * wasm: the longest a statement may run, in ms, before SQLite interrupts it with `SQLITE_INTERRUPT`; with a
+   * worker (Deno, Bun), a statement still running after 50 ms moves there, so the thread serves other
+   * queries meanwhile. The native engine has no such limit and refuses it. @default {0: no limit}
+   */
+  queryTimeoutMs?: number | undefined;
   /** The host `tessera:///path` means. @default {this machine's host name} */
   hostname?: string | undefined;
   /** The `native` engine's directory for its snapshot files. @default {a new temporary directory} */
@@ -121,6 +127,12 @@ export async function openReplicaOn(
       'Cannot open a replica with load "lazy" on engine "native": it reads whole files; use engine "wasm"',
     );
   }
+  if (!wasm && options.queryTimeoutMs) {
+    throw new TesseraError(
+      "UNSUPPORTED",
+      'Cannot open a replica with queryTimeoutMs on engine "native": libsql runs a statement to its end; use engine "wasm"',
+    );
+  }
   const before: ChunkCache[] = [];
   // The wasm engine holds chunks by id itself, under the same cap.
   if (options.memoryCacheBytes && !wasm) {
@@ -140,6 +152,7 @@ export async function openReplicaOn(
       hydrate: options.hydrate,
       offload: options.offload,
       memoryCacheBytes: options.memoryCacheBytes,
+      queryTimeoutMs: options.queryTimeoutMs,
     })
     : options.engine === "native"
     ? await nativeEngine(host, {

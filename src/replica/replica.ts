@@ -16,6 +16,7 @@ import {
   type Transaction,
   type TransactionMode,
 } from "@libsql/core/api";
+import type { StatementDescription } from "./describe.ts";
 import type { EngineConnection, EngineMemory, ReplicaEngine } from "./engine.ts";
 import type { ReplicaEvents, ReplicaListener } from "./events.ts";
 import {
@@ -30,7 +31,7 @@ import { answerPragma } from "./pragma_answers.ts";
 import { parseTesseraPragma, type TesseraPragma } from "./pragmas.ts";
 import { normalize, ReplicaTransaction, runBatch, sqlOf } from "./transaction.ts";
 
-export type { FirstSnapshot, RefreshLevel, ReplicaEvents, ReplicaOrigin };
+export type { FirstSnapshot, RefreshLevel, ReplicaEvents, ReplicaOrigin, StatementDescription };
 
 /** Freshness settings of a replica. */
 export interface FreshnessOptions extends FreshnessSettings {
@@ -179,6 +180,21 @@ export class Replica implements Client {
     const connection = await this.#begin(true);
     try {
       await connection.executeMultiple(sql);
+    } finally {
+      connection.release();
+    }
+  }
+
+  /**
+   * Compiles the first statement of `sql` without running it and says what it takes and returns: its
+   * parameters, columns and whether it is read-only (Hrana's `describe`). A statement the replica refuses
+   * fails here as it would in `execute`.
+   */
+  async describe(sql: string): Promise<StatementDescription> {
+    this.#checkOpen();
+    const connection = await this.#begin(false);
+    try {
+      return await connection.describe(sql);
     } finally {
       connection.release();
     }

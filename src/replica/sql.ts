@@ -33,6 +33,7 @@ import {
   refuseWriting,
   registerStubs,
 } from "./guard.ts";
+import { describeStatement, type StatementDescription } from "./describe.ts";
 import { sqliteError } from "./sqlite_error.ts";
 
 // Also exported here: the engines (wasm.ts, native_gate.ts) build their SQLite errors with it too.
@@ -113,6 +114,32 @@ const encoder = new TextEncoder();
  * connection.close();
  * ```
  */
+const UNGUARDED: Guard = { denied: undefined, reset() {} };
+
+/** SQLite instructions between two checks of a statement's clock. */
+const PROGRESS_STEPS = 1000;
+
+/**
+ * Thrown when a statement ran past its slice on this thread ({@linkcode WasmConnection.sliceMs}): it read
+ * only, so it may run again elsewhere (the engine's worker) under the whole time limit.
+ */
+export class SliceExpired extends Error {
+  constructor() {
+    super("The statement ran past its slice of this thread");
+    this.name = "SliceExpired";
+  }
+}
+
+/** The error for a statement SQLite interrupted at the time limit. */
+export function timeLimitError(limitMs: number): LibsqlError {
+  return new LibsqlError(
+    `the statement ran longer than the time limit of ${limitMs} ms and was interrupted`,
+    "SQLITE_INTERRUPT",
+    "SQLITE_INTERRUPT",
+    9,
+  );
+}
+
 export class WasmConnection {
   #sqlite3: Sqlite3;
   #x: Exports;
@@ -122,6 +149,14 @@ export class WasmConnection {
   #scratchSize = 0;
   #closed = false;
   readonly #guard: Guard | undefined;
+  /** Longest a statement may run, in ms (0: no limit); past it SQLite interrupts it with `SQLITE_INTERRUPT`. */
+  timeLimitMs = 0;
+  /** When set (ms), a statement running longer is interrupted with {@linkcode SliceExpired}. */
+  sliceMs = 0;
+  #deadline = 0;
+  #sliceDeadline = 0;
+  #stopped: "time" | "slice" | undefined;
+  #progressInstalled = false;
 
   /**
    * Wraps an open connection.
@@ -167,10 +202,14 @@ export class WasmConnection {
     this.#checkOpen();
     const prepared = this.#prepare(sql);
     const { stmt: handle } = prepared;
+    this.#arm();
     try {
       this.#bind(prepared, args);
       return prepared.returnsRows ? this.#query(prepared, intMode) : this.#run(handle);
+    } catch (error) {
+      throw this.#stoppedError(error);
     } finally {
+      this.#disarm();
       this.#x.sqlite3_reset(handle);
       this.#x.sqlite3_clear_bindings(handle);
     }
@@ -184,8 +223,23 @@ export class WasmConnection {
     if (this.#guard) {
       checkStatements(this.#sqlite3, this.#db, this.#guard, sql, { all: true, strict: false });
     }
-    const rc = this.#sqlite3.capi.sqlite3_exec(this.#db, sql, 0, 0, 0);
-    if (rc !== 0) throw sqliteError(this.#sqlite3, this.#db, rc);
+    const slice = this.sliceMs;
+    // A script may begin or end a transaction: it is never moved to run elsewhere.
+    this.sliceMs = 0;
+    this.#arm();
+    try {
+      const rc = this.#sqlite3.capi.sqlite3_exec(this.#db, sql, 0, 0, 0);
+      if (rc !== 0) throw this.#stoppedError(sqliteError(this.#sqlite3, this.#db, rc));
+    } finally {
+      this.#disarm();
+      this.sliceMs = slice;
+    }
+  }
+
+  /** Describes the first statement of `sql` without running it (see describe.ts). */
+  describe(sql: string): StatementDescription {
+    this.#checkOpen();
+    return describeStatement(this.#sqlite3, this.#db, this.#guard ?? UNGUARDED, sql);
   }
 
   /** Finalizes the cached statements and closes the connection; later calls do nothing. */
@@ -202,6 +256,42 @@ export class WasmConnection {
 
   #checkOpen(): void {
     if (this.#closed) throw new LibsqlError("The connection is closed", "CLIENT_CLOSED");
+  }
+
+  /** Starts the clock of a statement when a time limit or a slice is set. */
+  #arm(): void {
+    this.#stopped = undefined;
+    if (this.timeLimitMs <= 0 && this.sliceMs <= 0) return;
+    if (!this.#progressInstalled) {
+      this.#sqlite3.capi.sqlite3_progress_handler(this.#db, PROGRESS_STEPS, () => this.#progress(), 0);
+      this.#progressInstalled = true;
+    }
+    const now = Date.now();
+    this.#deadline = this.timeLimitMs > 0 ? now + this.timeLimitMs : 0;
+    this.#sliceDeadline = this.sliceMs > 0 ? now + this.sliceMs : 0;
+  }
+
+  #disarm(): void {
+    this.#deadline = 0;
+    this.#sliceDeadline = 0;
+  }
+
+  // Called by SQLite every PROGRESS_STEPS instructions: non-zero interrupts the statement.
+  #progress(): number {
+    if (this.#deadline === 0 && this.#sliceDeadline === 0) return 0;
+    const now = Date.now();
+    if (this.#sliceDeadline !== 0 && now > this.#sliceDeadline) this.#stopped = "slice";
+    else if (this.#deadline !== 0 && now > this.#deadline) this.#stopped = "time";
+    return this.#stopped === undefined ? 0 : 1;
+  }
+
+  /** What to throw for `error`: the time limit's or the slice's when the clock interrupted the statement. */
+  #stoppedError(error: unknown): unknown {
+    const stopped = this.#stopped;
+    this.#stopped = undefined;
+    if (stopped === "slice") return new SliceExpired();
+    if (stopped === "time") return timeLimitError(this.timeLimitMs);
+    return error;
   }
 
   #prepare(sql: string): Prepared {

@@ -31,8 +31,9 @@ import {
   releaseImage,
   type SnapshotImage,
 } from "./image.ts";
+import type { StatementDescription } from "./describe.ts";
 import { type OffloadedOp, Offloader, OffloadUnavailable } from "./offload.ts";
-import { WasmConnection } from "./sql.ts";
+import { SliceExpired, WasmConnection } from "./sql.ts";
 import { toSqlArgs } from "./_values.ts";
 import { type ReplicaVfs, replicaVfs, type Sqlite3, type VfsHost } from "./vfs.ts";
 
@@ -83,7 +84,14 @@ export interface WasmEngineOptions {
   /** Run statements larger than the cap, or that keep missing, in a worker (where the runtime has one).
    * @default {true} */
   offload?: boolean | undefined;
+  /** Longest a statement may run, in ms; SQLite interrupts it then (`SQLITE_INTERRUPT`). 0: no limit.
+   * With a worker, a statement still running after {@linkcode SLICE_MS} moves there, so this thread
+   * serves others meanwhile. @default {0} */
+  queryTimeoutMs?: number | undefined;
 }
+
+/** How long a statement under a time limit runs on the engine's thread before it moves to the worker. */
+export const SLICE_MS = 50;
 
 class WasmSnapshot implements EngineSnapshot {
   readonly image: SnapshotImage;
@@ -195,7 +203,12 @@ class ConnectionHost implements VfsHost {
     if (key === undefined) return undefined;
     if (key === "") return null;
     const bytes = this.#engine.chunkMemory.get(key);
-    if (bytes !== undefined) this.work?.hold(key);
+    if (bytes !== undefined) {
+      this.work?.hold(key);
+      this.#engine.reads.hits++;
+    } else {
+      this.#engine.reads.misses++;
+    }
     return bytes;
   }
 
@@ -228,9 +241,18 @@ class Borrowed implements EngineConnection {
 
   async execute(stmt: InStatement, intMode: IntMode): Promise<ResultSet> {
     const { connection } = this.#pooled;
+    const limit = connection.timeLimitMs;
     return await this.#run(
-      () => connection.execute(stmt, intMode),
-      () => offloadOp(stmt, intMode),
+      () => {
+        // Under a time limit a long statement moves to the worker, so this thread answers others meanwhile.
+        connection.sliceMs = limit > 0 && this.#engine.canOffload() ? SLICE_MS : 0;
+        try {
+          return connection.execute(stmt, intMode);
+        } finally {
+          connection.sliceMs = 0;
+        }
+      },
+      () => ({ ...offloadOp(stmt, intMode), timeLimitMs: limit }),
     ) as ResultSet;
   }
 
@@ -238,6 +260,11 @@ class Borrowed implements EngineConnection {
     const { connection } = this.#pooled;
     // Scripts are never run in the worker: they may begin or end the connection's transaction.
     await this.#run(() => connection.executeMultiple(sql));
+  }
+
+  async describe(sql: string): Promise<StatementDescription> {
+    const { connection } = this.#pooled;
+    return await this.#run(() => connection.describe(sql)) as StatementDescription;
   }
 
   async begin(): Promise<void> {
@@ -291,6 +318,7 @@ class Borrowed implements EngineConnection {
     try {
       result = fn();
     } catch (error) {
+      if (error instanceof SliceExpired && op) return await this.#exclusive(() => this.#elsewhere(fn, op));
       if (host.misses.length === 0) {
         this.#settle();
         throw error;
@@ -392,6 +420,32 @@ class Borrowed implements EngineConnection {
     }
   }
 
+  /** Runs a statement that used up its slice in the worker, or here again with no slice if there is none. */
+  async #elsewhere<T>(fn: () => T, op: () => OffloadedOp): Promise<T | ResultSet | undefined> {
+    const engine = this.#engine;
+    const offloader = engine.offloader();
+    await this.#restoreTransaction();
+    if (offloader) {
+      try {
+        const image = this.#pooled.host.pinned?.image ?? engine.servedImage();
+        const result = await offloader.run(image, op());
+        this.#settle();
+        return result;
+      } catch (error) {
+        if (!(error instanceof OffloadUnavailable)) {
+          this.#settle();
+          throw error;
+        }
+        engine.disableOffload();
+      }
+    }
+    this.#pooled.host.misses.length = 0;
+    const result = fn();
+    if (this.#pooled.host.misses.length > 0) return await this.#again(fn, op);
+    this.#settle();
+    return result;
+  }
+
   /** Puts the connection back in the transaction state the statement started in. */
   async #restoreTransaction(): Promise<void> {
     const { host, connection } = this.#pooled;
@@ -431,6 +485,8 @@ let nextPath = 1;
 
 /** The wasm engine. Create it with {@linkcode WasmEngine.create}. */
 export class WasmEngine implements ReplicaEngine {
+  /** Chunk reads by SQLite's file: served from memory, or missing (fetched, then read again). */
+  readonly reads = { hits: 0, misses: 0 };
   readonly kind = "wasm" as const;
   readonly sqlite3: Sqlite3;
   readonly vfs: ReplicaVfs;
@@ -441,6 +497,7 @@ export class WasmEngine implements ReplicaEngine {
   readonly #concurrency: number;
   readonly #load: LoadMode;
   readonly #hydrate: boolean;
+  readonly #queryTimeoutMs: number;
   #offload: boolean;
   readonly #byImage = new Map<SnapshotImage, WasmSnapshot>();
   readonly #inFlight = new Map<string, Promise<unknown>>();
@@ -472,6 +529,12 @@ export class WasmEngine implements ReplicaEngine {
     }
     this.#hydrate = options.hydrate === true;
     this.#offload = options.offload !== false;
+    this.#queryTimeoutMs = options.queryTimeoutMs ?? 0;
+    if (!(this.#queryTimeoutMs >= 0) || !Number.isFinite(this.#queryTimeoutMs)) {
+      throw new RangeError(
+        `Cannot open a replica: queryTimeoutMs ${options.queryTimeoutMs} is not a number of milliseconds`,
+      );
+    }
     this.chunkMemory = new ChunkMemory(
       options.memoryCacheBytes ?? (this.#load === "eager" ? 0 : DEFAULT_MEMORY_CACHE_BYTES),
     );
@@ -554,6 +617,8 @@ export class WasmEngine implements ReplicaEngine {
       chunksLoaded: this.#chunksLoaded,
       loads: this.#loads,
       offloaded: this.#offloader?.statements ?? 0,
+      chunkHits: this.reads.hits,
+      chunkMisses: this.reads.misses,
     };
   }
 
@@ -577,6 +642,11 @@ export class WasmEngine implements ReplicaEngine {
   }
 
   /** The worker for statements larger than the memory cap, when this runtime can run one. */
+  /** True when a statement can move to the worker. */
+  canOffload(): boolean {
+    return !this.#closed && this.#offload && Offloader.available();
+  }
+
   offloader(): Offloader | undefined {
     if (this.#closed || !this.#offload || !Offloader.available()) return undefined;
     this.#offloader ??= new Offloader({
@@ -776,8 +846,10 @@ export class WasmEngine implements ReplicaEngine {
     const path = `${this.#path}-${this.#nextConnection++}.db`;
     const unregister = this.vfs.register(path, host);
     try {
+      const connection = new WasmConnection(this.sqlite3, this.vfs.open(path), { guarded: true });
+      connection.timeLimitMs = this.#queryTimeoutMs;
       const pooled: Pooled = {
-        connection: new WasmConnection(this.sqlite3, this.vfs.open(path), { guarded: true }),
+        connection,
         host,
         unregister,
         epoch: this.#epoch,

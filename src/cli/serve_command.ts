@@ -1,0 +1,141 @@
+/**
+ * `tessera serve -c config.json`: serve read replicas over HTTP (Hrana 2 for libSQL clients, a JSON API,
+ * metrics and health) until stopped.
+ *
+ * @module
+ */
+
+import process from "node:process";
+import { parseArgs } from "node:util";
+import { createApp } from "../server/app.ts";
+import {
+  loadServerConfig,
+  openServerDatabases,
+  parseServerConfig,
+  type ServerConfig,
+} from "../server/config.ts";
+import { listen } from "../server/serve.ts";
+import { type CliIo, EXIT, UsageError } from "./_io.ts";
+import { wholeNumberOption } from "./_values.ts";
+
+/** `tessera serve --help`. */
+export const SERVE_HELP = `Usage: tessera serve -c CONFIG [options]
+       tessera serve --store URL --db NAME [--db NAME...] (--token TOKEN... | --public) [options]
+
+Serve read replicas over HTTP until stopped. libSQL clients read them by URL, unchanged:
+createClient({ url: "http://HOST:PORT/NAME/", authToken }) speaks Hrana 2 to POST /NAME/v2/pipeline
+(the trailing slash matters; POST /v2/pipeline serves the default database). curl users have
+POST /v1/db/NAME/query {"sql": "...", "args": [...]}, GET /v1/db/NAME/status and
+POST /v1/db/NAME/refresh; GET /metrics is Prometheus text and GET /healthz answers 200 while serving.
+Every answer carries Tessera-Sequence (the snapshot that served it); send Tessera-Min-Sequence: N to
+wait (up to maxBookmarkWaitMs) until the replica serves N or later. docs/SERVER.md has the config,
+every endpoint, limit and error code.
+
+Stop with Ctrl-C or SIGTERM: new requests get 503, those in flight finish (up to shutdownTimeoutMs),
+open streams are rolled back, replicas close, and it exits 0; a second signal exits at once.
+
+Options:
+  -c, --config FILE|JSON   the server config (a file, @file, or JSON text)
+  --store URL              without -c: the store (file:///dir, s3://bucket/prefix, https://host/prefix)
+  --db NAME                without -c: a database to serve (repeat for more)
+  --token TOKEN            without -c: a bearer token that opens every --db (repeat for more);
+                           env:NAME reads it from the environment variable NAME
+  --public                 without -c: serve every --db with no token
+  --hostname HOST          listen on HOST (default: the config's, or 127.0.0.1)
+  --port N                 listen on port N; 0 picks a free one (default: the config's, or 8080)
+  --json                   one JSON event per line on stdout ({"event":"listening",...} first)
+
+Exit codes: 0 stopped by a signal, 1 failed (a database could not be opened, the port is taken),
+2 bad usage or an invalid config.
+`;
+
+/** Runs `tessera serve`. */
+export async function serveCommand(args: string[], io: CliIo): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    allowPositionals: false,
+    options: {
+      help: { type: "boolean", short: "h", default: false },
+      config: { type: "string", short: "c" },
+      store: { type: "string" },
+      db: { type: "string", multiple: true },
+      token: { type: "string", multiple: true },
+      public: { type: "boolean", default: false },
+      hostname: { type: "string" },
+      port: { type: "string" },
+      json: { type: "boolean", default: false },
+    },
+  });
+  if (values.help) {
+    io.stdout(SERVE_HELP);
+    return EXIT.ok;
+  }
+  let config: ServerConfig;
+  if (values.config !== undefined) {
+    if (
+      values.store !== undefined || values.db !== undefined || values.token !== undefined || values.public
+    ) {
+      throw new UsageError("serve: give either -c CONFIG or --store/--db/--token/--public, not both");
+    }
+    config = await loadServerConfig(values.config, io.env);
+  } else {
+    if (values.store === undefined || values.db === undefined) {
+      throw new UsageError("serve: give -c CONFIG, or --store URL and --db NAME");
+    }
+    if (values.public === (values.token !== undefined)) {
+      throw new UsageError("serve: give --token TOKEN (once or more) or --public");
+    }
+    const databases = Object.fromEntries(
+      values.db.map((name) => [name, values.public ? { public: true } : { tokens: values.token }]),
+    );
+    config = parseServerConfig({ store: values.store, databases }, "the command line", io.env);
+  }
+  if (values.hostname !== undefined) config.hostname = values.hostname;
+  if (values.port !== undefined) config.port = wholeNumberOption(values, "port", { fallback: 8080 });
+  const say = (event: Record<string, unknown>, text: string) => {
+    if (values.json) io.stdout(JSON.stringify(event) + "\n");
+    else io.stderr(`tessera: ${text}\n`);
+  };
+
+  let signals = 0;
+  let stop: ((signal: string) => void) | undefined;
+  const stopped = new Promise<string>((resolve) => (stop = resolve));
+  const onSignal = (signal: string) => {
+    if (++signals > 1) {
+      say({ event: "exit", signal, graceful: false }, `${signal} again: exiting now`);
+      process.exit(signal === "SIGINT" ? 130 : 143);
+    }
+    stop?.(signal);
+  };
+  const onInt = () => onSignal("SIGINT");
+  const onTerm = () => onSignal("SIGTERM");
+  process.on("SIGINT", onInt);
+  process.on("SIGTERM", onTerm);
+  try {
+    const options = await openServerDatabases(config, io.env);
+    const app = createApp(options);
+    let server;
+    try {
+      server = await listen(app, { hostname: config.hostname, port: config.port });
+    } catch (error) {
+      await app.shutdown({ timeoutMs: 0 });
+      throw error;
+    }
+    const names = [...config.databases.keys()];
+    say(
+      { event: "listening", url: server.url, runtime: server.runtime, databases: names },
+      `listening on ${server.url} (${server.runtime}); databases: ${
+        names.map((n) => `${n} (${server.url}/${n}/)`).join(", ")
+      }`,
+    );
+    const signal = await stopped;
+    say({ event: "stopping", signal }, `${signal}: finishing requests in flight, then closing`);
+    const started = Date.now();
+    await server.close({ timeoutMs: config.shutdownTimeoutMs });
+    say({ event: "exit", signal, graceful: true, ms: Date.now() - started }, "stopped");
+    return EXIT.ok;
+  } finally {
+    process.off("SIGINT", onInt);
+    process.off("SIGTERM", onTerm);
+  }
+}

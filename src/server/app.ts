@@ -1,0 +1,338 @@
+/**
+ * `createApp`: a Hono app serving read replicas over HTTP, on web APIs only (Deno, Bun, Node through
+ * @hono/node-server, edge platforms). What it answers:
+ *
+ * - Hrana 2 over HTTP, as @libsql/client speaks it: `POST /v2/pipeline` for the default database and
+ *   `POST /<name>/v2/pipeline` for each (a client URL `http://host/<name>/`, trailing slash included);
+ *   `GET /v2`, `GET /v3` and the same under `/<name>/` answer 200 for clients that probe.
+ * - A JSON API for curl users: `POST /v1/db/<name>/query`, `GET /v1/db/<name>/status`,
+ *   `POST /v1/db/<name>/refresh`.
+ * - `GET /healthz` and `GET /metrics` (Prometheus text).
+ *
+ * Every database answer carries the snapshot it was served from (bookmarks.ts), and waits for
+ * `Tessera-Min-Sequence` when asked. docs/SERVER.md describes each endpoint, header, limit and error code.
+ *
+ * @module
+ */
+
+import { Hono } from "hono";
+import type { Context } from "hono";
+import type { InValue } from "@libsql/core/api";
+import { fromBase64 } from "../bytes.ts";
+import type { Replica } from "../replica/replica.ts";
+import { resultJson } from "../replica/result_json.ts";
+import { type Access, Gate } from "./auth.ts";
+import { Catchup, readBookmark, snapshotHeaders } from "./bookmarks.ts";
+import { errorResponse, ServerError } from "./errors.ts";
+import { protoError } from "./hrana_proto.ts";
+import {
+  checkRows,
+  checkSqlLength,
+  DEFAULT_LIMITS,
+  readJsonBody,
+  resultTooLarge,
+  type ServerLimits,
+} from "./limits.ts";
+import { Metrics, type StoreCounters, storeCounters } from "./metrics.ts";
+import { runPipeline } from "./pipeline.ts";
+import { StreamTable, type StreamTableOptions } from "./streams.ts";
+
+/** One database the app serves. */
+export interface ServedDatabase {
+  /** The replica to read. */
+  replica: Replica;
+  /** Anyone may read it, with no token. @default {false} */
+  public?: boolean | undefined;
+  /** Bearer tokens that open it. */
+  tokens?: readonly string[] | undefined;
+  /** Counters of its store requests, shown in `/metrics` (see `countingStore`). */
+  storeCounters?: StoreCounters | undefined;
+}
+
+/** Options of {@linkcode createApp}. */
+export interface AppOptions {
+  /** The databases, by name (letters, digits, `_`, `-` and `.`). */
+  databases: Record<string, ServedDatabase> | ReadonlyMap<string, ServedDatabase>;
+  /** The database `POST /v2/pipeline` reads. @default {the only database, if there is one} */
+  defaultDatabase?: string | undefined;
+  /** Limits on requests; the rest keep their defaults ({@linkcode DEFAULT_LIMITS}). */
+  limits?: Partial<ServerLimits> | undefined;
+  /** Hrana stream expiry and count. */
+  streams?: StreamTableOptions | undefined;
+  /** Longest wait for `Tessera-Min-Sequence`, in ms. @default {5000} */
+  maxBookmarkWaitMs?: number | undefined;
+  /** When set, `/metrics` needs this bearer token. */
+  metricsToken?: string | undefined;
+  /** `shutdown()` closes the replicas too. @default {true} */
+  closeReplicas?: boolean | undefined;
+}
+
+/** The app `createApp` returns: a Hono app that can also shut down. */
+export interface TesseraApp extends Hono {
+  /**
+   * Refuses new requests (`SHUTTING_DOWN`, 503), waits up to `timeoutMs` for those in flight, closes every
+   * stream (rolling back its transaction) and, unless told otherwise, the replicas.
+   */
+  shutdown(options?: { timeoutMs?: number }): Promise<void>;
+  /** Requests being answered now. */
+  readonly inFlight: number;
+}
+
+const NAME = /^[A-Za-z0-9_.-]{1,128}$/;
+const PROBES = new Set(["healthz", "metrics", "v1", "v2", "v3"]);
+
+/** Decodes a JSON API argument: integers as integers, `{"base64": "…"}` as a blob. */
+function jsonArgument(value: unknown, where: string): InValue {
+  if (value === null || typeof value === "string" || typeof value === "boolean") return value;
+  if (typeof value === "number") return Number.isSafeInteger(value) ? BigInt(value) : value;
+  if (typeof value === "object" && value !== null && !Array.isArray(value)) {
+    const { base64, integer } = value as { base64?: unknown; integer?: unknown };
+    if (typeof base64 === "string") {
+      try {
+        return fromBase64(base64);
+      } catch {
+        throw new ServerError(400, "BAD_REQUEST", `${where}.base64 is not base64`);
+      }
+    }
+    if (typeof integer === "string" && /^-?\d{1,19}$/.test(integer)) return BigInt(integer);
+  }
+  throw new ServerError(
+    400,
+    "BAD_REQUEST",
+    `${where} is not a JSON value a statement takes (null, number, string, boolean, {"base64": "…"}, {"integer": "…"})`,
+  );
+}
+
+/**
+ * Creates the app serving `options.databases`. Nothing is global: two apps in one process share nothing.
+ *
+ * @example Serve a replica with Deno
+ * ```ts ignore
+ * import { openReplica } from "../mod.ts";
+ * import { createApp } from "./app.ts";
+ *
+ * const replica = await openReplica("app", { config: { targets: ["/backups"] } });
+ * const app = createApp({ databases: { app: { replica, tokens: ["s3cret"] } } });
+ * Deno.serve({ port: 8080 }, app.fetch);
+ * ```
+ */
+export function createApp(options: AppOptions): TesseraApp {
+  const databases = new Map(
+    options.databases instanceof Map
+      ? options.databases
+      : Object.entries(options.databases as Record<string, ServedDatabase>),
+  );
+  for (const name of databases.keys()) {
+    if (!NAME.test(name) || PROBES.has(name)) {
+      throw new TypeError(
+        `Cannot serve database "${name}": a name is 1-128 letters, digits, "_", "-" or ".", and not ${[
+          ...PROBES,
+        ]}`,
+      );
+    }
+  }
+  const defaultDatabase = options.defaultDatabase ??
+    (databases.size === 1 ? [...databases.keys()][0] : undefined);
+  if (defaultDatabase !== undefined && !databases.has(defaultDatabase)) {
+    throw new TypeError(`Cannot serve "${defaultDatabase}" by default: no such database is configured`);
+  }
+  const limits: ServerLimits = { ...DEFAULT_LIMITS, ...options.limits };
+  const maxWait = options.maxBookmarkWaitMs ?? 5000;
+  const access = new Map<string, Access>(
+    [...databases].map(([name, db]) => [name, { public: db.public ?? false, tokens: db.tokens ?? [] }]),
+  );
+  const gate = Gate.create(access);
+  const streams = new StreamTable(options.streams);
+  const metrics = new Metrics();
+  const counters = new Map([...databases].map(([name, db]) => [name, db.storeCounters ?? storeCounters()]));
+  const catchup = new Catchup();
+  let inFlight = 0;
+  let shuttingDown = false;
+  const idle: (() => void)[] = [];
+
+  const app = new Hono() as unknown as TesseraApp;
+
+  app.use("*", async (c, next) => {
+    const started = performance.now();
+    const counted = !["/healthz", "/metrics"].includes(c.req.path);
+    if (counted) {
+      if (shuttingDown) throw new ServerError(503, "SHUTTING_DOWN", "The server is shutting down");
+      if (inFlight >= limits.maxConcurrentRequests) {
+        throw new ServerError(
+          429,
+          "TOO_MANY_REQUESTS",
+          `The server answers ${limits.maxConcurrentRequests} requests at once, its limit: retry shortly`,
+        );
+      }
+      inFlight++;
+    }
+    try {
+      await next();
+    } finally {
+      if (counted) {
+        inFlight--;
+        if (inFlight === 0) idle.splice(0).forEach((wake) => wake());
+      }
+      metrics.observe(c.req.routePath ?? c.req.path, c.res.status, (performance.now() - started) / 1000);
+    }
+  });
+
+  app.onError((error, c) => {
+    if (error instanceof ServerError) {
+      const headers: Record<string, string> = {};
+      if (error.status === 429 || error.status === 503) headers["retry-after"] = "1";
+      return errorResponse(error, headers);
+    }
+    const { message } = protoError(error);
+    // What a replica's SQL engine threw outside a Hrana result (the JSON API): its code and message.
+    const code = (error as { code?: unknown }).code;
+    if (typeof code === "string" && c.req.path.startsWith("/v1/")) {
+      return new Response(JSON.stringify({ message: `${code}: ${message}`, code }), {
+        status: 400,
+        headers: { "content-type": "application/json" },
+      });
+    }
+    return errorResponse(new ServerError(500, "INTERNAL_ERROR", `The server failed: ${message}`));
+  });
+
+  app.notFound((c) =>
+    errorResponse(new ServerError(404, "NOT_FOUND", `No such endpoint: ${c.req.method} ${c.req.path}`))
+  );
+
+  /** The replica `name` names, once the request's token opens it (the same answers for unknown names). */
+  async function open(c: Context, name: string | undefined): Promise<Replica> {
+    if (name === undefined) {
+      throw new ServerError(
+        404,
+        "NOT_FOUND",
+        "This server has no default database: put the database's name in the URL (http://host/<name>/)",
+      );
+    }
+    await (await gate).check(c.req.header("authorization"), name);
+    const served = databases.get(name);
+    if (served === undefined) {
+      throw new ServerError(403, "FORBIDDEN", `The bearer token does not open database "${name}"`);
+    }
+    const bookmark = readBookmark({ get: (h) => c.req.header(h) }, maxWait);
+    if (bookmark) await catchup.reach(served.replica, bookmark.min, bookmark.waitMs);
+    return served.replica;
+  }
+
+  function json(body: string, replica: Replica, status = 200): Response {
+    return new Response(body, {
+      status,
+      headers: { "content-type": "application/json", ...snapshotHeaders(replica) },
+    });
+  }
+
+  async function pipeline(c: Context, name: string | undefined): Promise<Response> {
+    const replica = await open(c, name);
+    const body = await readJsonBody(c.req.raw, limits.maxBodyBytes);
+    const text = await runPipeline(body, { database: name!, replica, streams, limits });
+    return json(text, replica);
+  }
+
+  const versionOk = (c: Context) => c.text("Tessera serves Hrana 2 over HTTP: POST v2/pipeline\n");
+  app.get("/v2", versionOk);
+  app.get("/v3", versionOk);
+  app.get("/:db/v2", versionOk);
+  app.get("/:db/v3", versionOk);
+  app.post("/v2/pipeline", (c) => pipeline(c, defaultDatabase));
+  app.post("/:db/v2/pipeline", (c) => pipeline(c, c.req.param("db")));
+  for (
+    const path of [
+      "/v3/pipeline",
+      "/:db/v3/pipeline",
+      "/v3/cursor",
+      "/:db/v3/cursor",
+      "/v3-protobuf/pipeline",
+    ]
+  ) {
+    app.post(path, () => {
+      throw new ServerError(404, "NOT_FOUND", "This server speaks Hrana 2 over HTTP: POST v2/pipeline");
+    });
+  }
+
+  app.post("/v1/db/:name/query", async (c) => {
+    const replica = await open(c, c.req.param("name"));
+    const body = await readJsonBody(c.req.raw, limits.maxBodyBytes) as { sql?: unknown; args?: unknown };
+    if (typeof body !== "object" || body === null || typeof body.sql !== "string") {
+      throw new ServerError(400, "BAD_REQUEST", 'The body must be {"sql": "…", "args": [...] or {...}}');
+    }
+    checkSqlLength(body.sql, limits);
+    let args: InValue[] | Record<string, InValue> = [];
+    if (Array.isArray(body.args)) args = body.args.map((a, i) => jsonArgument(a, `args[${i}]`));
+    else if (typeof body.args === "object" && body.args !== null) {
+      args = Object.fromEntries(Object.entries(body.args).map(([k, v]) => [k, jsonArgument(v, `args.${k}`)]));
+    } else if (body.args !== undefined) {
+      throw new ServerError(400, "BAD_REQUEST", "args must be an array or an object");
+    }
+    const result = await replica.execute({ sql: body.sql, args });
+    checkRows(result.rows.length, limits);
+    const text = resultJson(result, replica.sequence);
+    if (text.length > limits.maxResultBytes) throw resultTooLarge(limits);
+    return json(text, replica);
+  });
+
+  app.get("/v1/db/:name/status", async (c) => {
+    const name = c.req.param("name");
+    const replica = await open(c, name);
+    return json(JSON.stringify({ name, ...replica.status() }), replica);
+  });
+
+  app.post("/v1/db/:name/refresh", async (c) => {
+    const name = c.req.param("name");
+    const replica = await open(c, name);
+    const before = replica.sequence;
+    await replica.refresh(1);
+    return json(JSON.stringify({ name, before, sequence: replica.sequence }), replica);
+  });
+
+  app.get("/healthz", (c) => {
+    if (shuttingDown) {
+      return errorResponse(new ServerError(503, "SHUTTING_DOWN", "The server is shutting down"));
+    }
+    const closed = [...databases.values()].filter((d) => d.replica.closed).length;
+    return c.json({ ok: closed === 0, databases: databases.size, closed }, closed === 0 ? 200 : 503);
+  });
+
+  app.get("/metrics", (c) => {
+    if (options.metricsToken !== undefined) {
+      const presented = c.req.header("authorization") ?? "";
+      if (!constantTimeEqual(presented, `Bearer ${options.metricsToken}`)) {
+        throw new ServerError(401, "UNAUTHORIZED", "/metrics needs its bearer token");
+      }
+    }
+    const rows = new Map(
+      [...databases].map(([name, db]) => [name, { replica: db.replica, store: counters.get(name)! }]),
+    );
+    return c.body(metrics.render(rows, { inFlight, streams: streams.size }), 200, {
+      "content-type": "text/plain; version=0.0.4; charset=utf-8",
+    });
+  });
+
+  Object.defineProperty(app, "inFlight", { get: () => inFlight });
+  app.shutdown = async (shutdownOptions: { timeoutMs?: number } = {}) => {
+    shuttingDown = true;
+    if (inFlight > 0) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, shutdownOptions.timeoutMs ?? 10_000);
+        idle.push(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    }
+    streams.close();
+    if (options.closeReplicas ?? true) { for (const db of databases.values()) db.replica.close(); }
+  };
+  return app;
+}
+
+function constantTimeEqual(a: string, b: string): boolean {
+  let diff = a.length ^ b.length;
+  for (let i = 0; i < Math.max(a.length, b.length); i++) {
+    diff |= (a.charCodeAt(i) || 0) ^ (b.charCodeAt(i) || 0);
+  }
+  return diff === 0;
+}

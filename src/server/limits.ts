@@ -1,0 +1,114 @@
+/**
+ * The server's limits and the checks that enforce them, each with its documented code: a body past
+ * `maxBodyBytes` is `PAYLOAD_TOO_LARGE` (413) before it is read whole; SQL past `maxSqlLength` is
+ * `SQL_TOO_LONG`; a statement returning more than `maxRows` rows, or results past `maxResultBytes` in one
+ * response, is `RESULT_TOO_LARGE`. Concurrency (`maxConcurrentRequests`: `TOO_MANY_REQUESTS`, 429) is
+ * counted by the app, streams by the stream table, and the time limit of one statement by the replica's
+ * engine (`queryTimeoutMs`, `SQLITE_INTERRUPT`).
+ *
+ * @module
+ */
+
+import { ServerError } from "./errors.ts";
+
+/** What the server allows one request. */
+export interface ServerLimits {
+  /** Largest request body. @default {1048576} */
+  maxBodyBytes: number;
+  /** Longest SQL text, in characters. @default {100000} */
+  maxSqlLength: number;
+  /** Most rows one statement may return. @default {10000} */
+  maxRows: number;
+  /** Most bytes of results in one response. @default {16777216} */
+  maxResultBytes: number;
+  /** Most SQL texts one Hrana stream may store. @default {1000} */
+  maxStoredSql: number;
+  /** Most requests answered at once (health and metrics excepted). @default {64} */
+  maxConcurrentRequests: number;
+}
+
+/** The limits when a config says nothing. */
+export const DEFAULT_LIMITS: Readonly<ServerLimits> = {
+  maxBodyBytes: 1 << 20,
+  maxSqlLength: 100_000,
+  maxRows: 10_000,
+  maxResultBytes: 16 << 20,
+  maxStoredSql: 1000,
+  maxConcurrentRequests: 64,
+};
+
+/** Throws `SQL_TOO_LONG` when `sql` is longer than the limit. */
+export function checkSqlLength(sql: string, limits: Pick<ServerLimits, "maxSqlLength">): void {
+  if (sql.length > limits.maxSqlLength) {
+    throw new ServerError(
+      400,
+      "SQL_TOO_LONG",
+      `The SQL text is ${sql.length} characters long, more than the limit of ${limits.maxSqlLength}`,
+    );
+  }
+}
+
+/** Throws `RESULT_TOO_LARGE` when a statement returned more rows than the limit. */
+export function checkRows(rows: number, limits: Pick<ServerLimits, "maxRows">): void {
+  if (rows > limits.maxRows) {
+    throw new ServerError(
+      400,
+      "RESULT_TOO_LARGE",
+      `The statement returned ${rows} rows, more than the limit of ${limits.maxRows}: add a LIMIT, or page ` +
+        "with a WHERE on the key",
+    );
+  }
+}
+
+/** The `RESULT_TOO_LARGE` error for results past `maxResultBytes`. */
+export function resultTooLarge(limits: Pick<ServerLimits, "maxResultBytes">): ServerError {
+  return new ServerError(
+    400,
+    "RESULT_TOO_LARGE",
+    `The results of this request pass the limit of ${limits.maxResultBytes} bytes: ask for fewer rows or columns`,
+  );
+}
+
+/** Reads a request's JSON body, refusing more than `maxBytes` (`PAYLOAD_TOO_LARGE`) and text that is not JSON. */
+export async function readJsonBody(request: Request, maxBytes: number): Promise<unknown> {
+  const tooLarge = () =>
+    new ServerError(
+      413,
+      "PAYLOAD_TOO_LARGE",
+      `The request body is larger than the limit of ${maxBytes} bytes`,
+    );
+  const declared = request.headers.get("content-length");
+  if (declared !== null && Number(declared) > maxBytes) throw tooLarge();
+  const parts: Uint8Array[] = [];
+  let total = 0;
+  if (request.body) {
+    const reader = request.body.getReader();
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      total += value.length;
+      if (total > maxBytes) {
+        await reader.cancel().catch(() => {});
+        throw tooLarge();
+      }
+      parts.push(value);
+    }
+  }
+  const bytes = new Uint8Array(total);
+  let at = 0;
+  for (const part of parts) {
+    bytes.set(part, at);
+    at += part.length;
+  }
+  let text: string;
+  try {
+    text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+  } catch {
+    throw new ServerError(400, "BAD_REQUEST", "The request body is not UTF-8 text");
+  }
+  try {
+    return JSON.parse(text);
+  } catch (error) {
+    throw new ServerError(400, "BAD_REQUEST", `The request body is not JSON: ${(error as Error).message}`);
+  }
+}
