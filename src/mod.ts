@@ -138,3 +138,23 @@ export {
   type ReplicaStatus,
 } from "./replica/replica.ts";
 export type { TesseraConfig } from "./config/types.ts";
+export { type AppOptions, createApp, type ServedDatabase, type TesseraApp } from "./server/app.ts";
+export { createFetchHandler, type FetchHandler } from "./server/edge.ts";
+export {
+  bookmarkFetch,
+  type BookmarkFetchOptions,
+  CTIME_HEADER,
+  MIN_SEQUENCE_HEADER,
+  SEQUENCE_HEADER,
+  WAIT_HEADER,
+} from "./server/bookmarks.ts";
+export { ServerError, type ServerErrorCode } from "./server/errors.ts";
+export { DEFAULT_LIMITS, type ServerLimits } from "./server/limits.ts";
+export { countingStore, type StoreCounters, storeCounters } from "./server/metrics.ts";
+export {
+  loadServerConfig,
+  openServerDatabases,
+  parseServerConfig,
+  type ServerConfig,
+} from "./server/config.ts";
+export { listen, type Listening, type ListenOptions } from "./server/serve.ts";

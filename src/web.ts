@@ -65,7 +65,20 @@ export {
 } from "./chunk/source.ts";
 export { readImage, type ReadImageOptions } from "./restore/read_image.ts";
 export type { OpenReplicaOptions, ReplicaSource } from "./replica/open_core.ts";
-export { Replica, type ReplicaStatus } from "./replica/replica.ts";
+export { Replica, type ReplicaStatus, type StatementDescription } from "./replica/replica.ts";
+export { type AppOptions, createApp, type ServedDatabase, type TesseraApp } from "./server/app.ts";
+export { createFetchHandler, type FetchHandler } from "./server/edge.ts";
+export {
+  bookmarkFetch,
+  type BookmarkFetchOptions,
+  CTIME_HEADER,
+  MIN_SEQUENCE_HEADER,
+  SEQUENCE_HEADER,
+  WAIT_HEADER,
+} from "./server/bookmarks.ts";
+export { ServerError, type ServerErrorCode } from "./server/errors.ts";
+export { DEFAULT_LIMITS, type ServerLimits } from "./server/limits.ts";
+export { countingStore, type StoreCounters, storeCounters } from "./server/metrics.ts";
 
 /**
  * Opens a read replica on the wasm engine (the only one here). A database named by `tessera:///PATH` needs

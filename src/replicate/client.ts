@@ -295,6 +295,28 @@ export class ReplicatingClient implements Client {
     }
   }
 
+  /**
+   * Read your writes through replicas: captures now (once no write is in flight) and returns the sequence
+   * of the snapshot that holds every write this client finished before the call. It is published in the
+   * background; a replica server asked for it (`Tessera-Min-Sequence`, or `bookmarkFetch`) waits until it
+   * serves it. Null before anything was captured. Throws as `flush` does when replication stopped.
+   */
+  async bookmark(options: { timeoutMs?: number } = {}): Promise<number | null> {
+    const deadline = Date.now() + (options.timeoutMs ?? 30_000);
+    this.#captures.error = null;
+    const captured = await this.#capture(deadline);
+    this.#throwIfFailed();
+    if (!captured) {
+      throw new TesseraError(
+        "STALE",
+        `Cannot bookmark "${this.name}": a write transaction stayed open for ${options.timeoutMs ?? 30_000} ms`,
+      );
+    }
+    const status = this.replicator.status();
+    if (status.error !== null) throw new TesseraError("CONFLICT", status.error);
+    return status.lastCapture?.sequence ?? status.lastSync?.sequence ?? null;
+  }
+
   /** The replicator's status: pending images, last sync, captures, each store's state. */
   status(): ReplicatorStatus {
     return this.replicator.status();

@@ -25,6 +25,7 @@ export type ServerErrorCode =
   | "TOO_MANY_STREAMS"
   | "BOOKMARK_NOT_REACHED"
   | "SHUTTING_DOWN"
+  | "UNAVAILABLE"
   | "INTERNAL_ERROR";
 
 /** A refusal with its HTTP status. */
