@@ -82,12 +82,16 @@ export async function serveParity(
   };
 }
 
+/** A parsed JSON body, read field by field in assertions. */
+// deno-lint-ignore no-explicit-any
+export type Json = any;
+
 /** POSTs a Hrana pipeline to `url` and returns the status, headers and parsed body. */
 export async function pipeline(
   url: string,
   body: unknown,
   headers: Record<string, string> = { authorization: `Bearer ${TOKEN}` },
-): Promise<{ status: number; headers: Headers; body: any }> {
+): Promise<{ status: number; headers: Headers; body: Json }> {
   const response = await fetch(url, {
     method: "POST",
     headers: { "content-type": "application/json", ...headers },

@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { pipeline, type Served, serveParity, TOKEN } from "./_fixture.ts";
+import { type Json, pipeline, type Served, serveParity, TOKEN } from "./_fixture.ts";
 
 const stmt = (sql: string, args: unknown[] = [], extra: Record<string, unknown> = {}) => ({
   sql,
@@ -219,7 +219,7 @@ describe("the Hrana 2 pipeline endpoint", () => {
         type: "get_autocommit",
       }],
     });
-    assert.deepEqual(first.body.results.map((r: any) => r.response.is_autocommit ?? r.response.type), [
+    assert.deepEqual(first.body.results.map((r: Json) => r.response.is_autocommit ?? r.response.type), [
       true,
       "execute",
       false,
@@ -340,7 +340,7 @@ describe("the Hrana 2 pipeline endpoint", () => {
         { type: "close" },
       ],
     });
-    const errors = got.body.results.map((r: any) => r.type === "error" ? r.error.code : "ok");
+    const errors = got.body.results.map((r: Json) => r.type === "error" ? r.error.code : "ok");
     const file = s.files.get("bigint")!;
     const expected = async (sql: string, args: unknown[]) =>
       await file.execute({ sql, args: args as never }).then(() => "ok", (e) => e.code);
