@@ -45,8 +45,8 @@ Options:
   --port N                 listen on port N; 0 picks a free one (default: the config's, or 8080)
   --json                   one JSON event per line on stdout ({"event":"listening",...} first)
 
-Exit codes: 0 stopped by a signal, 1 failed (a database could not be opened, the port is taken),
-2 bad usage or an invalid config.
+Exit codes: 0 stopped by a signal, 1 failed (an invalid config, a database that could not be opened,
+the port taken), 2 bad usage, 3 a database not found.
 `;
 
 /** Runs `tessera serve`. */

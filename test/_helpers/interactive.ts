@@ -30,6 +30,11 @@ export interface Interactive {
   exited: Promise<number | null>;
   /** Kills the child (SIGTERM) unless it exited, and waits for it. */
   stop(): Promise<void>;
+  /**
+   * Sends `name` to the child through `process.kill`, so its exit code is its own (Deno's child_process
+   * reports a child it was asked to kill as killed by the signal, whatever it exited with).
+   */
+  signal(name: "SIGTERM" | "SIGINT"): void;
 }
 
 /**
@@ -115,6 +120,9 @@ export function startInteractive(
       return await exited;
     },
     exited,
+    signal: (name) => {
+      if (!done && child.pid !== undefined) process.kill(child.pid, name);
+    },
     stop: async () => {
       if (!done) child.kill("SIGTERM");
       await exited;

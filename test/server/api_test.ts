@@ -94,11 +94,19 @@ describe("the JSON API", () => {
     await post(`${base}/query`, { sql: "SELECT 1" });
     const text = await (await fetch(`${s.server.url}/metrics`)).text();
     assert.match(text, /^# TYPE tessera_http_requests_total counter$/m);
-    const ok = /^tessera_http_requests_total\{route="\/v1\/db\/:name\/query",status="200"\} (\d+)$/m.exec(text);
+    const ok = /^tessera_http_requests_total\{route="\/v1\/db\/:name\/query",status="200"\} (\d+)$/m.exec(
+      text,
+    );
     assert.ok(ok && Number(ok[1]) >= 3, "query requests are counted");
     assert.match(text, /^tessera_http_requests_total\{route="\/v1\/db\/:name\/query",status="400"\} \d+$/m);
-    assert.match(text, /^tessera_http_request_duration_seconds_bucket\{route="\/v1\/db\/:name\/query",le="\+Inf"\} \d+$/m);
-    assert.match(text, new RegExp(`^tessera_replica_sequence\\{database="parity"\\} ${s.replica.sequence}$`, "m"));
+    assert.match(
+      text,
+      /^tessera_http_request_duration_seconds_bucket\{route="\/v1\/db\/:name\/query",le="\+Inf"\} \d+$/m,
+    );
+    assert.match(
+      text,
+      new RegExp(`^tessera_replica_sequence\\{database="parity"\\} ${s.replica.sequence}$`, "m"),
+    );
     assert.match(text, /^tessera_replica_lag_seconds\{database="parity"\} [\d.e+-]+$/m);
     assert.match(text, /^tessera_replica_chunk_hits_total\{database="parity"\} \d+$/m);
     const health = await fetch(`${s.server.url}/healthz`);
@@ -110,11 +118,18 @@ describe("the JSON API", () => {
 describe("a server's config", () => {
   it("is checked whole, each problem named, no secret shown", () => {
     const env = { APP_TOKEN: "from-env-secret" };
-    const config = parseServerConfig({
-      listen: { port: 0 },
-      store: "file:///backups",
-      databases: { app: { tokens: ["env:APP_TOKEN"], load: "lazy" }, pub: { public: true, engine: "native" } },
-    }, "test", env);
+    const config = parseServerConfig(
+      {
+        listen: { port: 0 },
+        store: "file:///backups",
+        databases: {
+          app: { tokens: ["env:APP_TOKEN"], load: "lazy" },
+          pub: { public: true, engine: "native" },
+        },
+      },
+      "test",
+      env,
+    );
     assert.deepEqual(config.databases.get("app")?.tokens, ["from-env-secret"]);
     assert.equal(config.databases.get("app")?.queryTimeoutMs, 10_000);
     assert.equal(config.databases.get("pub")?.queryTimeoutMs, 0);
@@ -130,10 +145,22 @@ describe("a server's config", () => {
     invalid({ databases: {} }, /databases names no database/);
     invalid({ store: "file:///x", databases: { a: {} } }, /databases\.a has no tokens/);
     invalid({ databases: { a: { public: true } } }, /databases\.a has no store/);
-    invalid({ store: "file:///x", databases: { a: { public: true, engin: "wasm" } } }, /databases\.a\.engin is not a field/);
-    invalid({ store: "file:///x", databases: { a: { tokens: ["env:MISSING"] } } }, /MISSING, which is not set/);
-    invalid({ store: "file:///x", databases: { a: { public: true, engine: "native", queryTimeoutMs: 5 } } }, /needs engine "wasm"/);
-    invalid({ store: "file:///x", databases: { a: { public: true } }, limits: { maxRows: 0 } }, /limits\.maxRows is 0/);
+    invalid(
+      { store: "file:///x", databases: { a: { public: true, engin: "wasm" } } },
+      /databases\.a\.engin is not a field/,
+    );
+    invalid(
+      { store: "file:///x", databases: { a: { tokens: ["env:MISSING"] } } },
+      /MISSING, which is not set/,
+    );
+    invalid(
+      { store: "file:///x", databases: { a: { public: true, engine: "native", queryTimeoutMs: 5 } } },
+      /needs engine "wasm"/,
+    );
+    invalid(
+      { store: "file:///x", databases: { a: { public: true } }, limits: { maxRows: 0 } },
+      /limits\.maxRows is 0/,
+    );
     invalid({ store: "file:///x", databases: { a: { public: true } }, default: "b" }, /default is "b"/);
   });
 
@@ -147,7 +174,10 @@ describe("a server's config", () => {
       const options = await openServerDatabases(config);
       const app = createApp(options);
       const response = await app.fetch(
-        new Request("http://server/v1/db/again/query", { method: "POST", body: '{"sql":"SELECT count(*) AS n FROM items"}' }),
+        new Request("http://server/v1/db/again/query", {
+          method: "POST",
+          body: '{"sql":"SELECT count(*) AS n FROM items"}',
+        }),
       );
       assert.deepEqual((await response.json()).rows, [{ n: 2000 }]);
       const metrics = await (await app.fetch(new Request("http://server/metrics"))).text();
@@ -182,7 +212,10 @@ describe("shutting down", () => {
         body: JSON.stringify({
           requests: [{
             type: "execute",
-            stmt: { sql: "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 3000000) SELECT count(*) FROM c" },
+            stmt: {
+              sql:
+                "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 3000000) SELECT count(*) FROM c",
+            },
           }, { type: "close" }],
         }),
       }).then((r) => r.json());
@@ -190,7 +223,10 @@ describe("shutting down", () => {
       const closing = s.app.shutdown({ timeoutMs: 10_000 });
       const refused = await s.app.fetch(new Request(url, { method: "POST", headers: auth, body: "{}" }));
       assert.equal(refused.status, 503);
-      assert.deepEqual(await refused.json(), { message: "The server is shutting down", code: "SHUTTING_DOWN" });
+      assert.deepEqual(await refused.json(), {
+        message: "The server is shutting down",
+        code: "SHUTTING_DOWN",
+      });
       assert.equal((await s.app.fetch(new Request("http://x/healthz"))).status, 503);
       const answered = await slow;
       assert.deepEqual(answered.results[0].response.result.rows, [[{ type: "integer", value: "3000000" }]]);
@@ -209,12 +245,19 @@ describe("createFetchHandler()", () => {
     const handler = createFetchHandler(async (env) => {
       opens++;
       if (opens === 1) throw new Error("store unreachable");
-      return { databases: { parity: { replica: s.replica, tokens: [(env as { TOKEN: string }).TOKEN] } }, closeReplicas: false };
+      return {
+        databases: { parity: { replica: s.replica, tokens: [(env as { TOKEN: string }).TOKEN] } },
+        closeReplicas: false,
+      };
     });
     try {
       const ask = () =>
         handler.fetch(
-          new Request("http://edge/v1/db/parity/query", { method: "POST", headers: auth, body: '{"sql":"SELECT 7 AS n"}' }),
+          new Request("http://edge/v1/db/parity/query", {
+            method: "POST",
+            headers: auth,
+            body: '{"sql":"SELECT 7 AS n"}',
+          }),
           { TOKEN },
         );
       const failed = await ask();

@@ -14,7 +14,7 @@ import { createReplicatingClient } from "../../src/replicate/client.ts";
 import type { ReplicatingClient } from "../../src/replicate/client.ts";
 import { createApp } from "../../src/server/app.ts";
 import { bookmarkFetch } from "../../src/server/bookmarks.ts";
-import { type Listening, listen } from "../../src/server/serve.ts";
+import { listen, type Listening } from "../../src/server/serve.ts";
 import { LocalStore } from "../../src/store/local.ts";
 import { makeTempDir, removeDir } from "../_helpers/temp.ts";
 
@@ -40,9 +40,12 @@ describe("bookmarks", () => {
     await writer.flush();
     // The replica does not poll: only a bookmark (or a refresh) moves it.
     replica = await openReplica(writer.name, { store, pollIntervalMs: 0, intMode: "bigint" });
-    server = await listen(createApp({ databases: { app: { replica, public: true } }, maxBookmarkWaitMs: 5000 }), {
-      port: 0,
-    });
+    server = await listen(
+      createApp({ databases: { app: { replica, public: true } }, maxBookmarkWaitMs: 5000 }),
+      {
+        port: 0,
+      },
+    );
   });
   after(async () => {
     await server?.close();
@@ -64,7 +67,10 @@ describe("bookmarks", () => {
 
     await writer.execute("INSERT INTO notes (body) VALUES ('one')");
     const wrote = await writer.bookmark();
-    assert.ok(wrote !== null && wrote > replica.sequence, `the bookmark ${wrote} is newer than ${replica.sequence}`);
+    assert.ok(
+      wrote !== null && wrote > replica.sequence,
+      `the bookmark ${wrote} is newer than ${replica.sequence}`,
+    );
     const stale = await query();
     assert.deepEqual((await stale.json()).rows, [{ n: 0 }], "without a bookmark the replica may be behind");
     const fresh = await query({ "Tessera-Min-Sequence": String(wrote) });
@@ -75,7 +81,8 @@ describe("bookmarks", () => {
     const future = await query({ "Tessera-Min-Sequence": String(wrote! + 100), "Tessera-Wait-Ms": "300" });
     assert.equal(future.status, 412);
     assert.deepEqual(await future.json(), {
-      message: `The replica serves sequence ${replica.sequence}, not yet ${wrote! + 100}, after waiting 300 ms: ` +
+      message:
+        `The replica serves sequence ${replica.sequence}, not yet ${wrote! + 100}, after waiting 300 ms: ` +
         "retry, or read from the primary",
       code: "BOOKMARK_NOT_REACHED",
     });

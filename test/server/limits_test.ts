@@ -10,10 +10,13 @@ import { after, before, describe, it } from "node:test";
 import { openReplica } from "../../src/replica/open.ts";
 import type { Replica } from "../../src/replica/replica.ts";
 import { createApp } from "../../src/server/app.ts";
-import { type Listening, listen } from "../../src/server/serve.ts";
+import { listen, type Listening } from "../../src/server/serve.ts";
 import { type Json, pipeline, type Served, serveParity, TOKEN } from "./_fixture.ts";
 
-const execute = (sql: string) => ({ type: "execute", stmt: { sql, args: [], named_args: [], want_rows: true } });
+const execute = (sql: string) => ({
+  type: "execute",
+  stmt: { sql, args: [], named_args: [], want_rows: true },
+});
 const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
 
 describe("bearer tokens", () => {
@@ -23,7 +26,9 @@ describe("bearer tokens", () => {
 
   before(async () => {
     s = await serveParity("auth");
-    for (let i = 0; i < 2; i++) extra.push(await openReplica("parity", { store: s.store, pollIntervalMs: 0 }));
+    for (let i = 0; i < 2; i++) {
+      extra.push(await openReplica("parity", { store: s.store, pollIntervalMs: 0 }));
+    }
     const app = createApp({
       databases: {
         parity: { replica: s.replica, tokens: [TOKEN] },
@@ -41,7 +46,11 @@ describe("bearer tokens", () => {
   });
 
   const ask = (db: string, headers: Record<string, string>) =>
-    pipeline(`${server.url}/${db}/v2/pipeline`, { requests: [execute("SELECT 1"), { type: "close" }] }, headers);
+    pipeline(
+      `${server.url}/${db}/v2/pipeline`,
+      { requests: [execute("SELECT 1"), { type: "close" }] },
+      headers,
+    );
 
   it("opens a database to its own tokens, and a public one to anyone", async () => {
     assert.equal((await ask("parity", bearer(TOKEN))).status, 200);
@@ -65,8 +74,14 @@ describe("bearer tokens", () => {
     const ghost = await ask("ghost", bearer(TOKEN));
     assert.equal(forbidden.status, 403);
     assert.equal(ghost.status, 403);
-    assert.deepEqual(forbidden.body, { message: 'The bearer token does not open database "other"', code: "FORBIDDEN" });
-    assert.deepEqual(ghost.body, { message: 'The bearer token does not open database "ghost"', code: "FORBIDDEN" });
+    assert.deepEqual(forbidden.body, {
+      message: 'The bearer token does not open database "other"',
+      code: "FORBIDDEN",
+    });
+    assert.deepEqual(ghost.body, {
+      message: 'The bearer token does not open database "ghost"',
+      code: "FORBIDDEN",
+    });
     const json = await fetch(`${server.url}/v1/db/ghost/status`, { headers: bearer(TOKEN) });
     assert.equal(json.status, 403);
     await json.body?.cancel();
@@ -80,7 +95,13 @@ describe("limits", () => {
 
   before(async () => {
     s = await serveParity("limits", { queryTimeoutMs: 500 }, {
-      limits: { maxBodyBytes: 4096, maxSqlLength: 1000, maxRows: 100, maxResultBytes: 20_000, maxConcurrentRequests: 3 },
+      limits: {
+        maxBodyBytes: 4096,
+        maxSqlLength: 1000,
+        maxRows: 100,
+        maxResultBytes: 20_000,
+        maxConcurrentRequests: 3,
+      },
       streams: { maxStreams: 2 },
       maxBookmarkWaitMs: 3000,
     });
@@ -155,13 +176,17 @@ describe("limits", () => {
     const started = Date.now();
     let runawayDone = 0;
     const runaway = pipeline(url, {
-      requests: [execute("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c")],
+      requests: [
+        execute("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c"),
+      ],
     }).then((r) => {
       runawayDone = Date.now();
       return r;
     });
     await new Promise((resolve) => setTimeout(resolve, 150));
-    const quick = await pipeline(url, { requests: [execute("SELECT count(*) FROM items"), { type: "close" }] });
+    const quick = await pipeline(url, {
+      requests: [execute("SELECT count(*) FROM items"), { type: "close" }],
+    });
     const quickDone = Date.now();
     assert.equal(quick.status, 200);
     const health = await fetch(`${s.server.url}/healthz`);
@@ -175,7 +200,10 @@ describe("limits", () => {
     });
     assert.ok(runawayDone - started >= 500, "it ran until its limit");
     // The stream it left open still works.
-    const next = await pipeline(url, { baton: got.body.baton, requests: [execute("SELECT 1"), { type: "close" }] });
+    const next = await pipeline(url, {
+      baton: got.body.baton,
+      requests: [execute("SELECT 1"), { type: "close" }],
+    });
     assert.equal(next.status, 200);
   });
 
@@ -211,6 +239,8 @@ describe("limits", () => {
     await pipeline(url, { baton: held[0].body.baton, requests: [{ type: "close" }] });
     const again = await begin();
     assert.equal(again.status, 200);
-    for (const r of [held[1], again]) await pipeline(url, { baton: r.body.baton, requests: [{ type: "close" }] });
+    for (const r of [held[1], again]) {
+      await pipeline(url, { baton: r.body.baton, requests: [{ type: "close" }] });
+    }
   });
 });
