@@ -1,133 +1,147 @@
 /**
- * An HTTP endpoint answering read-only SQL from a Tessera read replica, for Deno (`Deno.serve`, Deno
- * Deploy) or Bun (`Bun.serve`). The replica is opened once, at startup, and follows the store: every query
- * runs on the newest snapshot the background poller has fetched.
+ * The replica server (`src/server/`, docs/SERVER.md) as an edge entry point: one database, named by the
+ * environment, served by {@linkcode createFetchHandler}. Every endpoint is the server's: Hrana 2 for
+ * @libsql/client, the JSON API, `/metrics`, `/healthz`, bearer tokens and the `Tessera-Sequence` headers.
+ * This file only turns the environment into the server's options and, run as a program, listens with
+ * `Deno.serve` or `Bun.serve`.
  *
  * ```sh
- * TESSERA_SOURCE=tessera://db1/srv/app.db TESSERA_STORE=s3://my-bucket/backups PORT=8000 \
- *   deno run -A examples/edge.ts
- * curl 'http://localhost:8000/query?sql=SELECT+count(*)+AS+n+FROM+users'
- * curl 'http://localhost:8000/status'
+ * TESSERA_SOURCE=tessera://db1/srv/app.db TESSERA_STORE=s3://my-bucket/backups TESSERA_TOKEN=s3cret \
+ *   PORT=8000 deno run -A examples/edge.ts
+ * curl -s localhost:8000/v1/db/db/query -H 'authorization: Bearer s3cret' -d '{"sql": "SELECT 1 AS one"}'
  * ```
  *
  * Environment: `TESSERA_SOURCE` (a database name, `tessera://host/abs/path`, or a manifest key),
  * `TESSERA_STORE` (`s3://bucket/prefix`, `file:///dir`, a directory, or `https://…`; or a config in
- * `TESSERA_CONFIG`), S3 credentials in `AWS_*`, `PORT` (default 8000, 0 for any free port), `HOST`
- * (default 0.0.0.0), `TESSERA_POLL_MS` (default 1000).
+ * `TESSERA_CONFIG`), S3 credentials in `AWS_*`, `TESSERA_DB_NAME` (the name it is served under, default
+ * `db`), `TESSERA_TOKEN` (the bearer token readers send; without it the database is public),
+ * `TESSERA_POLL_MS` (default 1000), and, for the program, `PORT` (default 8000, 0 for any free port) and
+ * `HOST` (default 0.0.0.0).
  *
  * @module
  */
 
 import process from "node:process";
-import { loadConfig } from "../src/config/load.ts";
-import { openTarget } from "../src/config/stores.ts";
-import { openReplica } from "../src/config/replica.ts";
-import type { Replica } from "../src/replica/replica.ts";
+import {
+  type AppOptions,
+  countingStore,
+  createFetchHandler,
+  type FetchHandler,
+  loadConfig,
+  openReplica,
+  openTarget,
+  type Replica,
+  type StoreCounters,
+  storeCounters,
+} from "../src/mod.ts";
+
+type Env = Record<string, string | undefined>;
 
 /**
- * A fetch handler over `replica`:
- * - `GET /query?sql=SELECT…[&arg=…]` runs one statement (`arg`s bind its `?`s in order, as text) and answers
- *   `{"columns": [...], "rows": [{column: value}], "sequence": N}`: integers beyond ±(2^53 − 1) as decimal
- *   strings, blobs as base64. An SQL error, a write included, answers 400 with SQLite's message.
- * - `GET /status` answers `replica.status()`.
+ * Opens the replica the environment names: `TESSERA_SOURCE` in the stores of `TESSERA_STORE` and
+ * `TESSERA_CONFIG`, following the store every `TESSERA_POLL_MS`. `counters`, when given, counts the store
+ * requests for `/metrics`.
  *
- * Errors never carry a stack trace. Any SQL can be sent, so put this behind your own authentication.
- *
- * @example Answering a request without a server
+ * @example Opening the replica of a database backed up to a directory
  * ```ts
- * import { handler } from "./edge.ts";
- * import { openReplica } from "../src/replica/open.ts";
- * import { LocalStore } from "../src/store/local.ts";
+ * import { replicaFromEnv } from "./edge.ts";
  *
- * const replica = await openReplica("app", { store: new LocalStore("/tmp/backups") }).catch(() => undefined);
- * if (replica) {
- *   const response = await handler(replica)(new Request("http://edge/query?sql=SELECT+1+AS+one"));
- *   console.log(await response.json()); // { columns: ["one"], rows: [{ one: 1 }], sequence: 1 }
- *   replica.close();
- * }
+ * const env = { TESSERA_SOURCE: "app", TESSERA_STORE: "/tmp/backups" };
+ * const replica = await replicaFromEnv(env).catch((error) => console.log(error.code)); // NOT_FOUND
+ * replica?.close();
  * ```
  */
-export function handler(replica: Replica): (request: Request) => Promise<Response> {
-  return async (request) => {
-    const url = new URL(request.url);
-    if (request.method !== "GET" && request.method !== "HEAD") {
-      return json(
-        { error: { code: "METHOD_NOT_ALLOWED", message: `${request.method} is not allowed` } },
-        405,
-        {
-          allow: "GET, HEAD",
-        },
-      );
-    }
-    if (url.pathname === "/status") return json(replica.status(), 200);
-    if (url.pathname !== "/query") {
-      return json({
-        error: { code: "NOT_FOUND", message: `No route ${url.pathname}: try /query or /status` },
-      }, 404);
-    }
-    const sql = url.searchParams.get("sql");
-    if (!sql) {
-      return json({ error: { code: "BAD_REQUEST", message: "Give the SQL to run: /query?sql=…" } }, 400);
-    }
-    try {
-      const result = await replica.execute({ sql, args: url.searchParams.getAll("arg") });
-      const rows = result.rows.map((row) =>
-        Object.fromEntries(result.columns.map((column, i) => [column, jsonValue(row[i])]))
-      );
-      return json({ columns: result.columns, rows, sequence: replica.sequence }, 200);
-    } catch (error) {
-      const { name, code, message } = error as { name?: string; code?: unknown; message?: string };
-      const sqlite = name === "LibsqlError" || name === "LibsqlBatchError";
-      return json(
-        { error: { code: typeof code === "string" ? code : "ERROR", message: message ?? String(error) } },
-        sqlite ? 400 : 503,
-      );
-    }
-  };
-}
-
-const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
-
-function jsonValue(value: unknown): unknown {
-  if (typeof value === "bigint") {
-    return value >= -MAX_SAFE && value <= MAX_SAFE ? Number(value) : String(value);
-  }
-  if (value instanceof ArrayBuffer) {
-    const bytes = new Uint8Array(value);
-    let binary = "";
-    for (let i = 0; i < bytes.length; i += 0x8000) {
-      binary += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
-    }
-    return btoa(binary);
-  }
-  if (typeof value === "number" && !Number.isFinite(value)) return String(value);
-  return value;
-}
-
-function json(body: unknown, status: number, headers: Record<string, string> = {}): Response {
-  return new Response(JSON.stringify(body), {
-    status,
-    headers: { "content-type": "application/json; charset=utf-8", ...headers },
-  });
-}
-
-/** Opens the replica the environment names: `TESSERA_SOURCE` in the stores of `TESSERA_STORE`/`TESSERA_CONFIG`. */
-export async function replicaFromEnv(env: Record<string, string | undefined>): Promise<Replica> {
+export async function replicaFromEnv(env: Env, counters?: StoreCounters): Promise<Replica> {
   const source = env.TESSERA_SOURCE;
   if (!source) {
     throw new TypeError("Set TESSERA_SOURCE to the database to serve, e.g. tessera://db1/srv/app.db");
   }
+  const pollIntervalMs = wholeNumber(env, "TESSERA_POLL_MS", 1000);
   const config = await loadConfig({ env, stores: env.TESSERA_STORE ? [env.TESSERA_STORE] : [] });
-  const stores = [...config.targets, ...config.readOnly].map((target) => openTarget(target, env));
+  const stores = [...config.targets, ...config.readOnly].map((target) => {
+    const store = openTarget(target, env);
+    return counters ? countingStore(store, counters) : store;
+  });
   if (stores.length === 0) throw new TypeError("Set TESSERA_STORE (s3://bucket/prefix or a directory)");
   return await openReplica(source, {
     store: stores,
     env,
+    // As `tessera serve` opens its replicas: integers past 2^53 stay exact in every answer.
     intMode: "bigint",
+    // As `tessera serve`'s default: a runaway statement is interrupted, and others are answered meanwhile.
+    queryTimeoutMs: 10_000,
     autoRefresh: true,
-    pollIntervalMs: Number(env.TESSERA_POLL_MS ?? 1000),
+    pollIntervalMs,
     cacheDirectory: config.cache?.directory,
   });
+}
+
+/** The server's options for the one database the environment names. */
+async function appOptions(env: Env): Promise<AppOptions> {
+  const name = env.TESSERA_DB_NAME || "db";
+  const token = env.TESSERA_TOKEN || undefined;
+  const counters = storeCounters();
+  const replica = await replicaFromEnv(env, counters);
+  if (token === undefined) {
+    console.warn(
+      `edge: WARNING: TESSERA_TOKEN is not set, so database "${name}" is PUBLIC: anyone who can reach this ` +
+        "server can read all of it. Set TESSERA_TOKEN to require a bearer token.",
+    );
+  }
+  return {
+    databases: { [name]: token === undefined ? { replica, public: true } : { replica, tokens: [token] } },
+    defaultDatabase: name,
+  };
+}
+
+/**
+ * The process's environment, overlaid with the string bindings a platform hands `fetch` (a Worker's `env`):
+ * those are where such platforms keep their variables and secrets.
+ */
+function environment(platform: unknown): Env {
+  const env: Env = { ...process.env };
+  if (typeof platform === "object" && platform !== null) {
+    for (const [key, value] of Object.entries(platform)) if (typeof value === "string") env[key] = value;
+  }
+  return env;
+}
+
+/**
+ * The server for the database the environment names, opened at the first request: `fetch(request, env?)`
+ * for any `fetch(request) => Response` host (`env`, when the platform passes one, overrides `process.env`),
+ * and `shutdown()` to answer the requests in flight and close the replica.
+ *
+ * @example Answering a request without listening
+ * ```ts
+ * import { handler } from "./edge.ts";
+ *
+ * const env = { TESSERA_SOURCE: "app", TESSERA_STORE: "/tmp/backups", TESSERA_TOKEN: "s3cret" };
+ * const response = await handler.fetch(
+ *   new Request("http://edge/v1/db/db/query", {
+ *     method: "POST",
+ *     headers: { authorization: "Bearer s3cret" },
+ *     body: JSON.stringify({ sql: "SELECT 1 AS one" }),
+ *   }),
+ *   env,
+ * );
+ * // 200 {"columns":["one"],"rows":[{"one":1}],"sequence":1}, or 503 UNAVAILABLE while /tmp/backups has no "app"
+ * console.log(response.status, await response.text());
+ * await handler.shutdown();
+ * ```
+ */
+export const handler: FetchHandler = createFetchHandler((platform) => appOptions(environment(platform)));
+
+/** The same handler, for platforms that take a module's default export with a `fetch` method. */
+export default handler;
+
+function wholeNumber(env: Env, name: string, fallback: number): number {
+  const text = env[name];
+  if (!text) return fallback;
+  const value = Number(text);
+  if (!Number.isSafeInteger(value) || value < 0) {
+    throw new TypeError(`Cannot use ${name}="${text}": give a whole number, 0 or more`);
+  }
+  return value;
 }
 
 interface ServeOptions {
@@ -139,25 +153,53 @@ type DenoServe = (
   handler: (request: Request) => Promise<Response>,
 ) => unknown;
 type BunServe = (
-  options: ServeOptions & { fetch(request: Request): Promise<Response> },
+  options: ServeOptions & { idleTimeout: number; fetch(request: Request): Promise<Response> },
 ) => { hostname: string; port: number };
 
 // Deno.serve and Bun.serve are looked up at run time, so this module type-checks and imports anywhere.
-async function main(): Promise<void> {
-  const replica = await replicaFromEnv(process.env);
-  const options = { port: Number(process.env.PORT ?? 8000), hostname: process.env.HOST ?? "0.0.0.0" };
-  const serve = handler(replica);
+async function main(): Promise<"SIGTERM" | "SIGINT"> {
+  const env = environment(undefined);
+  const name = env.TESSERA_DB_NAME || "db";
+  // Opening before listening makes a bad environment stop the program at once, instead of every request
+  // answering 503 UNAVAILABLE.
+  const warm = await handler.fetch(new Request("http://edge.internal/healthz"));
+  if (warm.status !== 200) throw new Error((await warm.json() as { message: string }).message);
+
+  let signals = 0;
+  let stop = (_signal: "SIGTERM" | "SIGINT") => {};
+  const stopped = new Promise<"SIGTERM" | "SIGINT">((resolve) => (stop = resolve));
+  const onSignal = (signal: "SIGTERM" | "SIGINT") => {
+    if (++signals > 1) process.exit(signal === "SIGINT" ? 130 : 143);
+    stop(signal);
+  };
+  process.on("SIGTERM", () => onSignal("SIGTERM"));
+  process.on("SIGINT", () => onSignal("SIGINT"));
+
+  const options = { port: wholeNumber(env, "PORT", 8000), hostname: env.HOST || "0.0.0.0" };
+  // Deno and Bun pass a second argument (connection info, the server) that is no environment.
+  const serve = (request: Request) => handler.fetch(request);
   const listening = (address: { hostname: string; port: number }) =>
-    console.log(`listening on http://${address.hostname}:${address.port}/ (${replica.status().database})`);
+    console.log(`listening on http://${address.hostname}:${address.port}/ (${name})`);
   const runtime = globalThis as { Deno?: { serve: DenoServe }; Bun?: { serve: BunServe } };
   if (runtime.Deno) runtime.Deno.serve({ ...options, onListen: listening }, serve);
-  else if (runtime.Bun) listening(runtime.Bun.serve({ ...options, fetch: serve }));
-  else throw new Error("Run this with Deno (deno run -A examples/edge.ts) or Bun (bun examples/edge.ts)");
+  else if (runtime.Bun) {
+    // Bun's default of 10 s would cut a statement running to the server's time limit (10 s) after a wait.
+    listening(runtime.Bun.serve({ ...options, idleTimeout: 120, fetch: serve }));
+  } else throw new Error("Run this with Deno (deno run -A examples/edge.ts) or Bun (bun examples/edge.ts)");
+  return await stopped;
 }
 
+// The module's evaluation ends only with the process. Bun serves the default export of an entry module once
+// its evaluation ends, and `deno serve` does too: that would be a second server, on a port of their choosing.
 if (import.meta.main) {
-  await main().catch((error) => {
+  try {
+    const signal = await main();
+    console.log(`${signal}: answering the requests in flight, then exiting`);
+    await handler.shutdown();
+    process.exit(0);
+  } catch (error) {
     console.error(`edge: ${error instanceof Error ? error.message : String(error)}`);
+    await handler.shutdown();
     process.exit(1);
-  });
+  }
 }

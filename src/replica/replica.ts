@@ -225,6 +225,11 @@ export class Replica implements Client {
   // --- freshness ---
 
   /** Whether each transaction moves to the newest prepared snapshot. */
+  /** How integers come back (the `intMode` it was opened with). */
+  get intMode(): IntMode {
+    return this.#intMode;
+  }
+
   get autoRefresh(): boolean {
     return this.#freshness.autoRefresh;
   }

@@ -309,7 +309,9 @@ export class ReplicatingClient implements Client {
     if (!captured) {
       throw new TesseraError(
         "STALE",
-        `Cannot bookmark "${this.name}": a write transaction stayed open for ${options.timeoutMs ?? 30_000} ms`,
+        `Cannot bookmark "${this.name}": a write transaction stayed open for ${
+          options.timeoutMs ?? 30_000
+        } ms`,
       );
     }
     const status = this.replicator.status();

@@ -39,7 +39,7 @@ import { StreamTable, type StreamTableOptions } from "./streams.ts";
 
 /** One database the app serves. */
 export interface ServedDatabase {
-  /** The replica to read. */
+  /** The replica to read, opened with `intMode: "bigint"`. */
   replica: Replica;
   /** Anyone may read it, with no token. @default {false} */
   public?: boolean | undefined;
@@ -128,6 +128,15 @@ export function createApp(options: AppOptions): TesseraApp {
         `Cannot serve database "${name}": a name is 1-128 letters, digits, "_", "-" or ".", and not ${[
           ...PROBES,
         ]}`,
+      );
+    }
+  }
+  for (const [name, db] of databases) {
+    // Hrana and the JSON API tell integers from floats by their JavaScript type.
+    if (db.replica.intMode !== "bigint") {
+      throw new TypeError(
+        `Cannot serve database "${name}": open its replica with intMode "bigint", not "${db.replica.intMode}", ` +
+          "so integers reach clients exact and typed",
       );
     }
   }

@@ -37,7 +37,18 @@ export function createFetchHandler(open: (env: unknown) => Promise<AppOptions>):
   let app: Promise<TesseraApp> | undefined;
   return {
     async fetch(request: Request, env?: unknown): Promise<Response> {
-      app ??= open(env).then(createApp);
+      app ??= open(env).then((options) => {
+        try {
+          return createApp(options);
+        } catch (error) {
+          // Opened but refused (a bad name, say): the next request opens them again, so close these.
+          const databases = options.databases instanceof Map
+            ? [...options.databases.values()]
+            : Object.values(options.databases);
+          for (const db of databases) db.replica.close();
+          throw error;
+        }
+      });
       let ready: TesseraApp;
       try {
         ready = await app;

@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { createClient } from "@libsql/client";
 import { TesseraError } from "../../src/errors.ts";
+import { openReplica } from "../../src/replica/open.ts";
 import { createApp } from "../../src/server/app.ts";
 import { openServerDatabases, parseServerConfig } from "../../src/server/config.ts";
 import { createFetchHandler } from "../../src/server/edge.ts";
@@ -239,6 +240,21 @@ describe("shutting down", () => {
 });
 
 describe("createFetchHandler()", () => {
+  it("refuses a replica whose integers would come back as JavaScript numbers", async () => {
+    const s = await serveParity("intmode");
+    const numbers = await openReplica("parity", { store: s.store, pollIntervalMs: 0 });
+    try {
+      assert.throws(() => createApp({ databases: { parity: { replica: numbers, public: true } } }), {
+        name: "TypeError",
+        message: 'Cannot serve database "parity": open its replica with intMode "bigint", not "number", so ' +
+          "integers reach clients exact and typed",
+      });
+    } finally {
+      numbers.close();
+      await s.close();
+    }
+  });
+
   it("opens the databases at the first request with the platform's environment, again after a failure", async () => {
     const s = await serveParity("edge");
     let opens = 0;
@@ -271,6 +287,15 @@ describe("createFetchHandler()", () => {
       await ask();
       assert.equal(opens, 2);
       await handler.shutdown();
+      // Options createApp refuses: the replicas just opened are closed, not left polling.
+      const extra = await openReplica("parity", { store: s.store, pollIntervalMs: 0, intMode: "bigint" });
+      const refused = createFetchHandler(() =>
+        Promise.resolve({ databases: { "bad name": { replica: extra } } })
+      );
+      const answer = await refused.fetch(new Request("http://edge/healthz"));
+      assert.equal(answer.status, 503);
+      assert.match((await answer.json()).message, /Cannot serve database "bad name"/);
+      assert.equal(extra.closed, true);
     } finally {
       await s.close();
     }

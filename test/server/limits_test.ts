@@ -27,7 +27,7 @@ describe("bearer tokens", () => {
   before(async () => {
     s = await serveParity("auth");
     for (let i = 0; i < 2; i++) {
-      extra.push(await openReplica("parity", { store: s.store, pollIntervalMs: 0 }));
+      extra.push(await openReplica("parity", { store: s.store, pollIntervalMs: 0, intMode: "bigint" }));
     }
     const app = createApp({
       databases: {
