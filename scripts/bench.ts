@@ -6,10 +6,12 @@
  * instead, in the same run: awscli uploading and downloading the whole file, curl downloading it from the
  * static server, and `cp`. Then restore throughput against `--concurrency` on the latency store, and the
  * step-by-step run through library calls (incremental and WAL syncs, cached restores), and lazy replicas
- * against eager ones (first query, full scan, warm point selects). Every restore and
- * download is checked byte for byte (SHA-256) against the source; the run fails if one differs. There are
- * no thresholds: it reports times, ratios and requests, writes bench/results/LATEST.md, latest.json and SVG
- * charts, and prints the markdown (or, with --json, the JSON).
+ * against eager ones (first query, full scan, warm point selects), and `tessera serve` under Deno and Bun
+ * against the same replica in process (point selects over HTTP by a closed-loop load generator). Every
+ * restore and download is checked byte for byte (SHA-256) against the source, every point select against
+ * its row; the run fails if one differs. There are no thresholds: it reports times, ratios and requests,
+ * writes bench/results/LATEST.md, latest.json and SVG charts, and prints the markdown (or, with --json,
+ * the JSON).
  *
  * Usage: deno task bench:e2e [options]     (or: bun scripts/bench.ts [options]); --help lists them.
  *
@@ -28,6 +30,7 @@ import { makeTempDir } from "../test/_helpers/temp.ts";
 import { awsVersion, curlVersion } from "./_bench/alternatives.ts";
 import { parseBenchArgs } from "./_bench/e2e_args.ts";
 import { measureLazy } from "./_bench/e2e_lazy.ts";
+import { measureServer } from "./_bench/e2e_server.ts";
 import { type MadeDatabase, measureSize, type Setups } from "./_bench/e2e_sizes.ts";
 import { measureSweep } from "./_bench/e2e_sweep.ts";
 import { startLatencyStore } from "./_bench/latency_store.ts";
@@ -110,6 +113,19 @@ async function main(): Promise<E2eResults> {
       lazy = await measureLazy({ sizeMiB: args.lazyMiB, s3, latency, work: lazyWork, progress });
     }
 
+    let server = null;
+    if (args.sections.has("server")) {
+      const serverWork = join(work, "server");
+      await mkdir(serverWork);
+      server = await measureServer({
+        rows: args.serverRows,
+        seconds: args.serverSeconds,
+        concurrencies: args.serverConcurrencies,
+        work: serverWork,
+        progress,
+      });
+    }
+
     return {
       date,
       command: args.command,
@@ -139,6 +155,7 @@ async function main(): Promise<E2eResults> {
       sweep,
       steps,
       lazy,
+      server,
       totalSeconds: (performance.now() - started) / 1000,
     };
   } finally {

@@ -11,7 +11,7 @@ import { parseArgs } from "node:util";
 import { ROOT } from "../../test/_helpers/run.ts";
 import type { StaticServerKind } from "./static_http.ts";
 
-const SECTIONS = ["sizes", "sweep", "steps", "lazy"] as const;
+const SECTIONS = ["sizes", "sweep", "steps", "lazy", "server"] as const;
 type Section = typeof SECTIONS[number];
 
 const DEFAULTS = {
@@ -21,6 +21,9 @@ const DEFAULTS = {
   sweep: "64",
   steps: "64",
   lazy: "1024",
+  serverRows: "100000",
+  serverSeconds: "5",
+  serverConcurrencies: "1,8,32",
   reps: "1",
 };
 
@@ -33,6 +36,10 @@ export const USAGE = `usage: deno task bench:e2e [options]      (or: bun scripts
   --sweep-mib N          the sweep's database size, one of --sizes-mib (default ${DEFAULTS.sweep}, else the smallest)
   --steps-mib N          database size of the step-by-step run through library calls (default ${DEFAULTS.steps})
   --lazy-mib N           database size of the lazy replica section (default ${DEFAULTS.lazy})
+  --server-rows N        rows of the server section's database (default ${DEFAULTS.serverRows})
+  --server-seconds N     length of each measured run of the server section (default ${DEFAULTS.serverSeconds})
+  --server-concurrencies LIST
+                         requests in flight over HTTP in the server section (default ${DEFAULTS.serverConcurrencies})
   --reps N               runs of each timed command; tables show the median (default ${DEFAULTS.reps})
   --only LIST            some of: ${SECTIONS.join(",")} (default all)
   --static-server KIND   auto (nginx if /usr/sbin/nginx exists, else python3), nginx or python
@@ -50,6 +57,9 @@ export interface BenchArgs {
   sweepMiB: number;
   stepsMiB: number;
   lazyMiB: number;
+  serverRows: number;
+  serverSeconds: number;
+  serverConcurrencies: number[];
   reps: number;
   sections: Set<Section>;
   staticServer: StaticServerKind;
@@ -76,6 +86,9 @@ export function parseBenchArgs(argv: string[]): BenchArgs {
         "sweep-mib": { type: "string" },
         "steps-mib": { type: "string", default: DEFAULTS.steps },
         "lazy-mib": { type: "string", default: DEFAULTS.lazy },
+        "server-rows": { type: "string", default: DEFAULTS.serverRows },
+        "server-seconds": { type: "string", default: DEFAULTS.serverSeconds },
+        "server-concurrencies": { type: "string", default: DEFAULTS.serverConcurrencies },
         reps: { type: "string", default: DEFAULTS.reps },
         only: { type: "string", default: SECTIONS.join(",") },
         "static-server": { type: "string", default: "auto" },
@@ -118,6 +131,9 @@ export function parseBenchArgs(argv: string[]): BenchArgs {
     sweepMiB,
     stepsMiB: whole(values["steps-mib"], "--steps-mib", 1),
     lazyMiB: whole(values["lazy-mib"], "--lazy-mib", 1),
+    serverRows: whole(values["server-rows"], "--server-rows", 100),
+    serverSeconds: whole(values["server-seconds"], "--server-seconds", 1),
+    serverConcurrencies: list(values["server-concurrencies"], "--server-concurrencies"),
     reps: whole(values.reps, "--reps", 1),
     sections: new Set(only as Section[]),
     staticServer: staticServer as StaticServerKind,

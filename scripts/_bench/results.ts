@@ -12,6 +12,7 @@ import { restoreTable, summaryTable, sweepTable, syncTable } from "./e2e_tables.
 import { type BenchResult, renderText, secs } from "./report.ts";
 import { mib } from "./replica_report.ts";
 import { type LazyBench, lazyMarkdown } from "./e2e_lazy.ts";
+import { type ServerBench, serverMarkdown } from "./e2e_server.ts";
 
 /** The store setups: s3rver on loopback, s3rver behind the latency proxy, a static HTTP server. */
 export type SetupKey = "s3" | "latency" | "static";
@@ -91,6 +92,9 @@ export interface E2eResults {
   steps: BenchResult | null;
   /** Lazy replicas against eager ones, when the section ran (absent from older runs). */
   lazy?: LazyBench | null;
+  /** `tessera serve` over HTTP against the replica in process, when the section ran (absent from older
+   * runs). */
+  server?: ServerBench | null;
   totalSeconds: number;
 }
 
@@ -192,6 +196,9 @@ export function renderMarkdown(r: E2eResults): string {
   }
   if (r.lazy) {
     out.push(`## Lazy replicas (${r.lazy.sizeMiB} MiB)`, "", ...lazyMarkdown(r.lazy), "");
+  }
+  if (r.server) {
+    out.push("## Serving over HTTP (point selects)", "", ...serverMarkdown(r.server), "");
   }
   out.push(
     "## Reproduce",
