@@ -157,6 +157,9 @@ scope.onmessage = async (event: MessageEvent) => {
     let result: ResultSet;
     try {
       db.timeLimitMs = message.timeLimitMs ?? 0;
+      // Bounded here, while SQLite steps: a result past a bound is never built, nor sent back.
+      db.maxRows = message.maxRows ?? 0;
+      db.maxBytes = message.maxBytes ?? 0;
       result = db.executeConverted(message.sql, message.args, message.intMode);
     } finally {
       // Each run stands alone: nothing of a transaction is left for the next statement.

@@ -5,7 +5,7 @@
  * @module
  */
 
-import type { InStatement, IntMode, ResultSet } from "@libsql/core/api";
+import { type InStatement, type IntMode, LibsqlError, type ResultSet } from "@libsql/core/api";
 import type { Manifest } from "../manifest/types.ts";
 import type { StatementDescription } from "./describe.ts";
 
@@ -66,6 +66,57 @@ export interface EngineMemory {
   chunkMisses?: number;
 }
 
+/** Bounds on one statement's result (0: none). */
+export interface ResultLimits {
+  /** Most rows a statement may return. */
+  maxRows: number;
+  /** Most bytes of values a statement may return: text as UTF-8, blobs, 8 per number. */
+  maxBytes: number;
+}
+
+/** The error of a statement whose result passed a {@linkcode ResultLimits} bound. */
+export function resultLimitError(limits: ResultLimits, what: "rows" | "bytes"): LibsqlError {
+  const message = what === "rows"
+    ? `The statement returns more than the limit of ${limits.maxRows} rows: add a LIMIT, or page through ` +
+      "the rows with a WHERE on the key"
+    : `The statement's result passes the limit of ${limits.maxBytes} bytes: select fewer columns or rows, ` +
+      "or page through them";
+  return new LibsqlError(message, "RESULT_TOO_LARGE");
+}
+
+/** Bytes a value counts for against {@linkcode ResultLimits.maxBytes}. */
+export function valueBytes(value: unknown): number {
+  if (typeof value === "string") return utf8Length(value);
+  if (value instanceof ArrayBuffer) return value.byteLength;
+  if (ArrayBuffer.isView(value)) return value.byteLength;
+  return 8;
+}
+
+/** The UTF-8 length of `text`, without encoding it. */
+export function utf8Length(text: string): number {
+  let bytes = text.length;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    // Two bytes below U+0800, three above; a surrogate pair (two units) makes four.
+    if (c >= 0x80) bytes += c >= 0x800 && (c < 0xd800 || c > 0xdfff) ? 2 : 1;
+  }
+  return bytes;
+}
+
+/**
+ * Checks a whole result against `limits` (for an engine that cannot stop while stepping): throws
+ * {@linkcode resultLimitError} when it passes one.
+ */
+export function checkResult(result: ResultSet, limits: ResultLimits): void {
+  if (limits.maxRows > 0 && result.rows.length > limits.maxRows) throw resultLimitError(limits, "rows");
+  if (limits.maxBytes <= 0) return;
+  let bytes = 0;
+  for (const row of result.rows) {
+    for (let i = 0; i < row.length; i++) bytes += valueBytes(row[i]);
+    if (bytes > limits.maxBytes) throw resultLimitError(limits, "bytes");
+  }
+}
+
 /** A replica's SQL engine. */
 export interface ReplicaEngine {
   readonly kind: "wasm" | "native";
@@ -76,6 +127,12 @@ export interface ReplicaEngine {
   /** Borrows a connection; a transaction keeps it until it settles. */
   connect(): Promise<EngineConnection>;
   memory(): EngineMemory;
+  /**
+   * Bounds every statement's result from now on: one that would return more than `maxRows` rows or
+   * `maxBytes` bytes of values stops while SQLite steps through it and fails with
+   * {@linkcode resultLimitError}, before the rows are held in memory. `0` lifts a bound.
+   */
+  limitResults(limits: ResultLimits): void;
   /** Closes every connection and lets go of every snapshot. */
   close(): void;
 }

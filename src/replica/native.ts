@@ -25,11 +25,13 @@ import {
 import type { ChunkSource } from "../chunk/source.ts";
 import type { Manifest } from "../manifest/types.ts";
 import {
+  checkResult,
   type EngineConnection,
   type EngineMemory,
   type EngineSnapshot,
   replaceServed,
   type ReplicaEngine,
+  type ResultLimits,
 } from "./engine.ts";
 import { type GenerationFile as FileContent, patchGenerationFile } from "./generation_file.ts";
 import { type NativeFunction, NativeGate } from "./native_gate.ts";
@@ -100,6 +102,7 @@ export class NativeEngine implements ReplicaEngine {
   #indexChunks = new Map<string, Uint8Array>();
   #served: NativeSnapshot | undefined;
   #closed = false;
+  #resultLimits: ResultLimits = { maxRows: 0, maxBytes: 0 };
 
   private constructor(
     directory: string,
@@ -182,7 +185,10 @@ export class NativeEngine implements ReplicaEngine {
     return {
       execute: async (stmt: InStatement): Promise<ResultSet> => {
         snapshot.gate.check(typeof stmt === "string" ? stmt : stmt.sql, false);
-        return transaction ? await transaction.execute(stmt) : await client.execute(stmt);
+        const result = transaction ? await transaction.execute(stmt) : await client.execute(stmt);
+        // libsql returns the whole result at once: it is checked after the statement.
+        checkResult(result, this.#resultLimits);
+        return result;
       },
       executeMultiple: async (sql: string) => {
         snapshot.gate.check(sql, true);
@@ -214,6 +220,10 @@ export class NativeEngine implements ReplicaEngine {
         snapshot.release();
       },
     };
+  }
+
+  limitResults(limits: ResultLimits): void {
+    this.#resultLimits = { ...limits };
   }
 
   memory(): EngineMemory {

@@ -42,6 +42,10 @@ export interface OffloadedOp {
   intMode: IntMode;
   /** The statement's time limit in ms (0 or absent: none). */
   timeLimitMs?: number | undefined;
+  /** Most rows the statement may return (0 or absent: no bound); see `WasmConnection.maxRows`. */
+  maxRows?: number | undefined;
+  /** Most bytes of values the statement may return (0 or absent: no bound); see `WasmConnection.maxBytes`. */
+  maxBytes?: number | undefined;
 }
 
 /** What the engine lends the offloader: chunks of an image, pinned until `release`. */
@@ -221,6 +225,8 @@ export class Offloader {
         args: op.args,
         intMode: op.intMode,
         timeLimitMs: op.timeLimitMs,
+        maxRows: op.maxRows,
+        maxBytes: op.maxBytes,
       };
       try {
         this.#worker!.postMessage(request);

@@ -85,5 +85,7 @@ export async function answerPragma(
           TESSERA_PRAGMAS.map((n) => `tessera_snapshot_${n}`).join(", "),
       );
   }
-  return await connection.execute({ sql: `SELECT ? AS "${pragma.column}"`, args: [value] }, intMode);
+  // Whole numbers (sequence, lag, flags) come back as SQLite integers, as a pragma's would.
+  const arg = typeof value === "number" && Number.isSafeInteger(value) ? BigInt(value) : value;
+  return await connection.execute({ sql: `SELECT ? AS "${pragma.column}"`, args: [arg] }, intMode);
 }

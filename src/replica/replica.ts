@@ -13,11 +13,10 @@ import {
   LibsqlError,
   type Replicated,
   type ResultSet,
-  type Transaction,
   type TransactionMode,
 } from "@libsql/core/api";
 import type { StatementDescription } from "./describe.ts";
-import type { EngineConnection, EngineMemory, ReplicaEngine } from "./engine.ts";
+import type { EngineConnection, EngineMemory, ReplicaEngine, ResultLimits } from "./engine.ts";
 import type { ReplicaEvents, ReplicaListener } from "./events.ts";
 import {
   Freshness,
@@ -59,6 +58,20 @@ function closedError(): LibsqlError {
   return new LibsqlError("The client is closed", "CLIENT_CLOSED");
 }
 
+/** Refuses, on a restricted replica, a Tessera pragma that changes what every caller is served. */
+function refuseControl(pragma: TesseraPragma): void {
+  const changes = pragma.name === "refresh" || pragma.name === "async_reload" ||
+    (pragma.name === "auto_refresh" && pragma.argument !== undefined);
+  if (!changes) return;
+  throw new LibsqlError(
+    `SQLITE_AUTH: not authorized: PRAGMA ${pragma.column} changes the replica for every caller, and this ` +
+      "replica serves callers it does not trust; its owner refreshes it (the server: POST /v1/db/NAME/refresh)",
+    "SQLITE_AUTH",
+    "SQLITE_AUTH",
+    23,
+  );
+}
+
 function checkMode(mode: TransactionMode): void {
   if (mode === "write") throw readonlyError();
   if (mode !== "read" && mode !== "deferred") {
@@ -75,8 +88,11 @@ export class Replica implements Client {
   readonly #freshness: Freshness;
   readonly #intMode: IntMode;
   #closed = false;
-  readonly #pragma = (pragma: TesseraPragma, connection: EngineConnection): Promise<ResultSet> =>
-    answerPragma(pragma, this, connection, this.#intMode);
+  #restricted = false;
+  readonly #pragma = async (pragma: TesseraPragma, connection: EngineConnection): Promise<ResultSet> => {
+    if (this.#restricted) refuseControl(pragma);
+    return await answerPragma(pragma, this, connection, this.#intMode);
+  };
 
   private constructor(engine: ReplicaEngine, origin: ReplicaOrigin, options: FreshnessOptions) {
     this.#engine = engine;
@@ -162,7 +178,7 @@ export class Replica implements Client {
     return await this.batch(stmts, "deferred");
   }
 
-  async transaction(mode: TransactionMode = "read"): Promise<Transaction> {
+  async transaction(mode: TransactionMode = "read"): Promise<ReplicaTransaction> {
     this.#checkOpen();
     checkMode(mode);
     const connection = await this.#begin(true);
@@ -220,6 +236,28 @@ export class Replica implements Client {
     this.#closed = true;
     this.#freshness.close();
     this.#engine.close();
+  }
+
+  /**
+   * Makes the replica fit to run SQL from callers it does not trust, such as the server's: from now on,
+   * for good, the `PRAGMA tessera_snapshot_*` statements that change its state for every caller
+   * (`refresh`, `async_reload`, `auto_refresh` with a value) fail with `SQLITE_AUTH`, and every
+   * statement's result is bounded by `limits` while SQLite steps through it, failing with
+   * `RESULT_TOO_LARGE` (wasm engine; the native engine checks the whole result after the statement). In
+   * the wasm engine `maxBytes` is also SQLite's longest value (`SQLITE_LIMIT_LENGTH`), so a statement that
+   * would build a longer one anywhere (an argument, `zeroblob`, `group_concat`, a value it reads whole)
+   * fails too, before the memory is taken. The replica's own methods (`refresh`, `autoRefresh`) still work
+   * for the program that opened it.
+   */
+  restrict(limits: Partial<ResultLimits> = {}): void {
+    this.#checkOpen();
+    this.#restricted = true;
+    this.#engine.limitResults({ maxRows: limits.maxRows ?? 0, maxBytes: limits.maxBytes ?? 0 });
+  }
+
+  /** True once {@linkcode Replica.restrict} was called. */
+  get restricted(): boolean {
+    return this.#restricted;
   }
 
   // --- freshness ---

@@ -34,6 +34,7 @@ import {
   registerStubs,
 } from "./guard.ts";
 import { describeStatement, type StatementDescription } from "./describe.ts";
+import { resultLimitError } from "./engine.ts";
 import { sqliteError } from "./sqlite_error.ts";
 
 // Also exported here: the engines (wasm.ts, native_gate.ts) build their SQLite errors with it too.
@@ -55,6 +56,7 @@ const SQLITE_TRANSIENT = -1;
 const SQLITE_PREPARE_PERSISTENT = 1;
 const SQLITE_STMTSTATUS_REPREPARE = 5;
 const INITIAL_SCRATCH = 256;
+const SQLITE_LIMIT_LENGTH = 0;
 
 /** The sqlite-wasm exports used per row and per value, called directly to skip the `capi` argument wrappers. */
 interface Exports {
@@ -153,6 +155,12 @@ export class WasmConnection {
   timeLimitMs = 0;
   /** When set (ms), a statement running longer is interrupted with {@linkcode SliceExpired}. */
   sliceMs = 0;
+  /**
+   * Most rows a statement may return (0: no bound); one more fails the statement with `RESULT_TOO_LARGE`
+   * (see engine.ts's `resultLimitError`) before it is read.
+   */
+  maxRows = 0;
+  #maxBytes = 0;
   #deadline = 0;
   #sliceDeadline = 0;
   #stopped: "time" | "slice" | undefined;
@@ -178,6 +186,27 @@ export class WasmConnection {
       // Denied functions this build lacks still reach the authorizer, so they fail as on libsql's build.
       registerStubs(sqlite3, db, missingDeniedFunctions(sqlite3, db));
     }
+  }
+
+  /**
+   * Most bytes of values a statement may return, counted as engine.ts's `valueBytes` counts them (0: no
+   * bound). A value that would pass it fails the statement with `RESULT_TOO_LARGE` before it is copied out of
+   * SQLite: its size is read first (`sqlite3_column_bytes`, which does not expand a `zeroblob`).
+   *
+   * No single value longer than the bound can be returned, so SQLite is also told to build none
+   * (`SQLITE_LIMIT_LENGTH`): otherwise `SELECT zeroblob(500000000)` would grow the wasm heap, which never
+   * shrinks, by 500 MB before its row is seen. A statement that needs a longer value anywhere (an argument, a
+   * stored value it reads whole, a sort key, a `group_concat`), even for a small result, then fails too: SQLite's
+   * `SQLITE_TOOBIG` becomes the same `RESULT_TOO_LARGE`, its `cause` the SQLite error.
+   */
+  get maxBytes(): number {
+    return this.#maxBytes;
+  }
+  set maxBytes(bytes: number) {
+    this.#maxBytes = bytes;
+    if (this.#closed) return;
+    // Past SQLite's compiled-in maximum, sqlite3_limit keeps that maximum: the default.
+    this.#sqlite3.capi.sqlite3_limit(this.#db, SQLITE_LIMIT_LENGTH, bytes > 0 ? bytes : 0x7fffffff);
   }
 
   /** True while a transaction is open (the connection is not in autocommit mode). */
@@ -285,12 +314,26 @@ export class WasmConnection {
     return this.#stopped === undefined ? 0 : 1;
   }
 
-  /** What to throw for `error`: the time limit's or the slice's when the clock interrupted the statement. */
+  /**
+   * What to throw for `error`: the time limit's or the slice's when the clock interrupted the statement,
+   * `RESULT_TOO_LARGE` when SQLite refused a value longer than {@linkcode WasmConnection.maxBytes}.
+   */
   #stoppedError(error: unknown): unknown {
     const stopped = this.#stopped;
     this.#stopped = undefined;
     if (stopped === "slice") return new SliceExpired();
     if (stopped === "time") return timeLimitError(this.timeLimitMs);
+    if (this.#maxBytes > 0 && error instanceof LibsqlError && error.code === "SQLITE_TOOBIG") {
+      // The wording of every bound's error, with SQLite's refusal as the cause.
+      const { message } = resultLimitError({ maxRows: this.maxRows, maxBytes: this.#maxBytes }, "bytes");
+      return new LibsqlError(
+        message.replace(/^RESULT_TOO_LARGE: /, ""),
+        "RESULT_TOO_LARGE",
+        undefined,
+        undefined,
+        error,
+      );
+    }
     return error;
   }
 
@@ -361,9 +404,10 @@ export class WasmConnection {
     const x = this.#x;
     for (let i = 0; i < values.length; i++) {
       const value = values[i]!;
-      if (value === null) x.sqlite3_bind_null(stmt, i + 1);
-      else if (typeof value === "number") x.sqlite3_bind_double(stmt, i + 1, value);
-      else if (typeof value === "bigint") x.sqlite3_bind_int64(stmt, i + 1, value);
+      let rc: number;
+      if (value === null) rc = x.sqlite3_bind_null(stmt, i + 1);
+      else if (typeof value === "number") rc = x.sqlite3_bind_double(stmt, i + 1, value);
+      else if (typeof value === "bigint") rc = x.sqlite3_bind_int64(stmt, i + 1, value);
       else if (typeof value === "string") {
         const capacity = value.length * 3;
         const at = this.#reserve(capacity);
@@ -371,12 +415,14 @@ export class WasmConnection {
           value,
           this.#sqlite3.wasm.heap8u().subarray(at, at + capacity),
         );
-        x.sqlite3_bind_text(stmt, i + 1, at, written, SQLITE_TRANSIENT);
+        rc = x.sqlite3_bind_text(stmt, i + 1, at, written, SQLITE_TRANSIENT);
       } else {
         const at = this.#reserve(value.length);
         this.#sqlite3.wasm.heap8u().set(value, at);
-        x.sqlite3_bind_blob(stmt, i + 1, at, value.length, SQLITE_TRANSIENT);
+        rc = x.sqlite3_bind_blob(stmt, i + 1, at, value.length, SQLITE_TRANSIENT);
       }
+      // A value longer than SQLITE_LIMIT_LENGTH is refused (the parameter would be left NULL).
+      if (rc !== 0) throw sqliteError(this.#sqlite3, this.#db, rc);
     }
   }
 
@@ -394,24 +440,36 @@ export class WasmConnection {
   #query(prepared: Prepared, intMode: IntMode): ResultSet {
     const x = this.#x;
     const { stmt } = prepared;
+    const { maxRows, maxBytes } = this;
     const rows: Row[] = [];
     let rc = x.sqlite3_step(stmt);
     if (rc === SQLITE_ROW || rc === SQLITE_DONE) this.#describeColumns(prepared);
     // libsql converts values only after stepping through every row, so a SQLite error wins over a RangeError.
     let failed = false;
     let failure: unknown;
+    let count = 0;
+    let bytes = 0;
     const values: Value[] = [];
+    const columns = prepared.columns.length;
     while (rc === SQLITE_ROW) {
-      if (!failed) {
+      // Bounds are checked before a value is read: a result past one is never held, nor a value copied out.
+      if (maxRows > 0 && ++count > maxRows) throw resultLimitError({ maxRows, maxBytes }, "rows");
+      values.length = 0;
+      for (let i = 0; i < columns; i++) {
+        const type = x.sqlite3_column_type(stmt, i);
+        if (maxBytes > 0) {
+          bytes += type === SQLITE_TEXT || type === SQLITE_BLOB ? x.sqlite3_column_bytes(stmt, i) : 8;
+          if (bytes > maxBytes) throw resultLimitError({ maxRows, maxBytes }, "bytes");
+        }
+        if (failed) continue;
         try {
-          values.length = 0;
-          for (let i = 0; i < prepared.columns.length; i++) values.push(this.#readValue(stmt, i, intMode));
-          rows.push(prepared.makeRow(values));
+          values.push(this.#readValue(stmt, i, type, intMode));
         } catch (error) {
           failed = true;
           failure = error;
         }
       }
+      if (!failed) rows.push(prepared.makeRow(values));
       rc = x.sqlite3_step(stmt);
     }
     if (rc !== SQLITE_DONE) throw sqliteError(this.#sqlite3, this.#db, rc);
@@ -435,9 +493,10 @@ export class WasmConnection {
     prepared.reprepares = reprepares;
   }
 
-  #readValue(stmt: number, i: number, intMode: IntMode): Value {
+  /** Reads column `i`, of SQLite type `type` (`sqlite3_column_type`). */
+  #readValue(stmt: number, i: number, type: number, intMode: IntMode): Value {
     const x = this.#x;
-    switch (x.sqlite3_column_type(stmt, i)) {
+    switch (type) {
       case SQLITE_INTEGER: {
         if (intMode === "number") {
           // Exact whenever it is a safe integer; only larger values need the BigInt.

@@ -14,6 +14,7 @@ import {
   type ResultSet,
   type Transaction,
 } from "@libsql/core/api";
+import type { StatementDescription } from "./describe.ts";
 import type { EngineConnection } from "./engine.ts";
 import { parseTesseraPragma, type TesseraPragma } from "./pragmas.ts";
 
@@ -107,6 +108,11 @@ export class ReplicaTransaction implements Transaction {
 
   async executeMultiple(sql: string): Promise<void> {
     await this.#open().executeMultiple(sql);
+  }
+
+  /** Describes the first statement of `sql` on the transaction's snapshot (see `Replica.describe`). */
+  async describe(sql: string): Promise<StatementDescription> {
+    return await this.#open().describe(sql);
   }
 
   async rollback(): Promise<void> {

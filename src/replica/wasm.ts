@@ -22,6 +22,7 @@ import {
   type EngineSnapshot,
   replaceServed,
   type ReplicaEngine,
+  type ResultLimits,
 } from "./engine.ts";
 import {
   ChunkMemory,
@@ -252,7 +253,12 @@ class Borrowed implements EngineConnection {
           connection.sliceMs = 0;
         }
       },
-      () => ({ ...offloadOp(stmt, intMode), timeLimitMs: limit }),
+      () => ({
+        ...offloadOp(stmt, intMode),
+        timeLimitMs: limit,
+        maxRows: connection.maxRows,
+        maxBytes: connection.maxBytes,
+      }),
     ) as ResultSet;
   }
 
@@ -407,6 +413,12 @@ class Borrowed implements EngineConnection {
             return result;
           }
         } catch (error) {
+          // Its chunks fetched, the statement ran past its slice: it goes on in the worker, as in #run.
+          if (error instanceof SliceExpired && op) {
+            host.work = undefined;
+            work.release();
+            return await this.#elsewhere(fn, op);
+          }
           if (host.misses.length === 0) {
             this.#settle();
             throw error;
@@ -439,9 +451,19 @@ class Borrowed implements EngineConnection {
         engine.disableOffload();
       }
     }
-    this.#pooled.host.misses.length = 0;
-    const result = fn();
-    if (this.#pooled.host.misses.length > 0) return await this.#again(fn, op);
+    const { host } = this.#pooled;
+    host.misses.length = 0;
+    let result: T;
+    try {
+      result = fn();
+    } catch (error) {
+      if (host.misses.length === 0) {
+        this.#settle();
+        throw error;
+      }
+      return await this.#again(fn, op);
+    }
+    if (host.misses.length > 0) return await this.#again(fn, op);
     this.#settle();
     return result;
   }
@@ -510,6 +532,7 @@ export class WasmEngine implements ReplicaEngine {
   #closed = false;
   readonly #stop = new AbortController();
   #offloader: Offloader | undefined;
+  #resultLimits: ResultLimits = { maxRows: 0, maxBytes: 0 };
   #aheadPins: WorkingSet | undefined;
   #hydrating: AbortController | undefined;
   #chunksLoaded = 0;
@@ -602,6 +625,22 @@ export class WasmEngine implements ReplicaEngine {
   async connect(): Promise<EngineConnection> {
     if (this.#closed) throw new LibsqlError("The client is closed", "CLIENT_CLOSED");
     return new Borrowed(this, this.#idle.pop() ?? this.#openConnection(), (p) => this.#giveBack(p));
+  }
+
+  limitResults(limits: ResultLimits): void {
+    for (const [name, value] of Object.entries(limits)) {
+      if (!Number.isSafeInteger(value) || value < 0) {
+        throw new RangeError(`Cannot limit results: ${name} ${value} is not a whole number from 0`);
+      }
+    }
+    this.#resultLimits = { maxRows: limits.maxRows, maxBytes: limits.maxBytes };
+    // Statements run to completion on this thread, so none is stepping while the bounds change.
+    for (const pooled of this.#open) this.#applyLimits(pooled.connection);
+  }
+
+  /** Bounds on each statement's result (see {@linkcode ReplicaEngine.limitResults}). */
+  get resultLimits(): ResultLimits {
+    return { ...this.#resultLimits };
   }
 
   memory(): EngineMemory {
@@ -848,6 +887,8 @@ export class WasmEngine implements ReplicaEngine {
     try {
       const connection = new WasmConnection(this.sqlite3, this.vfs.open(path), { guarded: true });
       connection.timeLimitMs = this.#queryTimeoutMs;
+      // The engine's own reads of a snapshot (pinned: the root pages fetched ahead) are not a caller's result.
+      if (pinned === undefined) this.#applyLimits(connection);
       const pooled: Pooled = {
         connection,
         host,
@@ -861,6 +902,11 @@ export class WasmEngine implements ReplicaEngine {
       unregister();
       throw error;
     }
+  }
+
+  #applyLimits(connection: WasmConnection): void {
+    connection.maxRows = this.#resultLimits.maxRows;
+    connection.maxBytes = this.#resultLimits.maxBytes;
   }
 
   #closeConnection(pooled: Pooled): void {
