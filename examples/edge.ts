@@ -15,6 +15,8 @@
  * `TESSERA_STORE` (`s3://bucket/prefix`, `file:///dir`, a directory, or `https://…`; or a config in
  * `TESSERA_CONFIG`), S3 credentials in `AWS_*`, `TESSERA_DB_NAME` (the name it is served under, default
  * `db`), `TESSERA_TOKEN` (the bearer token readers send; without it the database is public),
+ * `TESSERA_METRICS_TOKEN` (the bearer token `/metrics` needs; without it `/metrics` is open only when the
+ * database is public),
  * `TESSERA_POLL_MS` (default 1000), and, for the program, `PORT` (default 8000, 0 for any free port) and
  * `HOST` (default 0.0.0.0).
  *
@@ -91,6 +93,7 @@ async function appOptions(env: Env): Promise<AppOptions> {
   return {
     databases: { [name]: token === undefined ? { replica, public: true } : { replica, tokens: [token] } },
     defaultDatabase: name,
+    metricsToken: env.TESSERA_METRICS_TOKEN || undefined,
   };
 }
 

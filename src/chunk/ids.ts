@@ -4,7 +4,7 @@
  * @module
  */
 
-import { toHex } from "../bytes.ts";
+import { sha256, toHex } from "../bytes.ts";
 
 /** The id of a chunk: SHA-256 of its uncompressed bytes, 32 bytes. */
 export type ChunkId = Uint8Array;
@@ -41,19 +41,8 @@ const DIGEST_BATCH = 64;
  * ```
  */
 export async function chunkId(bytes: Uint8Array): Promise<Uint8Array> {
-  if (nodeCrypto) return new Uint8Array(nodeCrypto.createHash("sha256").update(bytes).digest());
-  return new Uint8Array(await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>));
+  return await sha256(bytes);
 }
-
-interface NodeCrypto {
-  createHash(algorithm: "sha256"): { update(bytes: Uint8Array): { digest(): Uint8Array } };
-}
-
-// Where the runtime has node:crypto (Deno, Bun, Node), its synchronous SHA-256 hashes a chunk in about half
-// the time WebCrypto's promise takes; browsers use WebCrypto. Looked up at run time, so the web entry point
-// imports no node: module (docs/ARCHITECTURE.md).
-const nodeCrypto = (globalThis as { process?: { getBuiltinModule?: (id: string) => unknown } }).process
-  ?.getBuiltinModule?.("node:crypto") as NodeCrypto | undefined;
 
 /**
  * The ids of `chunks`, in order, hashing several at a time.

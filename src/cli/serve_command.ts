@@ -7,11 +7,12 @@
 
 import process from "node:process";
 import { parseArgs } from "node:util";
-import { createApp } from "../server/app.ts";
+import { createApp, DATABASE_NAME_RULE, isDatabaseName } from "../server/app.ts";
 import {
   loadServerConfig,
   openServerDatabases,
   parseServerConfig,
+  readSecret,
   type ServerConfig,
 } from "../server/config.ts";
 import { listen } from "../server/serve.ts";
@@ -20,13 +21,16 @@ import { wholeNumberOption } from "./_values.ts";
 
 /** `tessera serve --help`. */
 export const SERVE_HELP = `Usage: tessera serve -c CONFIG [options]
-       tessera serve --store URL --db NAME [--db NAME...] (--token TOKEN... | --public) [options]
+       tessera serve --store URL --db NAME [--db NAME...] (--token TOKEN... | --public)
+                     [--metrics-token TOKEN | --public-metrics] [options]
 
 Serve read replicas over HTTP until stopped. libSQL clients read them by URL, unchanged:
 createClient({ url: "http://HOST:PORT/NAME/", authToken }) speaks Hrana 2 to POST /NAME/v2/pipeline
 (the trailing slash matters; POST /v2/pipeline serves the default database). curl users have
 POST /v1/db/NAME/query {"sql": "...", "args": [...]}, GET /v1/db/NAME/status and
 POST /v1/db/NAME/refresh; GET /metrics is Prometheus text and GET /healthz answers 200 while serving.
+/metrics names every database, so it needs the metrics token (metricsToken, --metrics-token), unless
+every database is public or publicMetrics (--public-metrics) opens it to anyone; otherwise it is 401.
 Every answer carries Tessera-Sequence (the snapshot that served it); send Tessera-Min-Sequence: N to
 wait (up to maxBookmarkWaitMs) until the replica serves N or later. docs/SERVER.md has the config,
 every endpoint, limit and error code.
@@ -37,17 +41,29 @@ open streams are rolled back, replicas close, and it exits 0; a second signal ex
 Options:
   -c, --config FILE|JSON   the server config (a file, @file, or JSON text)
   --store URL              without -c: the store (file:///dir, s3://bucket/prefix, https://host/prefix)
-  --db NAME                without -c: a database to serve (repeat for more)
+  --db NAME                without -c: a database to serve, by its name in the store (repeat for
+                           more): 1-128 letters, digits, "_", "-" or "." (not healthz, metrics, v1,
+                           v2, v3, "." or ".."); to serve another, use -c with "source"
   --token TOKEN            without -c: a bearer token that opens every --db (repeat for more);
-                           env:NAME reads it from the environment variable NAME
+                           env:NAME reads it from the environment variable NAME, so that it does
+                           not show in ps; no spaces or control characters
   --public                 without -c: serve every --db with no token
+  --metrics-token TOKEN    without -c: the bearer token GET /metrics needs (env:NAME as for --token)
+  --public-metrics         without -c: GET /metrics answers anyone, though the databases need tokens
   --hostname HOST          listen on HOST (default: the config's, or 127.0.0.1)
   --port N                 listen on port N; 0 picks a free one (default: the config's, or 8080)
   --json                   one JSON event per line on stdout ({"event":"listening",...} first)
 
 Exit codes: 0 stopped by a signal, 1 failed (an invalid config, a database that could not be opened,
-the port taken), 2 bad usage, 3 a database not found.
+the port taken), 2 bad usage (a --db that is not a name, a --token a header cannot carry), 3 a
+database not found.
 `;
+
+// The token itself is never shown: only which flag gave it.
+function checkToken(flag: string, value: string, env: Record<string, string | undefined>): void {
+  const read = readSecret(value, env);
+  if ("problem" in read) throw new UsageError(`serve: ${flag} ${read.problem}`);
+}
 
 /** Runs `tessera serve`. */
 export async function serveCommand(args: string[], io: CliIo): Promise<number> {
@@ -61,6 +77,8 @@ export async function serveCommand(args: string[], io: CliIo): Promise<number> {
       db: { type: "string", multiple: true },
       token: { type: "string", multiple: true },
       public: { type: "boolean", default: false },
+      "metrics-token": { type: "string" },
+      "public-metrics": { type: "boolean", default: false },
       hostname: { type: "string" },
       port: { type: "string" },
       json: { type: "boolean", default: false },
@@ -73,9 +91,13 @@ export async function serveCommand(args: string[], io: CliIo): Promise<number> {
   let config: ServerConfig;
   if (values.config !== undefined) {
     if (
-      values.store !== undefined || values.db !== undefined || values.token !== undefined || values.public
+      values.store !== undefined || values.db !== undefined || values.token !== undefined ||
+      values.public || values["metrics-token"] !== undefined || values["public-metrics"]
     ) {
-      throw new UsageError("serve: give either -c CONFIG or --store/--db/--token/--public, not both");
+      throw new UsageError(
+        "serve: give either -c CONFIG or --store/--db/--token/--public/--metrics-token/--public-metrics, " +
+          "not both (the config has metricsToken and publicMetrics)",
+      );
     }
     config = await loadServerConfig(values.config, io.env);
   } else {
@@ -85,10 +107,38 @@ export async function serveCommand(args: string[], io: CliIo): Promise<number> {
     if (values.public === (values.token !== undefined)) {
       throw new UsageError("serve: give --token TOKEN (once or more) or --public");
     }
+    if (values["metrics-token"] !== undefined && values["public-metrics"]) {
+      throw new UsageError("serve: give --metrics-token TOKEN or --public-metrics, not both");
+    }
+    for (const name of values.db) {
+      if (!isDatabaseName(name)) {
+        throw new UsageError(
+          `serve: --db ${JSON.stringify(name)} is not a database name: a name is ${DATABASE_NAME_RULE}; ` +
+            `to serve the database stored as ${JSON.stringify(name)}, use -c with a config whose database ` +
+            `has "source": ${JSON.stringify(name)}`,
+        );
+      }
+    }
+    const tokens = values.token ?? [];
+    tokens.forEach((token, i) =>
+      checkToken(tokens.length > 1 ? `--token #${i + 1}` : "--token", token, io.env)
+    );
+    if (values["metrics-token"] !== undefined) {
+      checkToken("--metrics-token", values["metrics-token"], io.env);
+    }
     const databases = Object.fromEntries(
       values.db.map((name) => [name, values.public ? { public: true } : { tokens: values.token }]),
     );
-    config = parseServerConfig({ store: values.store, databases }, "the command line", io.env);
+    config = parseServerConfig(
+      {
+        store: values.store,
+        databases,
+        metricsToken: values["metrics-token"],
+        publicMetrics: values["public-metrics"] || undefined,
+      },
+      "the command line",
+      io.env,
+    );
   }
   if (values.hostname !== undefined) config.hostname = values.hostname;
   if (values.port !== undefined) config.port = wholeNumberOption(values, "port", { fallback: 8080 });

@@ -8,7 +8,44 @@
  * @module
  */
 
+import { sha256 } from "../bytes.ts";
 import { ServerError } from "./errors.ts";
+
+// What an Authorization header carries after "Bearer ": one run of visible ASCII characters. Whitespace
+// would split it, control characters cannot be sent, and wider characters travel as Latin-1 from some
+// clients and as UTF-8 from others (curl), so they would match for some and not for others.
+const TOKEN = /^[\x21-\x7e]+$/;
+
+/**
+ * Why `token` cannot be a bearer token, as a phrase to follow the token's name ("… is empty"), or
+ * `undefined` when it can. The phrase never quotes the token.
+ *
+ * @example
+ * ```ts
+ * import { tokenProblem } from "./auth.ts";
+ * console.log(tokenProblem("s3cret"), tokenProblem("two words")); // undefined "contains whitespace, …"
+ * ```
+ */
+export function tokenProblem(token: string): string | undefined {
+  if (token === "") return "is empty";
+  if (!TOKEN.test(token)) {
+    return "contains whitespace, a control character or a character outside ASCII, which an " +
+      '"Authorization: Bearer" header cannot carry the same way from every client: use visible ASCII ' +
+      "characters only";
+  }
+  return undefined;
+}
+
+/**
+ * Throws `TypeError` for a token no client could send (see {@linkcode tokenProblem}), naming `owner` and
+ * the token's place in `tokens`, never the token.
+ */
+export function checkTokens(owner: string, tokens: readonly unknown[]): void {
+  tokens.forEach((token, i) => {
+    const problem = typeof token === "string" ? tokenProblem(token) : "is not a string";
+    if (problem !== undefined) throw new TypeError(`Token ${i + 1} of ${owner} ${problem}`);
+  });
+}
 
 /** Who may read a database: `public`, or the holders of `tokens`. */
 export interface Access {
@@ -16,8 +53,10 @@ export interface Access {
   tokens: readonly string[];
 }
 
-async function sha256(text: string): Promise<Uint8Array> {
-  return new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text)));
+const encoder = new TextEncoder();
+
+function hashToken(text: string): Promise<Uint8Array> {
+  return sha256(encoder.encode(text));
 }
 
 function same(a: Uint8Array, b: Uint8Array): boolean {
@@ -33,7 +72,7 @@ export class Gate {
 
   private constructor() {}
 
-  /** Builds the gate for `databases` (name → access). */
+  /** Builds the gate for `databases` (name → access), whose tokens {@linkcode checkTokens} accepted. */
   static async create(databases: ReadonlyMap<string, Access>): Promise<Gate> {
     const gate = new Gate();
     const byToken = new Map<string, Set<string>>();
@@ -44,7 +83,9 @@ export class Gate {
         byToken.get(token)!.add(name);
       }
     }
-    for (const [token, names] of byToken) gate.#entries.push({ hash: await sha256(token), databases: names });
+    for (const [token, names] of byToken) {
+      gate.#entries.push({ hash: await hashToken(token), databases: names });
+    }
     return gate;
   }
 
@@ -62,7 +103,7 @@ export class Gate {
         "A bearer token is required: send Authorization: Bearer <token>",
       );
     }
-    const hash = await sha256(match[1]!);
+    const hash = await hashToken(match[1]!);
     let opens: Set<string> | undefined;
     for (const entry of this.#entries) {
       if (same(hash, entry.hash)) opens = entry.databases;

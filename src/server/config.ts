@@ -22,7 +22,8 @@ import { openReplica } from "../config/replica.ts";
 import { TesseraError } from "../errors.ts";
 import type { Replica } from "../replica/replica.ts";
 import { openStore } from "../store/open.ts";
-import type { AppOptions, ServedDatabase } from "./app.ts";
+import { type AppOptions, DATABASE_NAME_RULE, isDatabaseName, type ServedDatabase } from "./app.ts";
+import { tokenProblem } from "./auth.ts";
 import { DEFAULT_LIMITS, type ServerLimits } from "./limits.ts";
 import { countingStore, storeCounters } from "./metrics.ts";
 
@@ -55,6 +56,8 @@ export interface ServerConfig {
   maxStreams: number;
   maxBookmarkWaitMs: number;
   metricsToken: string | undefined;
+  /** `/metrics` answers anyone although some database needs a token (see `AppOptions.publicMetrics`). */
+  publicMetrics: boolean;
   shutdownTimeoutMs: number;
 }
 
@@ -115,6 +118,37 @@ function choice<T extends string>(
   return value as T;
 }
 
+/**
+ * Reads a configured secret: the text itself, or `env:NAME` for the environment variable NAME. Returns the
+ * secret, or a phrase saying what is wrong with it ("names the environment variable X, which is not set")
+ * that never quotes the secret.
+ *
+ * @example
+ * ```ts
+ * import { readSecret } from "./config.ts";
+ * console.log(readSecret("env:APP_TOKEN", { APP_TOKEN: "s3cret" })); // { secret: "s3cret" }
+ * ```
+ */
+export function readSecret(
+  value: string,
+  env: Record<string, string | undefined>,
+): { secret: string } | { problem: string } {
+  if (!value.startsWith("env:")) {
+    const problem = tokenProblem(value);
+    return problem === undefined ? { secret: value } : { problem };
+  }
+  const name = value.slice(4);
+  const found = env[name];
+  if (found === undefined || found === "") {
+    return { problem: `names the environment variable ${name}, which is not set or empty` };
+  }
+  const problem = tokenProblem(found);
+  if (problem !== undefined) {
+    return { problem: `names the environment variable ${name}, whose value ${problem}` };
+  }
+  return { secret: found };
+}
+
 // A secret's value is never shown: only where it was asked for.
 function secret(
   value: unknown,
@@ -122,14 +156,10 @@ function secret(
   where: string,
   env: Record<string, string | undefined>,
 ): string {
-  if (typeof value !== "string" || value === "") invalid(where, `${path} is not a non-empty string`);
-  if (!value.startsWith("env:")) return value;
-  const name = value.slice(4);
-  const found = env[name];
-  if (found === undefined || found === "") {
-    invalid(where, `${path} names the environment variable ${name}, which is not set`);
-  }
-  return found;
+  if (typeof value !== "string") invalid(where, `${path} is not a string`);
+  const read = readSecret(value, env);
+  if ("problem" in read) invalid(where, `${path} ${read.problem}`);
+  return read.secret;
 }
 
 function stores(value: unknown, path: string, where: string): string[] {
@@ -151,6 +181,7 @@ const TOP = [
   "streams",
   "maxBookmarkWaitMs",
   "metricsToken",
+  "publicMetrics",
   "shutdownTimeoutMs",
 ] as const;
 const DATABASE = [
@@ -195,6 +226,14 @@ export function parseServerConfig(
   const databases = new Map<string, DatabaseConfig>();
   for (const [name, value] of Object.entries(databasesJson)) {
     const at = `databases.${name}`;
+    if (!isDatabaseName(name)) {
+      invalid(
+        where,
+        `databases has the key ${JSON.stringify(name)}, which is not a database name: a name is ` +
+          `${DATABASE_NAME_RULE}; to serve the database stored as ${JSON.stringify(name)}, use a valid ` +
+          `key with "source": ${JSON.stringify(name)}`,
+      );
+    }
     const db = object(value, at, where);
     keys(db, DATABASE, `${at}.`, where);
     const engine = choice(db.engine, `${at}.engine`, where, ["wasm", "native"] as const, "wasm");
@@ -257,6 +296,12 @@ export function parseServerConfig(
   }
   const streams = object(top.streams ?? {}, "streams", where);
   keys(streams, ["idleMs", "max"], "streams.", where);
+  if (top.publicMetrics !== undefined && typeof top.publicMetrics !== "boolean") {
+    invalid(where, "publicMetrics is not true or false");
+  }
+  if (top.publicMetrics === true && top.metricsToken !== undefined) {
+    invalid(where, "publicMetrics is true and metricsToken is set: give one, not both");
+  }
   return {
     hostname: (listen.hostname as string | undefined) ?? "127.0.0.1",
     port: number(listen.port, "listen.port", where, 0, 8080),
@@ -269,6 +314,7 @@ export function parseServerConfig(
     metricsToken: top.metricsToken === undefined
       ? undefined
       : secret(top.metricsToken, "metricsToken", where, env),
+    publicMetrics: top.publicMetrics === true,
     shutdownTimeoutMs: number(top.shutdownTimeoutMs, "shutdownTimeoutMs", where, 0, 10_000),
   };
 }
@@ -355,5 +401,6 @@ export async function openServerDatabases(
     streams: { idleMs: config.streamIdleMs, maxStreams: config.maxStreams },
     maxBookmarkWaitMs: config.maxBookmarkWaitMs,
     metricsToken: config.metricsToken,
+    publicMetrics: config.publicMetrics,
   };
 }

@@ -9,7 +9,7 @@ import { after, before, describe, it } from "node:test";
 import { createClient } from "@libsql/client";
 import { TesseraError } from "../../src/errors.ts";
 import { openReplica } from "../../src/replica/open.ts";
-import { createApp } from "../../src/server/app.ts";
+import { type AppOptions, createApp, type ServedDatabase } from "../../src/server/app.ts";
 import { openServerDatabases, parseServerConfig } from "../../src/server/config.ts";
 import { createFetchHandler } from "../../src/server/edge.ts";
 import { type Json, type Served, serveParity, TOKEN } from "./_fixture.ts";
@@ -90,10 +90,64 @@ describe("the JSON API", () => {
     const count = await post(`${base}/query`, { sql: "SELECT count(*) AS n FROM items" });
     assert.deepEqual(count.body.rows, [{ n: 1000 }]);
   });
+});
 
-  it("GET /metrics counts requests and shows each replica's sequence; GET /healthz answers 200", async () => {
-    await post(`${base}/query`, { sql: "SELECT 1" });
-    const text = await (await fetch(`${s.server.url}/metrics`)).text();
+describe("GET /metrics and GET /healthz", () => {
+  const METRICS_TOKEN = "metrics-token-9876";
+  let s: Served;
+
+  before(async () => {
+    s = await serveParity("metrics", {}, { metricsToken: METRICS_TOKEN });
+  });
+  after(async () => await s?.close());
+
+  /** An app of its own on the fixture's replica, answering /metrics through `app.fetch`. */
+  async function metricsOf(options: Omit<AppOptions, "databases">, publicToo: boolean, privateToo: boolean) {
+    const databases: Record<string, ServedDatabase> = {};
+    if (publicToo) databases.pub = { replica: s.replica, public: true };
+    if (privateToo) databases["secret-db"] = { replica: s.replica, tokens: [TOKEN] };
+    const app = createApp({ databases, ...options, closeReplicas: false });
+    try {
+      const response = await app.fetch(new Request("http://server/metrics"));
+      return { status: response.status, text: await response.text() };
+    } finally {
+      await app.shutdown();
+    }
+  }
+
+  it("refuses, at creation, tokens no client could send, naming where they were and never the token", () => {
+    for (
+      const [options, where] of [
+        [
+          { databases: { app: { replica: s.replica, tokens: ["good", "bad token"] } } },
+          'Token 2 of database "app"',
+        ],
+        [
+          { databases: { app: { replica: s.replica, public: true } }, metricsToken: "" },
+          "Token 1 of metricsToken",
+        ],
+      ] as const
+    ) {
+      assert.throws(() => createApp(options as AppOptions), (error: Error) => {
+        assert.ok(error instanceof TypeError);
+        assert.ok(error.message.startsWith(where), error.message);
+        assert.ok(!error.message.includes("bad token"));
+        return true;
+      });
+    }
+  });
+
+  it("counts requests and shows each replica's sequence, with the metrics token; /healthz answers 200", async () => {
+    const base = `${s.server.url}/v1/db/parity`;
+    for (const sql of ["SELECT 1", "SELECT 2", "SELECT 3", "SELECT * FROM nowhere"]) {
+      await post(`${base}/query`, { sql });
+    }
+    const response = await fetch(`${s.server.url}/metrics`, {
+      headers: { authorization: `Bearer ${METRICS_TOKEN}` },
+    });
+    assert.equal(response.status, 200);
+    assert.equal(response.headers.get("content-type"), "text/plain; version=0.0.4; charset=utf-8");
+    const text = await response.text();
     assert.match(text, /^# TYPE tessera_http_requests_total counter$/m);
     const ok = /^tessera_http_requests_total\{route="\/v1\/db\/:name\/query",status="200"\} (\d+)$/m.exec(
       text,
@@ -113,6 +167,39 @@ describe("the JSON API", () => {
     const health = await fetch(`${s.server.url}/healthz`);
     assert.equal(health.status, 200);
     assert.deepEqual(await health.json(), { ok: true, databases: 1, closed: 0 });
+  });
+
+  it("answers 401 without the metrics token, and to a database's token, naming no database", async () => {
+    for (const headers of [{}, auth, { authorization: `bearer ${METRICS_TOKEN}x` }]) {
+      const response = await fetch(`${s.server.url}/metrics`, { headers });
+      assert.equal(response.status, 401);
+      const body = await response.json();
+      assert.deepEqual(body, {
+        code: "UNAUTHORIZED",
+        message: "/metrics needs its bearer token: send Authorization: Bearer <metricsToken>",
+      });
+    }
+  });
+
+  it("without a metrics token, answers 401 while a database needs a token, unless publicMetrics", async () => {
+    const closed = await metricsOf({}, true, true);
+    assert.equal(closed.status, 401);
+    const body = JSON.parse(closed.text);
+    assert.equal(body.code, "UNAUTHORIZED");
+    assert.match(body.message, /set metricsToken \(tessera serve --metrics-token\)/);
+    assert.match(body.message, /publicMetrics: true \(--public-metrics\)/);
+    assert.doesNotMatch(closed.text, /secret-db|\bpub\b/);
+    assert.equal((await metricsOf({}, false, true)).status, 401);
+    assert.equal((await metricsOf({ publicMetrics: false }, false, true)).status, 401);
+
+    const open = await metricsOf({ publicMetrics: true }, true, true);
+    assert.equal(open.status, 200);
+    assert.match(open.text, /^tessera_replica_sequence\{database="secret-db"\} \d+$/m);
+    const allPublic = await metricsOf({}, true, false);
+    assert.equal(allPublic.status, 200, "every database is public: nothing to hide");
+    assert.match(allPublic.text, /^tessera_replica_sequence\{database="pub"\} \d+$/m);
+    const tokenWins = await metricsOf({ metricsToken: METRICS_TOKEN, publicMetrics: true }, true, false);
+    assert.equal(tokenWins.status, 401, "a metrics token, once set, is always needed");
   });
 });
 

@@ -131,6 +131,118 @@ describe("tessera serve", () => {
     const help = await runScript("src/cli/main.ts", ["serve", "--help"]);
     assert.equal(help.code, 0);
     assert.match(help.stdout, /Usage: tessera serve -c CONFIG/);
+    assert.match(help.stdout, /--metrics-token TOKEN/);
+    assert.match(help.stdout, /--public-metrics/);
+  });
+
+  it("refuses a --db that is not a name and a token no header can carry with 2, a config with them with 1", async () => {
+    const serve = (args: string[], env: Record<string, string> = {}) =>
+      runScript("src/cli/main.ts", ["serve", ...args, "--port", "0"], { env });
+    const rule = /a name is 1-128 letters, digits, "_", "-" or "\.", and none of "healthz", "metrics"/;
+    const path = await serve(["--store", `file://${store}`, "--db", "bad/name", "--public"]);
+    assert.equal(path.code, 2, path.stderr);
+    assert.match(path.stderr, /--db "bad\/name" is not a database name/);
+    assert.match(path.stderr, rule);
+    assert.match(path.stderr, /Run "tessera --help" for usage/);
+    const reserved = await serve([
+      "--store",
+      `file://${store}`,
+      "--db",
+      "app",
+      "--db",
+      "metrics",
+      "--public",
+    ]);
+    assert.equal(reserved.code, 2, reserved.stderr);
+    assert.match(reserved.stderr, /--db "metrics" is not a database name/);
+
+    const tokens: [string[], Record<string, string>, RegExp][] = [
+      [["--token", "secret words"], {}, /serve: --token contains whitespace/],
+      [["--token", "ok-token", "--token", ""], {}, /serve: --token #2 is empty/],
+      [
+        ["--token", "env:SERVE_SPACED"],
+        { SERVE_SPACED: "secret\tword" },
+        /--token names the environment variable SERVE_SPACED, whose value contains whitespace/,
+      ],
+      [
+        ["--token", "ok-token", "--metrics-token", "secret metrics"],
+        {},
+        /serve: --metrics-token contains whitespace/,
+      ],
+    ];
+    for (const [args, env, message] of tokens) {
+      const got = await serve(["--store", `file://${store}`, "--db", "app", ...args], env);
+      assert.equal(got.code, 2, got.stderr);
+      assert.match(got.stderr, message);
+      assert.doesNotMatch(got.stderr, /secret/, "the token is never shown");
+    }
+    const both = await serve([
+      "--store",
+      `file://${store}`,
+      "--db",
+      "app",
+      "--public",
+      "--metrics-token",
+      "m",
+      "--public-metrics",
+    ]);
+    assert.equal(both.code, 2, both.stderr);
+    assert.match(both.stderr, /give --metrics-token TOKEN or --public-metrics, not both/);
+
+    const badName = join(dir, "bad-name.json");
+    await writeFile(
+      badName,
+      JSON.stringify({ store: `file://${store}`, databases: { "bad/name": { public: true } } }),
+    );
+    const config = await serve(["-c", badName]);
+    assert.equal(config.code, 1, config.stderr);
+    assert.ok(config.stderr.includes(`Cannot load the server config (file "${badName}")`), config.stderr);
+    assert.match(config.stderr, /databases has the key "bad\/name", which is not a database name/);
+    assert.match(config.stderr, rule);
+    assert.match(config.stderr, /\[CONFIG_INVALID\]/);
+    const badToken = join(dir, "bad-token.json");
+    await writeFile(
+      badToken,
+      JSON.stringify({ store: `file://${store}`, databases: { app: { tokens: ["secret words"] } } }),
+    );
+    const token = await serve(["-c", badToken]);
+    assert.equal(token.code, 1, token.stderr);
+    assert.match(token.stderr, /databases\.app\.tokens\[0\] contains whitespace/);
+    assert.doesNotMatch(token.stderr, /secret/);
+  });
+
+  it("closes /metrics to a database's token, and opens it with --metrics-token or --public-metrics", async () => {
+    const metricsOf = async (args: string[]) => {
+      const server = startInteractive("src/cli/main.ts", [
+        "serve",
+        "--store",
+        `file://${store}`,
+        "--db",
+        "app",
+        "--token",
+        "env:SERVE_APP_TOKEN",
+        "--port",
+        "0",
+        "--json",
+        ...args,
+      ], { env: { SERVE_APP_TOKEN: "app-token", SERVE_METRICS_TOKEN: "metrics-token" } });
+      try {
+        const { url } = JSON.parse((await server.next(/\{"event":"listening".*\}\n/)).trim());
+        const status = async (token?: string) => {
+          const response = await fetch(`${url}/metrics`, {
+            headers: token === undefined ? {} : { authorization: `Bearer ${token}` },
+          });
+          await response.body?.cancel();
+          return response.status;
+        };
+        return [await status(), await status("app-token"), await status("metrics-token")];
+      } finally {
+        await server.stop();
+      }
+    };
+    assert.deepEqual(await metricsOf([]), [401, 401, 401]);
+    assert.deepEqual(await metricsOf(["--metrics-token", "env:SERVE_METRICS_TOKEN"]), [401, 401, 200]);
+    assert.deepEqual(await metricsOf(["--public-metrics"]), [200, 200, 200]);
   });
 
   it("runs under Node through @hono/node-server (the CLI bundled for Node)", async () => {
