@@ -19,10 +19,11 @@ import { Hono } from "hono";
 import type { Context } from "hono";
 import type { InValue } from "@libsql/core/api";
 import { fromBase64 } from "../bytes.ts";
+import { utf8Length } from "../replica/engine.ts";
 import type { Replica } from "../replica/replica.ts";
 import { resultJson } from "../replica/result_json.ts";
-import { type Access, Gate } from "./auth.ts";
-import { Catchup, readBookmark, snapshotHeaders } from "./bookmarks.ts";
+import { type Access, checkTokens, Gate } from "./auth.ts";
+import { Catchup, readBookmark, type Served, servedNow, snapshotHeaders } from "./bookmarks.ts";
 import { errorResponse, ServerError } from "./errors.ts";
 import { protoError } from "./hrana_proto.ts";
 import {
@@ -61,8 +62,16 @@ export interface AppOptions {
   streams?: StreamTableOptions | undefined;
   /** Longest wait for `Tessera-Min-Sequence`, in ms. @default {5000} */
   maxBookmarkWaitMs?: number | undefined;
-  /** When set, `/metrics` needs this bearer token. */
+  /**
+   * When set, `/metrics` needs this bearer token. When not, `/metrics` (which names every database) is open
+   * only if every database is public or `publicMetrics` is true, and answers `401 UNAUTHORIZED` otherwise.
+   */
   metricsToken?: string | undefined;
+  /**
+   * `/metrics` answers anyone, even though some database needs a token; ignored when `metricsToken` is set.
+   * @default {false}
+   */
+  publicMetrics?: boolean | undefined;
   /** `shutdown()` closes the replicas too. @default {true} */
   closeReplicas?: boolean | undefined;
 }
@@ -79,7 +88,30 @@ export interface TesseraApp extends Hono {
 }
 
 const NAME = /^[A-Za-z0-9_.-]{1,128}$/;
-const PROBES = new Set(["healthz", "metrics", "v1", "v2", "v3"]);
+// Names a database's URLs cannot carry: the server's own first path segments, and the dot segments that
+// URL parsing removes.
+/** The name the metrics token is checked under: no database can have it. */
+const METRICS = "metrics";
+const RESERVED = new Set(["healthz", "metrics", "v1", "v2", "v3", ".", ".."]);
+
+/** What a served database may be called, as a phrase for messages ("a name is …"). */
+export const DATABASE_NAME_RULE = `1-128 letters, digits, "_", "-" or ".", and none of ${
+  [...RESERVED].map((r) => `"${r}"`).join(", ")
+}`;
+
+/**
+ * Whether `name` can name a served database: it is one segment of the database's URLs (`/<name>/v2/pipeline`,
+ * `/v1/db/<name>/query`). See {@linkcode DATABASE_NAME_RULE}.
+ *
+ * @example
+ * ```ts
+ * import { isDatabaseName } from "./app.ts";
+ * console.log(isDatabaseName("app"), isDatabaseName("bad/name"), isDatabaseName("metrics")); // true false false
+ * ```
+ */
+export function isDatabaseName(name: string): boolean {
+  return NAME.test(name) && !RESERVED.has(name);
+}
 
 /** Decodes a JSON API argument: integers as integers, `{"base64": "…"}` as a blob. */
 function jsonArgument(value: unknown, where: string): InValue {
@@ -94,7 +126,15 @@ function jsonArgument(value: unknown, where: string): InValue {
         throw new ServerError(400, "BAD_REQUEST", `${where}.base64 is not base64`);
       }
     }
-    if (typeof integer === "string" && /^-?\d{1,19}$/.test(integer)) return BigInt(integer);
+    if (typeof integer === "string" && /^-?\d{1,19}$/.test(integer)) {
+      const n = BigInt(integer);
+      if (n >= -(2n ** 63n) && n < 2n ** 63n) return n;
+      throw new ServerError(
+        400,
+        "BAD_REQUEST",
+        `${where}.integer is ${integer}, outside SQLite's 64-bit integers`,
+      );
+    }
   }
   throw new ServerError(
     400,
@@ -123,12 +163,8 @@ export function createApp(options: AppOptions): TesseraApp {
       : Object.entries(options.databases as Record<string, ServedDatabase>),
   );
   for (const name of databases.keys()) {
-    if (!NAME.test(name) || PROBES.has(name)) {
-      throw new TypeError(
-        `Cannot serve database "${name}": a name is 1-128 letters, digits, "_", "-" or ".", and not ${[
-          ...PROBES,
-        ]}`,
-      );
+    if (!isDatabaseName(name)) {
+      throw new TypeError(`Cannot serve database "${name}": a name is ${DATABASE_NAME_RULE}`);
     }
   }
   for (const [name, db] of databases) {
@@ -139,22 +175,34 @@ export function createApp(options: AppOptions): TesseraApp {
           "so integers reach clients exact and typed",
       );
     }
+    checkTokens(`database "${name}"`, db.tokens ?? []);
   }
+  if (options.metricsToken !== undefined) checkTokens("metricsToken", [options.metricsToken]);
   const defaultDatabase = options.defaultDatabase ??
     (databases.size === 1 ? [...databases.keys()][0] : undefined);
   if (defaultDatabase !== undefined && !databases.has(defaultDatabase)) {
     throw new TypeError(`Cannot serve "${defaultDatabase}" by default: no such database is configured`);
   }
   const limits: ServerLimits = { ...DEFAULT_LIMITS, ...options.limits };
+  // From here on the replicas answer callers the app does not trust: no statement changes what they
+  // serve, and no result grows past the limits while SQLite steps through it.
+  for (const db of databases.values()) {
+    db.replica.restrict({ maxRows: limits.maxRows, maxBytes: limits.maxResultBytes });
+  }
   const maxWait = options.maxBookmarkWaitMs ?? 5000;
   const access = new Map<string, Access>(
     [...databases].map(([name, db]) => [name, { public: db.public ?? false, tokens: db.tokens ?? [] }]),
   );
   const gate = Gate.create(access);
+  // The metrics token is checked as database tokens are, under a name no database can have.
+  const metricsGate = options.metricsToken === undefined
+    ? undefined
+    : Gate.create(new Map([[METRICS, { public: false, tokens: [options.metricsToken] }]]));
   const streams = new StreamTable(options.streams);
   const metrics = new Metrics();
   const counters = new Map([...databases].map(([name, db]) => [name, db.storeCounters ?? storeCounters()]));
   const catchup = new Catchup();
+  const stopping = new AbortController();
   let inFlight = 0;
   let shuttingDown = false;
   const idle: (() => void)[] = [];
@@ -208,8 +256,14 @@ export function createApp(options: AppOptions): TesseraApp {
     errorResponse(new ServerError(404, "NOT_FOUND", `No such endpoint: ${c.req.method} ${c.req.path}`))
   );
 
-  /** The replica `name` names, once the request's token opens it (the same answers for unknown names). */
-  async function open(c: Context, name: string | undefined): Promise<Replica> {
+  /**
+   * The replica `name` names, once the request's token opens it (the same answers for unknown names) and
+   * it serves the request's minimum sequence; with the snapshot it serves as the request starts.
+   */
+  async function open(
+    c: Context,
+    name: string | undefined,
+  ): Promise<{ replica: Replica; served: Served; min: number | undefined }> {
     if (name === undefined) {
       throw new ServerError(
         404,
@@ -223,22 +277,33 @@ export function createApp(options: AppOptions): TesseraApp {
       throw new ServerError(403, "FORBIDDEN", `The bearer token does not open database "${name}"`);
     }
     const bookmark = readBookmark({ get: (h) => c.req.header(h) }, maxWait);
-    if (bookmark) await catchup.reach(served.replica, bookmark.min, bookmark.waitMs);
-    return served.replica;
+    const { replica } = served;
+    if (bookmark) await catchup.reach(replica, bookmark.min, bookmark.waitMs, { signal: stopping.signal });
+    // What the request's first statement would do as it starts: move to the newest snapshot prepared. The
+    // headers then name the snapshot the statements read (or, if another arrives meanwhile, an older one).
+    if (replica.autoRefresh) await replica.refresh(0);
+    return { replica, served: servedNow(replica), min: bookmark?.min };
   }
 
-  function json(body: string, replica: Replica, status = 200): Response {
+  function json(body: string, served: Served, status = 200): Response {
     return new Response(body, {
       status,
-      headers: { "content-type": "application/json", ...snapshotHeaders(replica) },
+      headers: { "content-type": "application/json", ...snapshotHeaders(served) },
     });
   }
 
   async function pipeline(c: Context, name: string | undefined): Promise<Response> {
-    const replica = await open(c, name);
+    const { replica, served, min } = await open(c, name);
     const body = await readJsonBody(c.req.raw, limits.maxBodyBytes);
-    const text = await runPipeline(body, { database: name!, replica, streams, limits });
-    return json(text, replica);
+    const result = await runPipeline(body, {
+      database: name!,
+      replica,
+      streams,
+      limits,
+      served,
+      minSequence: min,
+    });
+    return json(result.text, result.served);
   }
 
   const versionOk = (c: Context) => c.text("Tessera serves Hrana 2 over HTTP: POST v2/pipeline\n");
@@ -263,7 +328,7 @@ export function createApp(options: AppOptions): TesseraApp {
   }
 
   app.post("/v1/db/:name/query", async (c) => {
-    const replica = await open(c, c.req.param("name"));
+    const { replica, served } = await open(c, c.req.param("name"));
     const body = await readJsonBody(c.req.raw, limits.maxBodyBytes) as { sql?: unknown; args?: unknown };
     if (typeof body !== "object" || body === null || typeof body.sql !== "string") {
       throw new ServerError(400, "BAD_REQUEST", 'The body must be {"sql": "…", "args": [...] or {...}}');
@@ -278,23 +343,23 @@ export function createApp(options: AppOptions): TesseraApp {
     }
     const result = await replica.execute({ sql: body.sql, args });
     checkRows(result.rows.length, limits);
-    const text = resultJson(result, replica.sequence);
-    if (text.length > limits.maxResultBytes) throw resultTooLarge(limits);
-    return json(text, replica);
+    const text = resultJson(result, served.sequence);
+    if (utf8Length(text) > limits.maxResultBytes) throw resultTooLarge(limits);
+    return json(text, served);
   });
 
   app.get("/v1/db/:name/status", async (c) => {
     const name = c.req.param("name");
-    const replica = await open(c, name);
-    return json(JSON.stringify({ name, ...replica.status() }), replica);
+    const { replica } = await open(c, name);
+    return json(JSON.stringify({ name, ...replica.status() }), servedNow(replica));
   });
 
   app.post("/v1/db/:name/refresh", async (c) => {
     const name = c.req.param("name");
-    const replica = await open(c, name);
+    const { replica } = await open(c, name);
     const before = replica.sequence;
     await replica.refresh(1);
-    return json(JSON.stringify({ name, before, sequence: replica.sequence }), replica);
+    return json(JSON.stringify({ name, before, sequence: replica.sequence }), servedNow(replica));
   });
 
   app.get("/healthz", (c) => {
@@ -305,12 +370,29 @@ export function createApp(options: AppOptions): TesseraApp {
     return c.json({ ok: closed === 0, databases: databases.size, closed }, closed === 0 ? 200 : 503);
   });
 
-  app.get("/metrics", (c) => {
-    if (options.metricsToken !== undefined) {
-      const presented = c.req.header("authorization") ?? "";
-      if (!constantTimeEqual(presented, `Bearer ${options.metricsToken}`)) {
-        throw new ServerError(401, "UNAUTHORIZED", "/metrics needs its bearer token");
+  // /metrics names every database, so it is closed as soon as one database is: a client without a token
+  // must not learn which databases exist.
+  const metricsOpen = options.metricsToken === undefined &&
+    (options.publicMetrics === true || [...databases.values()].every((db) => db.public === true));
+  app.get("/metrics", async (c) => {
+    if (metricsGate !== undefined) {
+      try {
+        await (await metricsGate).check(c.req.header("authorization"), METRICS);
+      } catch {
+        throw new ServerError(
+          401,
+          "UNAUTHORIZED",
+          "/metrics needs its bearer token: send Authorization: Bearer <metricsToken>",
+        );
       }
+    } else if (!metricsOpen) {
+      throw new ServerError(
+        401,
+        "UNAUTHORIZED",
+        "/metrics names the databases, and some need a token: set metricsToken (tessera serve --metrics-token) " +
+          "and send it as Authorization: Bearer <token>, or set publicMetrics: true (--public-metrics) to show " +
+          "metrics to anyone",
+      );
     }
     const rows = new Map(
       [...databases].map(([name, db]) => [name, { replica: db.replica, store: counters.get(name)! }]),
@@ -323,6 +405,8 @@ export function createApp(options: AppOptions): TesseraApp {
   Object.defineProperty(app, "inFlight", { get: () => inFlight });
   app.shutdown = async (shutdownOptions: { timeoutMs?: number } = {}) => {
     shuttingDown = true;
+    // Requests waiting for a minimum sequence answer SHUTTING_DOWN now rather than wait it out.
+    stopping.abort();
     if (inFlight > 0) {
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, shutdownOptions.timeoutMs ?? 10_000);
@@ -336,12 +420,4 @@ export function createApp(options: AppOptions): TesseraApp {
     if (options.closeReplicas ?? true) { for (const db of databases.values()) db.replica.close(); }
   };
   return app;
-}
-
-function constantTimeEqual(a: string, b: string): boolean {
-  let diff = a.length ^ b.length;
-  for (let i = 0; i < Math.max(a.length, b.length); i++) {
-    diff |= (a.charCodeAt(i) || 0) ^ (b.charCodeAt(i) || 0);
-  }
-  return diff === 0;
 }

@@ -19,13 +19,50 @@ export const MIN_SEQUENCE_HEADER = "Tessera-Min-Sequence";
 /** Request header: how long to wait for it, in ms (at most the server's bound). */
 export const WAIT_HEADER = "Tessera-Wait-Ms";
 
-/** The headers naming the snapshot `replica` serves now. */
-export function snapshotHeaders(replica: Replica): Record<string, string> {
-  const ctime = replica.snapshotCtime;
-  return {
-    [SEQUENCE_HEADER]: String(replica.sequence),
-    [CTIME_HEADER]: Number.isFinite(ctime) && ctime > 0 ? new Date(ctime).toISOString() : "",
-  };
+/** A snapshot a request was served from: its sequence and source change time (ms since the epoch). */
+export interface Served {
+  sequence: number;
+  ctime: number;
+}
+
+/**
+ * The snapshot `replica` serves now. Read before a request's statements run, it is never newer than the
+ * snapshot they read (sequences only grow), so a client that trusts it never believes it read a write it
+ * did not.
+ */
+export function servedNow(replica: Replica): Served {
+  return { sequence: replica.sequence, ctime: replica.snapshotCtime };
+}
+
+/** The older of two served snapshots. */
+export function older(a: Served, b: Served): Served {
+  return b.sequence < a.sequence ? b : a;
+}
+
+/** The headers naming the snapshot a request was served from. */
+export function snapshotHeaders(served: Served): Record<string, string> {
+  return { [SEQUENCE_HEADER]: String(served.sequence), [CTIME_HEADER]: rfc3339(served.ctime) };
+}
+
+// Most answers name the snapshot the one before did: its time is formatted once.
+let lastCtime = Number.NaN;
+let lastCtimeText = "";
+
+function rfc3339(ctime: number): string {
+  if (ctime !== lastCtime) {
+    lastCtime = ctime;
+    lastCtimeText = Number.isFinite(ctime) && ctime > 0 ? new Date(ctime).toISOString() : "";
+  }
+  return lastCtimeText;
+}
+
+/** The error of a request whose minimum sequence the replica did not reach. */
+export function notReached(served: number, min: number, detail: string): ServerError {
+  return new ServerError(
+    412,
+    "BOOKMARK_NOT_REACHED",
+    `The replica serves sequence ${served}, not yet ${min}, ${detail}: retry, or read from the primary`,
+  );
 }
 
 /** Reads the minimum sequence and wait of a request; throws `BAD_REQUEST` for values that are not numbers. */
@@ -63,33 +100,46 @@ export class Catchup {
 
   /**
    * Waits until `replica` serves `min` or later, checking the store at most every `pollMs`; throws
-   * `BOOKMARK_NOT_REACHED` (412) after `waitMs`.
+   * `BOOKMARK_NOT_REACHED` (412) after `waitMs`, and `SHUTTING_DOWN` (503) as soon as `signal` aborts or
+   * the replica closes.
    */
-  async reach(replica: Replica, min: number, waitMs: number, pollMs = 50): Promise<void> {
+  async reach(
+    replica: Replica,
+    min: number,
+    waitMs: number,
+    options: { signal?: AbortSignal | undefined; pollMs?: number } = {},
+  ): Promise<void> {
+    const { signal, pollMs = 50 } = options;
     const deadline = Date.now() + waitMs;
     while (replica.sequence < min) {
-      const left = deadline - Date.now();
-      if (left <= 0) {
-        throw new ServerError(
-          412,
-          "BOOKMARK_NOT_REACHED",
-          `The replica serves sequence ${replica.sequence}, not yet ${min}, after waiting ${waitMs} ms: retry, ` +
-            "or read from the primary",
-        );
+      if (signal?.aborted || replica.closed) {
+        throw new ServerError(503, "SHUTTING_DOWN", "The server is shutting down");
       }
+      const left = deadline - Date.now();
+      if (left <= 0) throw notReached(replica.sequence, min, `after waiting ${waitMs} ms`);
       let running = this.#running.get(replica);
       if (running === undefined) {
         running = replica.refresh(1).catch(() => {}).finally(() => this.#running.delete(replica));
         this.#running.set(replica, running);
       }
-      await Promise.race([running, sleep(left)]);
-      if (replica.sequence < min) await sleep(Math.min(pollMs, Math.max(0, deadline - Date.now())));
+      await Promise.race([running, sleep(left, signal)]);
+      if (replica.sequence < min) await sleep(Math.min(pollMs, Math.max(0, deadline - Date.now())), signal);
     }
   }
 }
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
+/** Resolves after `ms`, or as soon as `signal` aborts. */
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal?.aborted) return resolve();
+    const done = () => {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal?.addEventListener("abort", done);
+  });
 }
 
 /** Options of {@linkcode bookmarkFetch}. */

@@ -15,6 +15,7 @@ export type ServerErrorCode =
   | "METHOD_NOT_ALLOWED"
   | "BAD_REQUEST"
   | "HRANA_PROTO_ERROR"
+  | "BATCH_COND_BAD_STEP"
   | "BATON_INVALID"
   | "STREAM_EXPIRED"
   | "PAYLOAD_TOO_LARGE"

@@ -10,14 +10,11 @@
  * @module
  */
 
-import {
-  type InStatement,
-  type InValue,
-  LibsqlError,
-  type ResultSet,
-  type Transaction,
-} from "@libsql/core/api";
+import { type InStatement, type InValue, LibsqlError, type ResultSet } from "@libsql/core/api";
+import { utf8Length } from "../replica/engine.ts";
 import type { Replica } from "../replica/replica.ts";
+import type { ReplicaTransaction } from "../replica/transaction.ts";
+import { older, type Served, servedNow } from "./bookmarks.ts";
 import { ServerError } from "./errors.ts";
 import { checkRows, checkSqlLength, resultTooLarge, type ServerLimits } from "./limits.ts";
 import {
@@ -32,30 +29,84 @@ import {
 /** What one stream may do. */
 export type StreamLimits = Pick<ServerLimits, "maxSqlLength" | "maxRows" | "maxResultBytes" | "maxStoredSql">;
 
-type Control = "begin" | "commit" | "rollback" | "savepoint" | undefined;
+type Control =
+  | { kind: "begin" }
+  | { kind: "commit" | "rollback" }
+  | { kind: "savepoint" | "release" | "rollback_to"; name: string }
+  | undefined;
+
+const NAME = String.raw`(?:"(?:[^"]|"")+"|\[[^\]]+\]|` + "`(?:[^`]|``)+`" +
+  String.raw`|'(?:[^']|'')+'|[A-Za-z_][A-Za-z0-9_$]*)`;
+const END = String.raw`\s*(?:;[\s\S]*)?$`;
+const TRANS_OPT = String.raw`(?:\s+TRANSACTION(?:\s+${NAME})?)?`;
+const BEGIN = new RegExp(String.raw`^BEGIN(?:\s+(?:DEFERRED|READONLY))?${TRANS_OPT}` + END, "i");
+const COMMIT = new RegExp(String.raw`^(?:COMMIT|END)${TRANS_OPT}` + END, "i");
+const ROLLBACK = new RegExp(String.raw`^ROLLBACK${TRANS_OPT}` + END, "i");
+const SAVEPOINT = new RegExp(String.raw`^SAVEPOINT\s+(${NAME})` + END, "i");
+const RELEASE = new RegExp(String.raw`^RELEASE(?:\s+SAVEPOINT)?\s+(${NAME})` + END, "i");
+const ROLLBACK_TO = new RegExp(
+  String.raw`^ROLLBACK(?:\s+TRANSACTION)?\s+TO(?:\s+SAVEPOINT)?\s+(${NAME})` + END,
+  "i",
+);
+const LEADING = /^(?:\s+|--[^\n]*(?:\n|$)|\/\*[\s\S]*?\*\/)*/;
+
+/** A savepoint name as SQLite compares it: unquoted, ASCII letters folded. */
+function savepointName(written: string): string {
+  const quote = written[0];
+  let name = written;
+  if (quote === '"' || quote === "'" || quote === "`") {
+    name = written.slice(1, -1).replaceAll(quote + quote, quote);
+  } else if (quote === "[") name = written.slice(1, -1);
+  return name.replace(/[A-Z]/g, (c) => c.toLowerCase());
+}
 
 /**
- * The transaction word a statement starts with, past whitespace and comments: `BEGIN` (not `IMMEDIATE` or
- * `EXCLUSIVE`, which the replica refuses itself), `COMMIT`/`END`, `ROLLBACK` (not `ROLLBACK TO`, which
- * stays inside the transaction), `SAVEPOINT`.
+ * The transaction statement `sql` is, past whitespace and comments, when it is one the stream must follow:
+ * `BEGIN` (plain, `DEFERRED`, or libSQL's `READONLY`: `IMMEDIATE` and `EXCLUSIVE` go to the replica, which
+ * refuses them), `COMMIT`/`END`, `ROLLBACK`, and `SAVEPOINT`, `RELEASE` and `ROLLBACK TO` with their
+ * names. Only well-formed statements are recognized; anything else goes to SQLite, which reports its own
+ * error for a malformed one.
  */
 export function transactionControl(sql: string): Control {
-  const words = sql.replace(/^(?:\s+|--[^\n]*(?:\n|$)|\/\*[\s\S]*?\*\/)*/, "").slice(0, 64).toUpperCase()
-    .split(/[^A-Z_]+/).filter((w) => w !== "");
-  switch (words[0]) {
-    case "BEGIN":
-      return words[1] === "IMMEDIATE" || words[1] === "EXCLUSIVE" ? undefined : "begin";
-    case "COMMIT":
-    case "END":
-      return "commit";
-    case "ROLLBACK": {
-      const next = words[1] === "TRANSACTION" ? words[2] : words[1];
-      return next === "TO" ? undefined : "rollback";
-    }
-    case "SAVEPOINT":
-      return "savepoint";
+  const text = sql.replace(LEADING, "").slice(0, 1024);
+  if (BEGIN.test(text)) return { kind: "begin" };
+  if (COMMIT.test(text)) return { kind: "commit" };
+  if (ROLLBACK.test(text)) return { kind: "rollback" };
+  let match = SAVEPOINT.exec(text);
+  if (match) return { kind: "savepoint", name: savepointName(match[1]!) };
+  match = RELEASE.exec(text);
+  if (match) return { kind: "release", name: savepointName(match[1]!) };
+  match = ROLLBACK_TO.exec(text);
+  if (match) return { kind: "rollback_to", name: savepointName(match[1]!) };
+  return undefined;
+}
+
+/** The characters of SQL text one stream may keep stored in all. */
+function storedSqlBudget(limits: StreamLimits): number {
+  return Math.max(limits.maxSqlLength, 1024 * 1024);
+}
+
+/** Refuses a batch step's condition on a step that has not run before it (as sqld does). */
+function checkCondSteps(cond: BatchCond, index: number): void {
+  switch (cond.type) {
+    case "ok":
+    case "error":
+      if (cond.step >= index) {
+        throw new ServerError(
+          400,
+          "BATCH_COND_BAD_STEP",
+          `Step ${index} of the batch has a condition on step ${cond.step}, which does not run before it`,
+        );
+      }
+      return;
+    case "not":
+      return checkCondSteps(cond.cond, index);
+    case "and":
+    case "or":
+      for (const c of cond.conds) checkCondSteps(c, index);
+      return;
     default:
-      return undefined;
+      return;
   }
 }
 
@@ -70,7 +121,8 @@ const NOTHING: ResultSet = {
   columnTypes: [],
   rows: [],
   rowsAffected: 0,
-  lastInsertRowid: undefined,
+  // What a file connection reports for a statement that inserted nothing.
+  lastInsertRowid: 0n,
   toJSON: () => ({}),
 };
 
@@ -79,7 +131,14 @@ export class HranaStream {
   readonly #replica: Replica;
   readonly #limits: StreamLimits;
   readonly #sqls = new Map<number, string>();
-  #transaction: Transaction | undefined;
+  #storedBytes = 0;
+  #transaction: ReplicaTransaction | undefined;
+  /** The snapshot the transaction reads (never newer than it), while one is open. */
+  #pinned: Served | undefined;
+  /** Savepoints open, when a `SAVEPOINT` began the transaction: releasing the first ends it. */
+  #savepoints: string[] | undefined;
+  /** The oldest snapshot the current pipeline read. */
+  #served: Served = { sequence: 0, ctime: 0 };
   #budget = 0;
 
   constructor(replica: Replica, limits: StreamLimits) {
@@ -89,12 +148,28 @@ export class HranaStream {
 
   /** True outside a transaction. */
   get autocommit(): boolean {
-    return this.#transaction === undefined || this.#transaction.closed;
+    if (this.#transaction !== undefined && this.#transaction.closed) this.#ended();
+    return this.#transaction === undefined;
   }
 
-  /** Resets the result budget at the start of a pipeline. */
-  startPipeline(): void {
+  /** The snapshot the stream's open transaction reads, if one is open. */
+  get pinned(): Served | undefined {
+    return this.autocommit ? undefined : this.#pinned;
+  }
+
+  /** The oldest snapshot the pipeline since {@linkcode HranaStream.startPipeline} read from. */
+  get served(): Served {
+    return this.#served;
+  }
+
+  /**
+   * Starts a pipeline: resets the result budget; `served` is the replica's snapshot as the request
+   * arrived, before any of its statements ran.
+   */
+  startPipeline(served: Served): void {
     this.#budget = this.#limits.maxResultBytes;
+    const pinned = this.pinned;
+    this.#served = pinned ? older(served, pinned) : served;
   }
 
   /** Runs one request (not `close`, which the pipeline handles) and returns its response as JSON text. */
@@ -113,7 +188,10 @@ export class HranaStream {
         return `{"type":"sequence"}`;
       }
       case "describe": {
-        const d = await this.#replica.describe(this.#text(request));
+        const sql = this.#text(request);
+        const d = this.autocommit
+          ? await this.#replica.describe(sql)
+          : await this.#transaction!.describe(sql);
         return `{"type":"describe","result":${
           JSON.stringify({
             params: d.params,
@@ -135,12 +213,25 @@ export class HranaStream {
           );
         }
         this.#checkLength(request.sql);
+        // The texts together are bounded too: as many as allowed, each as long as allowed, would be a lot.
+        const budget = storedSqlBudget(this.#limits);
+        if (this.#storedBytes + request.sql.length > budget) {
+          throw new ServerError(
+            400,
+            "SQL_TOO_LONG",
+            `A stream stores at most ${budget} characters of SQL text in all: close some with close_sql`,
+          );
+        }
         this.#sqls.set(request.sqlId, request.sql);
+        this.#storedBytes += request.sql.length;
         return `{"type":"store_sql"}`;
       }
-      case "close_sql":
+      case "close_sql": {
+        const sql = this.#sqls.get(request.sqlId);
+        if (sql !== undefined) this.#storedBytes -= sql.length;
         this.#sqls.delete(request.sqlId);
         return `{"type":"close_sql"}`;
+      }
       case "get_autocommit":
         return `{"type":"get_autocommit","is_autocommit":${this.autocommit}}`;
     }
@@ -149,9 +240,10 @@ export class HranaStream {
   /** Ends the stream: a transaction still open is rolled back. */
   close(): void {
     const transaction = this.#transaction;
-    this.#transaction = undefined;
+    this.#ended();
     transaction?.close();
     this.#sqls.clear();
+    this.#storedBytes = 0;
   }
 
   #checkLength(sql: string): void {
@@ -174,6 +266,23 @@ export class HranaStream {
     return sql;
   }
 
+  /** Forgets the transaction (SQLite ended it, or the stream did). */
+  #ended(): void {
+    this.#transaction = undefined;
+    this.#pinned = undefined;
+    this.#savepoints = undefined;
+  }
+
+  /** Opens the stream's read transaction on the snapshot served now. */
+  async #begin(): Promise<ReplicaTransaction> {
+    const pinned = servedNow(this.#replica);
+    const transaction = await this.#replica.transaction("read");
+    this.#transaction = transaction;
+    this.#pinned = pinned;
+    this.#served = older(this.#served, pinned);
+    return transaction;
+  }
+
   async #execute(stmt: ProtoStmt): Promise<ResultSet> {
     const sql = this.#text(stmt);
     if (stmt.args.length > 0 && stmt.namedArgs.length > 0) {
@@ -191,41 +300,69 @@ export class HranaStream {
     // enforcement has nothing to act on, so they are answered as done and the batch fails at its first write.
     if (FOREIGN_KEYS.test(sql)) return NOTHING;
     const control = transactionControl(sql);
-    if (control === "begin") {
-      if (!this.autocommit) throw sqliteError("cannot start a transaction within a transaction");
-      this.#transaction = await this.#replica.transaction("read");
-      return NOTHING;
-    }
-    if (control === "commit" || control === "rollback") {
-      const transaction = this.#transaction;
-      this.#transaction = undefined;
-      if (transaction === undefined || transaction.closed) {
-        throw sqliteError(`cannot ${control} - no transaction is active`);
+    switch (control?.kind) {
+      case "begin":
+        if (!this.autocommit) throw sqliteError("cannot start a transaction within a transaction");
+        await this.#begin();
+        return NOTHING;
+      case "commit":
+      case "rollback": {
+        const transaction = this.#transaction;
+        const kind = control.kind;
+        if (this.autocommit) throw sqliteError(`cannot ${kind} - no transaction is active`);
+        this.#ended();
+        if (kind === "commit") await transaction!.commit();
+        else await transaction!.rollback();
+        return NOTHING;
       }
-      if (control === "commit") await transaction.commit();
-      else await transaction.rollback();
-      return NOTHING;
+      case "savepoint": {
+        // Outside a transaction, SAVEPOINT begins one that releasing this savepoint ends.
+        const opens = this.autocommit;
+        const transaction = opens ? await this.#begin() : this.#transaction!;
+        let result: ResultSet;
+        try {
+          result = await transaction.execute(statement);
+        } catch (error) {
+          if (opens) this.close();
+          throw error;
+        }
+        if (opens) this.#savepoints = [control.name];
+        else this.#savepoints?.push(control.name);
+        return result;
+      }
     }
-    if (control === "savepoint" && this.autocommit) {
-      this.#transaction = await this.#replica.transaction("read");
+    if (this.autocommit) return await this.#replica.execute(statement);
+    const transaction = this.#transaction!;
+    const result = await transaction.execute(statement);
+    const savepoints = this.#savepoints;
+    if (savepoints && (control?.kind === "release" || control?.kind === "rollback_to")) {
+      // SQLite found the savepoint (or the statement failed): those opened after it are gone, and
+      // RELEASE removes it too.
+      const at = savepoints.lastIndexOf(control.name);
+      if (at >= 0) savepoints.length = control.kind === "release" ? at : at + 1;
+      if (savepoints.length === 0) {
+        // Releasing the savepoint that began the transaction commits it.
+        this.#ended();
+        if (!transaction.closed) await transaction.commit();
+        else transaction.close();
+      }
     }
-    if (!this.autocommit) {
-      const result = await this.#transaction!.execute(statement);
-      if (this.#transaction?.closed) this.#transaction = undefined;
-      return result;
-    }
-    return await this.#replica.execute(statement);
+    if (transaction.closed) this.#ended();
+    return result;
   }
 
   #encode(result: ResultSet, wantRows: boolean): string {
     if (wantRows) checkRows(result.rows.length, this.#limits);
     const text = encodeResult(result, wantRows);
-    this.#budget -= text.length;
+    this.#budget -= utf8Length(text);
     if (this.#budget < 0) throw resultTooLarge(this.#limits);
     return text;
   }
 
   async #batch(steps: { condition: BatchCond | undefined; stmt: ProtoStmt }[]): Promise<string> {
+    steps.forEach((step, i) => {
+      if (step.condition !== undefined) checkCondSteps(step.condition, i);
+    });
     const results: string[] = [];
     const errors: string[] = [];
     const outcomes: (boolean | undefined)[] = [];

@@ -54,7 +54,7 @@ export function checkRows(rows: number, limits: Pick<ServerLimits, "maxRows">): 
     throw new ServerError(
       400,
       "RESULT_TOO_LARGE",
-      `The statement returned ${rows} rows, more than the limit of ${limits.maxRows}: add a LIMIT, or page ` +
+      `The statement returned ${rows} rows, more than the limit of ${limits.maxRows} rows: add a LIMIT, or page ` +
         "with a WHERE on the key",
     );
   }
@@ -79,6 +79,31 @@ export async function readJsonBody(request: Request, maxBytes: number): Promise<
     );
   const declared = request.headers.get("content-length");
   if (declared !== null && Number(declared) > maxBytes) throw tooLarge();
+  let bytes: Uint8Array;
+  if (declared !== null && /^\d+$/.test(declared)) {
+    // A declared length within the limit: the runtime ends a body that runs past it, so read it at once.
+    bytes = new Uint8Array(await request.arrayBuffer());
+    if (bytes.length > maxBytes) throw tooLarge();
+  } else {
+    bytes = await readStream(request, maxBytes, tooLarge);
+  }
+  let text: string;
+  try {
+    text = UTF8.decode(bytes);
+  } catch {
+    throw new ServerError(400, "BAD_REQUEST", "The request body is not UTF-8 text");
+  }
+  try {
+    return JSON.parse(text);
+  } catch (error) {
+    throw new ServerError(400, "BAD_REQUEST", `The request body is not JSON: ${(error as Error).message}`);
+  }
+}
+
+const UTF8 = new TextDecoder("utf-8", { fatal: true });
+
+/** Reads a body of undeclared length, refusing more than `maxBytes` as it arrives. */
+async function readStream(request: Request, maxBytes: number, tooLarge: () => Error): Promise<Uint8Array> {
   const parts: Uint8Array[] = [];
   let total = 0;
   if (request.body) {
@@ -100,15 +125,5 @@ export async function readJsonBody(request: Request, maxBytes: number): Promise<
     bytes.set(part, at);
     at += part.length;
   }
-  let text: string;
-  try {
-    text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
-  } catch {
-    throw new ServerError(400, "BAD_REQUEST", "The request body is not UTF-8 text");
-  }
-  try {
-    return JSON.parse(text);
-  } catch (error) {
-    throw new ServerError(400, "BAD_REQUEST", `The request body is not JSON: ${(error as Error).message}`);
-  }
+  return bytes;
 }

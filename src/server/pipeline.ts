@@ -7,6 +7,7 @@
  */
 
 import type { Replica } from "../replica/replica.ts";
+import { notReached, type Served } from "./bookmarks.ts";
 import { decodePipeline, protoError } from "./hrana_proto.ts";
 import { HranaStream, type StreamLimits } from "./hrana_stream.ts";
 import type { StreamTable } from "./streams.ts";
@@ -17,20 +18,41 @@ export interface PipelineContext {
   replica: Replica;
   streams: StreamTable;
   limits: StreamLimits;
+  /** The replica's snapshot as the request arrived (after any wait for its minimum sequence). */
+  served: Served;
+  /** The request's minimum sequence (`Tessera-Min-Sequence`), if it gave one. */
+  minSequence?: number | undefined;
 }
 
-/** Runs the pipeline in `body` (parsed JSON) and returns the response body. */
-export async function runPipeline(body: unknown, context: PipelineContext): Promise<string> {
+/**
+ * Runs the pipeline in `body` (parsed JSON) and returns the response body, and the oldest snapshot its
+ * statements read (a held transaction's, when older than the replica's).
+ */
+export async function runPipeline(
+  body: unknown,
+  context: PipelineContext,
+): Promise<{ text: string; served: Served }> {
   const { baton, requests } = decodePipeline(body);
   const closes = requests.some((r) => r.type === "close");
   let stream: HranaStream;
   if (baton !== undefined) {
     stream = context.streams.take(baton, context.database);
+    // A transaction keeps its snapshot: it cannot move forward to the sequence the client asks for.
+    const pinned = stream.pinned;
+    if (context.minSequence !== undefined && pinned !== undefined && pinned.sequence < context.minSequence) {
+      stream.close();
+      throw notReached(
+        pinned.sequence,
+        context.minSequence,
+        "in the stream's transaction, which keeps the snapshot it began on (the stream is closed): begin " +
+          "the transaction again",
+      );
+    }
   } else {
     if (!closes) context.streams.checkRoom();
     stream = new HranaStream(context.replica, context.limits);
   }
-  stream.startPipeline();
+  stream.startPipeline(context.served);
   const results: string[] = [];
   let closed = false;
   for (const request of requests) {
@@ -59,5 +81,8 @@ export async function runPipeline(body: unknown, context: PipelineContext): Prom
       throw error;
     }
   }
-  return `{"baton":${next},"base_url":null,"results":[${results.join(",")}]}`;
+  return {
+    text: `{"baton":${next},"base_url":null,"results":[${results.join(",")}]}`,
+    served: stream.served,
+  };
 }

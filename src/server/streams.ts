@@ -17,7 +17,11 @@ export interface StreamTableOptions {
   idleMs?: number | undefined;
   /** How long an expired baton is still recognised. @default {300000} */
   rememberMs?: number | undefined;
-  /** Most streams held between requests. @default {1000} */
+  /**
+   * Most streams held between requests. Each one in a transaction holds a SQLite connection and its page
+   * cache (in the wasm engine, in the one wasm heap), so the bound is memory as much as count.
+   * @default {128}
+   */
   maxStreams?: number | undefined;
 }
 
@@ -43,7 +47,7 @@ export class StreamTable {
   constructor(options: StreamTableOptions = {}) {
     this.#idleMs = options.idleMs ?? 10_000;
     this.#rememberMs = options.rememberMs ?? 300_000;
-    this.#maxStreams = options.maxStreams ?? 1000;
+    this.#maxStreams = options.maxStreams ?? 128;
   }
 
   /** Streams held now. */

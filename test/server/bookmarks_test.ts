@@ -125,4 +125,76 @@ describe("bookmarks", () => {
       plain.close();
     }
   });
+
+  it("names a held transaction's snapshot, refuses a newer minimum inside it, and ends waits at shutdown", async () => {
+    const url = `${server.url}/app/v2/pipeline`;
+    const post = (body: unknown, headers: Record<string, string> = {}) =>
+      fetch(url, {
+        method: "POST",
+        headers: { "content-type": "application/json", ...headers },
+        body: JSON.stringify(body),
+      });
+    const count = { type: "execute", stmt: { sql: "SELECT count(*) FROM notes", want_rows: true } };
+    const opened = await post({ requests: [{ type: "execute", stmt: { sql: "BEGIN" } }, count] });
+    const pinned = Number(opened.headers.get("Tessera-Sequence"));
+    const first = await opened.json();
+    const rowsAtBegin = first.results[1].response.result.rows;
+
+    await writer.execute("INSERT INTO notes (body) VALUES ('after begin')");
+    const wrote = (await writer.bookmark())!;
+    await writer.flush();
+    await replica.refresh(2);
+    assert.ok(
+      replica.sequence >= wrote && wrote > pinned,
+      "the replica moved past the transaction's snapshot",
+    );
+
+    const inside = await post({ baton: first.baton, requests: [count] });
+    assert.equal(
+      Number(inside.headers.get("Tessera-Sequence")),
+      pinned,
+      "the answer names the snapshot read",
+    );
+    const insideBody = await inside.json();
+    assert.deepEqual(insideBody.results[0].response.result.rows, rowsAtBegin);
+
+    const refused = await post({ baton: insideBody.baton, requests: [count] }, {
+      "Tessera-Min-Sequence": String(wrote),
+    });
+    assert.equal(refused.status, 412);
+    const refusal = await refused.json();
+    assert.equal(refusal.code, "BOOKMARK_NOT_REACHED");
+    assert.match(
+      refusal.message,
+      new RegExp(`serves sequence ${pinned}, not yet ${wrote}, in the stream's transaction`),
+    );
+    const outside = await post({ requests: [count, { type: "close" }] }, {
+      "Tessera-Min-Sequence": String(wrote),
+    });
+    assert.equal(outside.status, 200);
+    assert.ok(Number(outside.headers.get("Tessera-Sequence")) >= wrote);
+
+    // A request waiting for a sequence that never comes answers SHUTTING_DOWN when the server stops.
+    const app = createApp({ databases: { app: { replica, public: true } }, closeReplicas: false });
+    const stopping = await listen(app, { port: 0 });
+    try {
+      const waiting = fetch(`${stopping.url}/v1/db/app/query`, {
+        method: "POST",
+        headers: { "Tessera-Min-Sequence": String(wrote + 1000), "Tessera-Wait-Ms": "60000" },
+        body: JSON.stringify({ sql: "SELECT 1" }),
+      });
+      while (app.inFlight === 0) await new Promise((resolve) => setTimeout(resolve, 5));
+      const shutdown = app.shutdown({ timeoutMs: 60_000 });
+      const answer = await waiting;
+      assert.equal(answer.status, 503);
+      assert.deepEqual(await answer.json(), {
+        message: "The server is shutting down",
+        code: "SHUTTING_DOWN",
+      });
+      await shutdown;
+      assert.equal(replica.closed, false, "closeReplicas: false leaves the replica open");
+    } finally {
+      await stopping.close();
+    }
+  });
 });

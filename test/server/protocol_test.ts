@@ -24,7 +24,7 @@ describe("the Hrana 2 pipeline endpoint", () => {
   let url: string;
 
   before(async () => {
-    s = await serveParity("protocol", {}, { streams: { idleMs: 300 } });
+    s = await serveParity("protocol", {}, { streams: { idleMs: 300 }, publicMetrics: true });
     url = `${s.server.url}/parity/v2/pipeline`;
   });
   after(async () => await s?.close());
