@@ -57,6 +57,8 @@ export type OffloadRequest =
     intMode: IntMode;
     /** The statement's time limit in ms (0 or absent: none). */
     timeLimitMs?: number | undefined;
+    /** When the statement started, in ms since the epoch: its time limit counts from then. */
+    startedMs?: number | undefined;
     /** Most rows the statement may return (0 or absent: no bound). */
     maxRows?: number | undefined;
     /** Most bytes of values the statement may return (0 or absent: no bound). */

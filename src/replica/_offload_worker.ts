@@ -157,6 +157,7 @@ scope.onmessage = async (event: MessageEvent) => {
     let result: ResultSet;
     try {
       db.timeLimitMs = message.timeLimitMs ?? 0;
+      db.startedMs = message.startedMs ?? 0;
       // Bounded here, while SQLite steps: a result past a bound is never built, nor sent back.
       db.maxRows = message.maxRows ?? 0;
       db.maxBytes = message.maxBytes ?? 0;

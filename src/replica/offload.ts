@@ -42,6 +42,8 @@ export interface OffloadedOp {
   intMode: IntMode;
   /** The statement's time limit in ms (0 or absent: none). */
   timeLimitMs?: number | undefined;
+  /** When the statement started, in ms since the epoch: its time limit counts from then. */
+  startedMs?: number | undefined;
   /** Most rows the statement may return (0 or absent: no bound); see `WasmConnection.maxRows`. */
   maxRows?: number | undefined;
   /** Most bytes of values the statement may return (0 or absent: no bound); see `WasmConnection.maxBytes`. */
@@ -225,6 +227,7 @@ export class Offloader {
         args: op.args,
         intMode: op.intMode,
         timeLimitMs: op.timeLimitMs,
+        startedMs: op.startedMs,
         maxRows: op.maxRows,
         maxBytes: op.maxBytes,
       };

@@ -22,7 +22,7 @@ export interface PragmaSubject {
 }
 
 function pragmaError(message: string): LibsqlError {
-  return new LibsqlError(`SQLITE_ERROR: ${message}`, "SQLITE_ERROR", "SQLITE_ERROR", 1);
+  return new LibsqlError(message, "SQLITE_ERROR", "SQLITE_ERROR", 1);
 }
 
 /**

@@ -64,7 +64,7 @@ function refuseControl(pragma: TesseraPragma): void {
     (pragma.name === "auto_refresh" && pragma.argument !== undefined);
   if (!changes) return;
   throw new LibsqlError(
-    `SQLITE_AUTH: not authorized: PRAGMA ${pragma.column} changes the replica for every caller, and this ` +
+    `not authorized: PRAGMA ${pragma.column} changes the replica for every caller, and this ` +
       "replica serves callers it does not trust; its owner refreshes it (the server: POST /v1/db/NAME/refresh)",
     "SQLITE_AUTH",
     "SQLITE_AUTH",

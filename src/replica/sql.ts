@@ -156,6 +156,12 @@ export class WasmConnection {
   /** When set (ms), a statement running longer is interrupted with {@linkcode SliceExpired}. */
   sliceMs = 0;
   /**
+   * When set (ms since the epoch), the time limit counts from then rather than from when SQLite starts the
+   * statement: a statement run again (after fetching chunks) or moved to the worker (after waiting in its
+   * queue) keeps the clock it started with.
+   */
+  startedMs = 0;
+  /**
    * Most rows a statement may return (0: no bound); one more fails the statement with `RESULT_TOO_LARGE`
    * (see engine.ts's `resultLimitError`) before it is read.
    */
@@ -296,7 +302,7 @@ export class WasmConnection {
       this.#progressInstalled = true;
     }
     const now = Date.now();
-    this.#deadline = this.timeLimitMs > 0 ? now + this.timeLimitMs : 0;
+    this.#deadline = this.timeLimitMs > 0 ? (this.startedMs || now) + this.timeLimitMs : 0;
     this.#sliceDeadline = this.sliceMs > 0 ? now + this.sliceMs : 0;
   }
 

@@ -243,19 +243,24 @@ class Borrowed implements EngineConnection {
   async execute(stmt: InStatement, intMode: IntMode): Promise<ResultSet> {
     const { connection } = this.#pooled;
     const limit = connection.timeLimitMs;
+    // The limit counts from now, through runs again after fetching chunks and the wait for the worker.
+    const startedMs = limit > 0 ? Date.now() : 0;
     return await this.#run(
       () => {
         // Under a time limit a long statement moves to the worker, so this thread answers others meanwhile.
         connection.sliceMs = limit > 0 && this.#engine.canOffload() ? SLICE_MS : 0;
+        connection.startedMs = startedMs;
         try {
           return connection.execute(stmt, intMode);
         } finally {
           connection.sliceMs = 0;
+          connection.startedMs = 0;
         }
       },
       () => ({
         ...offloadOp(stmt, intMode),
         timeLimitMs: limit,
+        startedMs,
         maxRows: connection.maxRows,
         maxBytes: connection.maxBytes,
       }),

@@ -13,6 +13,7 @@
 import { type InStatement, type InValue, LibsqlError, type ResultSet } from "@libsql/core/api";
 import { utf8Length } from "../replica/engine.ts";
 import type { Replica } from "../replica/replica.ts";
+import { splitStatements } from "../replica/statements.ts";
 import type { ReplicaTransaction } from "../replica/transaction.ts";
 import { older, type Served, servedNow } from "./bookmarks.ts";
 import { ServerError } from "./errors.ts";
@@ -182,9 +183,14 @@ export class HranaStream {
       case "batch":
         return `{"type":"batch","result":${await this.#batch(request.steps)}}`;
       case "sequence": {
-        const sql = this.#text(request);
-        if (this.autocommit) await this.#replica.executeMultiple(sql);
-        else await this.#transaction!.executeMultiple(sql);
+        // Statement by statement, as `execute` runs them: each under the time limit on the worker when it
+        // runs long (the server's thread stays free), and BEGIN or COMMIT among them moving the stream's
+        // transaction as they would a connection's. The first error stops the sequence.
+        const { statements, rest } = splitStatements(this.#text(request));
+        if (rest !== "") statements.push(rest);
+        for (const sql of statements) {
+          await this.#execute({ sql, args: [], namedArgs: [], wantRows: false });
+        }
         return `{"type":"sequence"}`;
       }
       case "describe": {

@@ -207,6 +207,53 @@ describe("limits", () => {
     assert.equal(next.status, 200);
   });
 
+  it("interrupts a runaway statement in a sequence at its time limit while the server answers others", async () => {
+    let runawayDone = 0;
+    const runaway = pipeline(url, {
+      requests: [{
+        type: "sequence",
+        sql:
+          "SELECT 1; WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c;",
+      }, { type: "close" }],
+    }).then((r) => {
+      runawayDone = Date.now();
+      return r;
+    });
+    await new Promise((resolve) => setTimeout(resolve, 150));
+    const quick = await pipeline(url, {
+      requests: [execute("SELECT count(*) FROM items"), { type: "close" }],
+    });
+    const quickDone = Date.now();
+    assert.equal(quick.status, 200);
+    const got = await runaway;
+    assert.ok(runawayDone > quickDone, "a quick query was answered while the sequence ran");
+    assert.deepEqual(got.body.results[0].error, {
+      message: "the statement ran longer than the time limit of 500 ms and was interrupted",
+      code: "SQLITE_INTERRUPT",
+    });
+  });
+
+  it("counts a statement's wait for the worker against its time limit", async () => {
+    const runaway = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c";
+    // Longer than the 50 ms slice on the server's thread, well within the limit alone.
+    const medium = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 300000) " +
+      "SELECT count(*) FROM c";
+    const alone = await pipeline(url, { requests: [execute(medium), { type: "close" }] });
+    assert.deepEqual(alone.body.results[0].response.result.rows, [[{ type: "integer", value: "300000" }]]);
+    const runaways = [1, 2].map(() => pipeline(url, { requests: [execute(runaway), { type: "close" }] }));
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    // Behind two runaways that each hold the worker for the whole limit, its clock runs out in the queue.
+    const queued = await pipeline(url, { requests: [execute(medium), { type: "close" }] });
+    assert.deepEqual(queued.body.results[0].error, {
+      message: "the statement ran longer than the time limit of 500 ms and was interrupted",
+      code: "SQLITE_INTERRUPT",
+    });
+    for (const r of await Promise.all(runaways)) {
+      assert.equal(r.body.results[0].error.code, "SQLITE_INTERRUPT");
+    }
+    await stillServing();
+  });
+
   it("answers 429 past maxConcurrentRequests and 503 past the stream limit", async () => {
     // Three requests wait for a sequence the replica never reaches.
     const waiting = [1, 2, 3].map(() =>

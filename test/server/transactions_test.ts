@@ -91,6 +91,35 @@ describe("Hrana transactions", () => {
     assert.equal(fileBegin.lastInsertRowid, 0n);
   });
 
+  it("runs a sequence statement by statement: BEGIN in it opens the stream's transaction, an error stops it", async () => {
+    const got = await pipeline(url, {
+      requests: [
+        { type: "sequence", sql: "BEGIN; SELECT count(*) FROM items -- no semicolon after the last" },
+        autocommit,
+        { type: "sequence", sql: "SELECT 1; COMMIT;" },
+        autocommit,
+        { type: "sequence", sql: "SAVEPOINT s; SELECT * FROM nowhere; RELEASE s;" },
+        autocommit,
+        { type: "sequence", sql: "ROLLBACK; SELECT ';' AS semicolon; /* a comment only */" },
+        autocommit,
+        close,
+      ],
+    });
+    const r = got.body.results;
+    assert.deepEqual(r[0], { type: "ok", response: { type: "sequence" } });
+    assert.equal(
+      isAutocommit(r[1]),
+      false,
+      "BEGIN in a sequence leaves the transaction open, as on a connection",
+    );
+    assert.equal(isAutocommit(r[3]), true, "COMMIT in a sequence ends it");
+    assert.equal(r[4].error.code, "SQLITE_ERROR");
+    assert.match(r[4].error.message, /no such table: nowhere/);
+    assert.equal(isAutocommit(r[5]), false, "the sequence stopped at the error, before RELEASE");
+    assert.deepEqual(r[6], { type: "ok", response: { type: "sequence" } });
+    assert.equal(isAutocommit(r[7]), true);
+  });
+
   it("describes statements on the transaction's snapshot", async () => {
     const open = await pipeline(url, { requests: [execute("BEGIN"), execute("SELECT count(*) FROM kinds")] });
     const baton = open.body.baton;
