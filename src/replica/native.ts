@@ -185,6 +185,7 @@ export class NativeEngine implements ReplicaEngine {
     return {
       execute: async (stmt: InStatement): Promise<ResultSet> => {
         snapshot.gate.check(typeof stmt === "string" ? stmt : stmt.sql, false);
+        if (typeof stmt !== "string" && isNamed(stmt.args)) refuseNamedForNameless(snapshot.gate, stmt.sql);
         const result = transaction ? await transaction.execute(stmt) : await client.execute(stmt);
         // libsql returns the whole result at once: it is checked after the statement.
         checkResult(result, this.#resultLimits);
@@ -285,5 +286,22 @@ export class NativeEngine implements ReplicaEngine {
     // Only the newest manifest's index chunks are kept: the next one shares most of them.
     this.#indexChunks = next;
     return fetched;
+  }
+}
+
+function isNamed(args: unknown): boolean {
+  return typeof args === "object" && args !== null && !Array.isArray(args);
+}
+
+/**
+ * libsql aborts the whole process when named arguments meet a nameless `?` parameter: refuse them first,
+ * as the wasm engine does.
+ */
+function refuseNamedForNameless(gate: NativeGate, sql: string): void {
+  const at = gate.describe(sql).params.findIndex((p) => p.name === null);
+  if (at >= 0) {
+    throw new TypeError(
+      `Cannot bind named arguments: parameter ${at + 1} has no name; pass the arguments as an array`,
+    );
   }
 }

@@ -26,9 +26,9 @@ import {
   type ReplicaOrigin,
 } from "./freshness.ts";
 import type { FirstSnapshot } from "./pointer_check.ts";
-import { answerPragma } from "./pragma_answers.ts";
+import { answerPragma, type PragmaSubject } from "./pragma_answers.ts";
 import { parseTesseraPragma, type TesseraPragma } from "./pragmas.ts";
-import { normalize, ReplicaTransaction, runBatch, sqlOf } from "./transaction.ts";
+import { normalize, type PragmaRunner, ReplicaTransaction, runBatch, sqlOf } from "./transaction.ts";
 
 export type { FirstSnapshot, RefreshLevel, ReplicaEvents, ReplicaOrigin, StatementDescription };
 
@@ -93,6 +93,38 @@ export class Replica implements Client {
     if (this.#restricted) refuseControl(pragma);
     return await answerPragma(pragma, this, connection, this.#intMode);
   };
+
+  /**
+   * The pragma runner of a transaction that began on the snapshot served now: its freshness pragmas name
+   * that snapshot for as long as the transaction reads it, whatever the replica serves meanwhile.
+   */
+  #pinnedPragma(): PragmaRunner {
+    const replica = this;
+    const sequence = this.sequence;
+    const snapshotCtime = this.snapshotCtime;
+    const snapshotUpdated = this.snapshotUpdated;
+    const subject: PragmaSubject = {
+      sequence,
+      snapshotCtime,
+      snapshotUpdated,
+      get lagMs() {
+        // Once the replica moved on, the snapshot was last known newest no earlier than when it was fetched.
+        return replica.sequence === sequence ? replica.lagMs : Math.max(0, Date.now() - snapshotUpdated);
+      },
+      get autoRefresh() {
+        return replica.autoRefresh;
+      },
+      set autoRefresh(on: boolean) {
+        replica.autoRefresh = on;
+      },
+      refresh: (level) => replica.refresh(level),
+      asyncReload: () => replica.asyncReload(),
+    };
+    return async (pragma, connection) => {
+      if (this.#restricted) refuseControl(pragma);
+      return await answerPragma(pragma, subject, connection, this.#intMode);
+    };
+  }
 
   private constructor(engine: ReplicaEngine, origin: ReplicaOrigin, options: FreshnessOptions) {
     this.#engine = engine;
@@ -164,9 +196,10 @@ export class Replica implements Client {
     this.#checkOpen();
     checkMode(mode);
     const connection = await this.#begin(true);
+    const pragma = this.#pinnedPragma();
     try {
       await connection.begin();
-      const results = await runBatch(connection, stmts.map(normalize), this.#intMode, this.#pragma);
+      const results = await runBatch(connection, stmts.map(normalize), this.#intMode, pragma);
       await connection.commit();
       return results;
     } finally {
@@ -182,13 +215,14 @@ export class Replica implements Client {
     this.#checkOpen();
     checkMode(mode);
     const connection = await this.#begin(true);
+    const pragma = this.#pinnedPragma();
     try {
       await connection.begin();
     } catch (error) {
       connection.release();
       throw error;
     }
-    return new ReplicaTransaction(connection, this.#intMode, this.#pragma);
+    return new ReplicaTransaction(connection, this.#intMode, pragma);
   }
 
   async executeMultiple(sql: string): Promise<void> {

@@ -212,7 +212,12 @@ export class WasmConnection {
     this.#maxBytes = bytes;
     if (this.#closed) return;
     // Past SQLite's compiled-in maximum, sqlite3_limit keeps that maximum: the default.
-    this.#sqlite3.capi.sqlite3_limit(this.#db, SQLITE_LIMIT_LENGTH, bytes > 0 ? bytes : 0x7fffffff);
+    // The argument is a C int: a bound past it would wrap, so it is capped there.
+    this.#sqlite3.capi.sqlite3_limit(
+      this.#db,
+      SQLITE_LIMIT_LENGTH,
+      bytes > 0 ? Math.min(bytes, 0x7fffffff) : 0x7fffffff,
+    );
   }
 
   /** True while a transaction is open (the connection is not in autocommit mode). */

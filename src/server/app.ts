@@ -26,6 +26,7 @@ import { type Access, checkTokens, Gate } from "./auth.ts";
 import { Catchup, readBookmark, type Served, servedNow, snapshotHeaders } from "./bookmarks.ts";
 import { errorResponse, ServerError } from "./errors.ts";
 import { protoError } from "./hrana_proto.ts";
+import { argsError } from "./hrana_stream.ts";
 import {
   checkRows,
   checkSqlLength,
@@ -116,7 +117,11 @@ export function isDatabaseName(name: string): boolean {
 /** Decodes a JSON API argument: integers as integers, `{"base64": "…"}` as a blob. */
 function jsonArgument(value: unknown, where: string): InValue {
   if (value === null || typeof value === "string" || typeof value === "boolean") return value;
-  if (typeof value === "number") return Number.isSafeInteger(value) ? BigInt(value) : value;
+  if (typeof value === "number") {
+    // JSON.parse reads 1e400 as Infinity, which SQLite cannot store.
+    if (!Number.isFinite(value)) throw new ServerError(400, "BAD_REQUEST", `${where} is not a finite number`);
+    return Number.isSafeInteger(value) ? BigInt(value) : value;
+  }
   if (typeof value === "object" && value !== null && !Array.isArray(value)) {
     const { base64, integer } = value as { base64?: unknown; integer?: unknown };
     if (typeof base64 === "string") {
@@ -203,6 +208,7 @@ export function createApp(options: AppOptions): TesseraApp {
   const counters = new Map([...databases].map(([name, db]) => [name, db.storeCounters ?? storeCounters()]));
   const catchup = new Catchup();
   const stopping = new AbortController();
+  const bodyOptions = { timeoutMs: limits.bodyTimeoutMs, signal: stopping.signal };
   let inFlight = 0;
   let shuttingDown = false;
   const idle: (() => void)[] = [];
@@ -294,7 +300,7 @@ export function createApp(options: AppOptions): TesseraApp {
 
   async function pipeline(c: Context, name: string | undefined): Promise<Response> {
     const { replica, served, min } = await open(c, name);
-    const body = await readJsonBody(c.req.raw, limits.maxBodyBytes);
+    const body = await readJsonBody(c.req.raw, limits.maxBodyBytes, bodyOptions);
     const result = await runPipeline(body, {
       database: name!,
       replica,
@@ -329,7 +335,10 @@ export function createApp(options: AppOptions): TesseraApp {
 
   app.post("/v1/db/:name/query", async (c) => {
     const { replica, served } = await open(c, c.req.param("name"));
-    const body = await readJsonBody(c.req.raw, limits.maxBodyBytes) as { sql?: unknown; args?: unknown };
+    const body = await readJsonBody(c.req.raw, limits.maxBodyBytes, bodyOptions) as {
+      sql?: unknown;
+      args?: unknown;
+    };
     if (typeof body !== "object" || body === null || typeof body.sql !== "string") {
       throw new ServerError(400, "BAD_REQUEST", 'The body must be {"sql": "…", "args": [...] or {...}}');
     }
@@ -341,7 +350,7 @@ export function createApp(options: AppOptions): TesseraApp {
     } else if (body.args !== undefined) {
       throw new ServerError(400, "BAD_REQUEST", "args must be an array or an object");
     }
-    const result = await replica.execute({ sql: body.sql, args });
+    const result = await replica.execute({ sql: body.sql, args }).catch(argsError);
     checkRows(result.rows.length, limits);
     const text = resultJson(result, served.sequence);
     if (utf8Length(text) > limits.maxResultBytes) throw resultTooLarge(limits);

@@ -25,6 +25,10 @@ import { openStore } from "../store/open.ts";
 import { type AppOptions, DATABASE_NAME_RULE, isDatabaseName, type ServedDatabase } from "./app.ts";
 import { tokenProblem } from "./auth.ts";
 import { DEFAULT_LIMITS, type ServerLimits } from "./limits.ts";
+import { DEFAULT_MAX_STREAMS } from "./streams.ts";
+
+/** The largest any limit may be: SQLite's longest value is about this, and no answer needs more. */
+const MAX_LIMIT = 1 << 30;
 import { countingStore, storeCounters } from "./metrics.ts";
 
 /** One database of the config, checked. */
@@ -293,6 +297,9 @@ export function parseServerConfig(
   const limits = { ...DEFAULT_LIMITS };
   for (const key of Object.keys(DEFAULT_LIMITS) as (keyof ServerLimits)[]) {
     limits[key] = number(limitsJson[key], `limits.${key}`, where, 1, DEFAULT_LIMITS[key]);
+    if (limits[key] > MAX_LIMIT) {
+      invalid(where, `limits.${key} is ${limits[key]}; the most it can be is ${MAX_LIMIT} (1 GiB)`);
+    }
   }
   const streams = object(top.streams ?? {}, "streams", where);
   keys(streams, ["idleMs", "max"], "streams.", where);
@@ -309,7 +316,7 @@ export function parseServerConfig(
     defaultDatabase: top.default as string | undefined,
     limits,
     streamIdleMs: number(streams.idleMs, "streams.idleMs", where, 1, 10_000),
-    maxStreams: number(streams.max, "streams.max", where, 1, 1000),
+    maxStreams: number(streams.max, "streams.max", where, 1, DEFAULT_MAX_STREAMS),
     maxBookmarkWaitMs: number(top.maxBookmarkWaitMs, "maxBookmarkWaitMs", where, 0, 5000),
     metricsToken: top.metricsToken === undefined
       ? undefined

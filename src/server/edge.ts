@@ -16,8 +16,9 @@ export interface FetchHandler {
 }
 
 /**
- * A `fetch` handler serving the databases `open` opens. A failed open answers 503 and is tried again on
- * the next request.
+ * A `fetch` handler serving the databases `open` opens. A failed open answers 503 `UNAVAILABLE` (its
+ * reason goes to `console.error`, not to the caller, who may hold no token) and is tried again on the
+ * next request (one attempt at a time).
  *
  * @example A Worker-style module
  * ```ts ignore
@@ -35,6 +36,14 @@ export interface FetchHandler {
  */
 export function createFetchHandler(open: (env: unknown) => Promise<AppOptions>): FetchHandler {
   let app: Promise<TesseraApp> | undefined;
+  const unavailable = () =>
+    new Response(
+      JSON.stringify({
+        message: "The databases could not be opened yet: retry shortly (the server's log says why)",
+        code: "UNAVAILABLE",
+      }),
+      { status: 503, headers: { "content-type": "application/json", "retry-after": "1" } },
+    );
   return {
     async fetch(request: Request, env?: unknown): Promise<Response> {
       app ??= open(env).then((options) => {
@@ -53,14 +62,13 @@ export function createFetchHandler(open: (env: unknown) => Promise<AppOptions>):
       try {
         ready = await app;
       } catch (error) {
-        app = undefined;
-        return new Response(
-          JSON.stringify({
-            message: `The databases could not be opened: ${(error as Error).message}`,
-            code: "UNAVAILABLE",
-          }),
-          { status: 503, headers: { "content-type": "application/json", "retry-after": "1" } },
-        );
+        if (app !== undefined) {
+          app = undefined;
+          // For the operator's log only: the reason may name stores and databases, which callers, who may
+          // hold no token, must not learn.
+          console.error(`tessera: the databases could not be opened: ${(error as Error)?.message ?? error}`);
+        }
+        return unavailable();
       }
       return await ready.fetch(request);
     },

@@ -244,13 +244,20 @@ export function encodeResult(result: ResultSet, wantRows: boolean): string {
     `"last_insert_rowid":${rowid}}`;
 }
 
-/** An error for a Hrana result: its code, and its message without the `CODE: ` prefix the client adds back. */
+const MAX_MESSAGE = 1000;
+
+/**
+ * An error for a Hrana result: its code, and its message (at most 1000 characters) without the `CODE: `
+ * prefix the client adds back.
+ */
 export function protoError(error: unknown): ProtoError {
   if (error instanceof ServerError) return { message: error.message, code: error.code };
   const e = error as { message?: unknown; code?: unknown };
   const code = typeof e?.code === "string" && e.code !== "" ? e.code : "INTERNAL_ERROR";
   let message = typeof e?.message === "string" ? e.message : String(error);
   if (message.startsWith(`${code}: `)) message = message.slice(code.length + 2);
+  // SQLite's messages may quote the statement's names: a 100 KB name is not worth sending back whole.
+  if (message.length > MAX_MESSAGE) message = `${message.slice(0, MAX_MESSAGE)}…`;
   return { message, code };
 }
 

@@ -21,7 +21,6 @@ import { checkRows, checkSqlLength, resultTooLarge, type ServerLimits } from "./
 import {
   type BatchCond,
   encodeResult,
-  type ProtoError,
   protoError,
   type ProtoStmt,
   type StreamRequest,
@@ -49,7 +48,15 @@ const ROLLBACK_TO = new RegExp(
   String.raw`^ROLLBACK(?:\s+TRANSACTION)?\s+TO(?:\s+SAVEPOINT)?\s+(${NAME})` + END,
   "i",
 );
-const LEADING = /^(?:\s+|--[^\n]*(?:\n|$)|\/\*[\s\S]*?\*\/)*/;
+// A quoted text or name (kept), or a comment (read as the space SQLite reads it as). Each alternative
+// matches in one pass, so stripping comments takes time in proportion to the text.
+const QUOTED_OR_COMMENT =
+  /('(?:[^']|'')*'|"(?:[^"]|"")*"|`(?:[^`]|``)*`|\[[^\]]*\])|--[^\n]*|\/\*[\s\S]*?(?:\*\/|$)/g;
+
+/** `sql` with its comments read as spaces, trimmed. */
+export function withoutComments(sql: string): string {
+  return sql.replace(QUOTED_OR_COMMENT, (match, quoted) => quoted ?? " ").trim();
+}
 
 /** A savepoint name as SQLite compares it: unquoted, ASCII letters folded. */
 function savepointName(written: string): string {
@@ -69,7 +76,11 @@ function savepointName(written: string): string {
  * error for a malformed one.
  */
 export function transactionControl(sql: string): Control {
-  const text = sql.replace(LEADING, "").slice(0, 1024);
+  return controlOf(withoutComments(sql));
+}
+
+/** {@linkcode transactionControl} of text whose comments are gone already. */
+function controlOf(text: string): Control {
   if (BEGIN.test(text)) return { kind: "begin" };
   if (COMMIT.test(text)) return { kind: "commit" };
   if (ROLLBACK.test(text)) return { kind: "rollback" };
@@ -111,11 +122,24 @@ function checkCondSteps(cond: BatchCond, index: number): void {
   }
 }
 
+/**
+ * What a statement's arguments failed with, as `ARGS_INVALID`: the engines throw `TypeError` and
+ * `RangeError` for arguments they cannot bind (named arguments for a `?` parameter, say).
+ */
+export function argsError(error: unknown): never {
+  if (error instanceof TypeError || error instanceof RangeError) {
+    throw new ServerError(400, "ARGS_INVALID", error.message);
+  }
+  throw error;
+}
+
 function sqliteError(message: string): LibsqlError {
   return new LibsqlError(message, "SQLITE_ERROR", "SQLITE_ERROR", 1);
 }
 
-const FOREIGN_KEYS = /^\s*PRAGMA\s+foreign_keys\s*=\s*(?:on|off|0|1|true|false|yes|no)\s*;?\s*$/i;
+const TRIGGER = /\bCREATE\s+(?:TEMP\s+|TEMPORARY\s+)?TRIGGER\b/i;
+
+const FOREIGN_KEYS = /^PRAGMA\s+foreign_keys\s*=\s*(?:on|off|0|1|true|false|yes|no)(?:\s*;)?$/i;
 
 const NOTHING: ResultSet = {
   columns: [],
@@ -173,6 +197,16 @@ export class HranaStream {
     this.#served = pinned ? older(served, pinned) : served;
   }
 
+  /**
+   * The JSON of `error` as a result's error, counted against the pipeline's result budget like rows are
+   * (an error may echo SQL text): once the budget is spent, the short `RESULT_TOO_LARGE` error instead.
+   */
+  errorJson(error: unknown): string {
+    const text = JSON.stringify(protoError(error));
+    this.#budget -= utf8Length(text);
+    return this.#budget < 0 ? JSON.stringify(protoError(resultTooLarge(this.#limits))) : text;
+  }
+
   /** Runs one request (not `close`, which the pipeline handles) and returns its response as JSON text. */
   async handle(request: Exclude<StreamRequest, { type: "close" }>): Promise<string> {
     switch (request.type) {
@@ -186,7 +220,15 @@ export class HranaStream {
         // Statement by statement, as `execute` runs them: each under the time limit on the worker when it
         // runs long (the server's thread stays free), and BEGIN or COMMIT among them moving the stream's
         // transaction as they would a connection's. The first error stops the sequence.
-        const { statements, rest } = splitStatements(this.#text(request));
+        const script = this.#text(request);
+        if (TRIGGER.test(withoutComments(script))) {
+          // A trigger's body holds `;`s the cut would split at. The replica refuses CREATE TRIGGER anyway;
+          // the script runs whole so that it fails as it does on a file, with SQLITE_READONLY.
+          if (this.autocommit) await this.#replica.executeMultiple(script);
+          else await this.#transaction!.executeMultiple(script);
+          return `{"type":"sequence"}`;
+        }
+        const { statements, rest } = splitStatements(script);
         if (rest !== "") statements.push(rest);
         for (const sql of statements) {
           await this.#execute({ sql, args: [], namedArgs: [], wantRows: false });
@@ -304,8 +346,9 @@ export class HranaStream {
     const statement: InStatement = { sql, args };
     // @libsql/client's migrate() wraps its batch in these; on a replica, which never writes, foreign key
     // enforcement has nothing to act on, so they are answered as done and the batch fails at its first write.
-    if (FOREIGN_KEYS.test(sql)) return NOTHING;
-    const control = transactionControl(sql);
+    const plain = withoutComments(sql);
+    if (FOREIGN_KEYS.test(plain)) return NOTHING;
+    const control = controlOf(plain);
     switch (control?.kind) {
       case "begin":
         if (!this.autocommit) throw sqliteError("cannot start a transaction within a transaction");
@@ -337,9 +380,9 @@ export class HranaStream {
         return result;
       }
     }
-    if (this.autocommit) return await this.#replica.execute(statement);
+    if (this.autocommit) return await this.#replica.execute(statement).catch(argsError);
     const transaction = this.#transaction!;
-    const result = await transaction.execute(statement);
+    const result = await transaction.execute(statement).catch(argsError);
     const savepoints = this.#savepoints;
     if (savepoints && (control?.kind === "release" || control?.kind === "rollback_to")) {
       // SQLite found the savepoint (or the statement failed): those opened after it are gone, and
@@ -385,9 +428,8 @@ export class HranaStream {
         errors.push("null");
         outcomes.push(true);
       } catch (error) {
-        const e: ProtoError = protoError(error);
         results.push("null");
-        errors.push(JSON.stringify(e));
+        errors.push(this.errorJson(error));
         outcomes.push(false);
       }
     }

@@ -2,7 +2,8 @@
  * The server's limits and the checks that enforce them, each with its documented code: a body past
  * `maxBodyBytes` is `PAYLOAD_TOO_LARGE` (413) before it is read whole; SQL past `maxSqlLength` is
  * `SQL_TOO_LONG`; a statement returning more than `maxRows` rows, or results past `maxResultBytes` in one
- * response, is `RESULT_TOO_LARGE`. Concurrency (`maxConcurrentRequests`: `TOO_MANY_REQUESTS`, 429) is
+ * response, is `RESULT_TOO_LARGE`; a body that takes longer than `bodyTimeoutMs` to arrive is
+ * `REQUEST_TIMEOUT` (408). Concurrency (`maxConcurrentRequests`: `TOO_MANY_REQUESTS`, 429) is
  * counted by the app, streams by the stream table, and the time limit of one statement by the replica's
  * engine (`queryTimeoutMs`, `SQLITE_INTERRUPT`).
  *
@@ -25,6 +26,8 @@ export interface ServerLimits {
   maxStoredSql: number;
   /** Most requests answered at once (health and metrics excepted). @default {64} */
   maxConcurrentRequests: number;
+  /** Longest a request's body may take to arrive, in ms. @default {10000} */
+  bodyTimeoutMs: number;
 }
 
 /** The limits when a config says nothing. */
@@ -35,6 +38,7 @@ export const DEFAULT_LIMITS: Readonly<ServerLimits> = {
   maxResultBytes: 16 << 20,
   maxStoredSql: 1000,
   maxConcurrentRequests: 64,
+  bodyTimeoutMs: 10_000,
 };
 
 /** Throws `SQL_TOO_LONG` when `sql` is longer than the limit. */
@@ -69,8 +73,16 @@ export function resultTooLarge(limits: Pick<ServerLimits, "maxResultBytes">): Se
   );
 }
 
-/** Reads a request's JSON body, refusing more than `maxBytes` (`PAYLOAD_TOO_LARGE`) and text that is not JSON. */
-export async function readJsonBody(request: Request, maxBytes: number): Promise<unknown> {
+/**
+ * Reads a request's JSON body, refusing more than `maxBytes` (`PAYLOAD_TOO_LARGE`), a body that takes longer
+ * than `timeoutMs` to arrive (`REQUEST_TIMEOUT`, 408) and text that is not JSON. When `signal` aborts (the
+ * server is stopping) the read ends at once with `SHUTTING_DOWN`.
+ */
+export async function readJsonBody(
+  request: Request,
+  maxBytes: number,
+  options: { timeoutMs?: number; signal?: AbortSignal } = {},
+): Promise<unknown> {
   const tooLarge = () =>
     new ServerError(
       413,
@@ -79,14 +91,12 @@ export async function readJsonBody(request: Request, maxBytes: number): Promise<
     );
   const declared = request.headers.get("content-length");
   if (declared !== null && Number(declared) > maxBytes) throw tooLarge();
-  let bytes: Uint8Array;
-  if (declared !== null && /^\d+$/.test(declared)) {
+  const reading = declared !== null && /^\d+$/.test(declared)
     // A declared length within the limit: the runtime ends a body that runs past it, so read it at once.
-    bytes = new Uint8Array(await request.arrayBuffer());
-    if (bytes.length > maxBytes) throw tooLarge();
-  } else {
-    bytes = await readStream(request, maxBytes, tooLarge);
-  }
+    ? request.arrayBuffer().then((buffer) => new Uint8Array(buffer))
+    : readStream(request, maxBytes, tooLarge);
+  const bytes = await withinTime(reading, request, options);
+  if (bytes.length > maxBytes) throw tooLarge();
   let text: string;
   try {
     text = UTF8.decode(bytes);
@@ -98,6 +108,51 @@ export async function readJsonBody(request: Request, maxBytes: number): Promise<
   } catch (error) {
     throw new ServerError(400, "BAD_REQUEST", `The request body is not JSON: ${(error as Error).message}`);
   }
+}
+
+/** `reading`, unless the body takes longer than the timeout or the server stops first. */
+function withinTime<T>(
+  reading: Promise<T>,
+  request: Request,
+  options: { timeoutMs?: number; signal?: AbortSignal },
+): Promise<T> {
+  const { timeoutMs, signal } = options;
+  if (timeoutMs === undefined && signal === undefined) return reading;
+  return new Promise<T>((resolve, reject) => {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const stop = (error: ServerError) => {
+      done();
+      request.body?.cancel().catch(() => {});
+      reject(error);
+    };
+    const onAbort = () => stop(new ServerError(503, "SHUTTING_DOWN", "The server is shutting down"));
+    const done = () => {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", onAbort);
+    };
+    if (timeoutMs !== undefined) {
+      timer = setTimeout(
+        () =>
+          stop(
+            new ServerError(
+              408,
+              "REQUEST_TIMEOUT",
+              `The request body took longer than ${timeoutMs} ms to arrive: send it whole, at once`,
+            ),
+          ),
+        timeoutMs,
+      );
+    }
+    if (signal?.aborted) return onAbort();
+    signal?.addEventListener("abort", onAbort);
+    reading.then((value) => {
+      done();
+      resolve(value);
+    }, (error) => {
+      done();
+      reject(error);
+    });
+  });
 }
 
 const UTF8 = new TextDecoder("utf-8", { fatal: true });

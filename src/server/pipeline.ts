@@ -8,7 +8,7 @@
 
 import type { Replica } from "../replica/replica.ts";
 import { notReached, type Served } from "./bookmarks.ts";
-import { decodePipeline, protoError } from "./hrana_proto.ts";
+import { decodePipeline } from "./hrana_proto.ts";
 import { HranaStream, type StreamLimits } from "./hrana_stream.ts";
 import type { StreamTable } from "./streams.ts";
 
@@ -49,9 +49,22 @@ export async function runPipeline(
       );
     }
   } else {
-    if (!closes) context.streams.checkRoom();
     stream = new HranaStream(context.replica, context.limits);
   }
+  const reserved = !closes;
+  if (reserved) context.streams.reserve({ taken: baton !== undefined });
+  try {
+    return await run(stream, requests, context);
+  } finally {
+    if (reserved) context.streams.unreserve();
+  }
+}
+
+async function run(
+  stream: HranaStream,
+  requests: ReturnType<typeof decodePipeline>["requests"],
+  context: PipelineContext,
+): Promise<{ text: string; served: Served }> {
   stream.startPipeline(context.served);
   const results: string[] = [];
   let closed = false;
@@ -69,7 +82,7 @@ export async function runPipeline(
     try {
       results.push(`{"type":"ok","response":${await stream.handle(request)}}`);
     } catch (error) {
-      results.push(`{"type":"error","error":${JSON.stringify(protoError(error))}}`);
+      results.push(`{"type":"error","error":${stream.errorJson(error)}}`);
     }
   }
   let next = "null";

@@ -47,13 +47,23 @@ export async function listen(app: TesseraApp, options: ListenOptions = {}): Prom
   };
   const host = hostname.includes(":") ? `[${hostname}]` : hostname;
   let closed: Promise<void> | undefined;
-  const finish = (stop: () => Promise<void>) => (closeOptions: { timeoutMs?: number } = {}) => {
-    closed ??= (async () => {
-      await app.shutdown(closeOptions);
-      await stop();
-    })();
-    return closed;
-  };
+  const finish =
+    (stop: () => Promise<void>, force?: () => void) => (closeOptions: { timeoutMs?: number } = {}) => {
+      closed ??= (async () => {
+        const deadline = Date.now() + (closeOptions.timeoutMs ?? 10_000);
+        await app.shutdown(closeOptions);
+        // A connection that never finishes its request would hold the listener open: it gets what is left
+        // of the bound (at least a moment to take its answer), then is dropped where the runtime can.
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        const late = new Promise<boolean>((resolve) => {
+          timer = setTimeout(() => resolve(true), Math.max(100, deadline - Date.now()));
+        });
+        const stopped = stop().then(() => false);
+        if (await Promise.race([stopped, late])) force?.();
+        clearTimeout(timer);
+      })();
+      return closed;
+    };
   if (g.Deno) {
     // Deno.serve listens before it returns.
     const server = g.Deno.serve({ hostname, port: wanted, onListen: () => {} }, app.fetch);
@@ -76,7 +86,7 @@ export async function listen(app: TesseraApp, options: ListenOptions = {}): Prom
       runtime: "bun",
       close: finish(async () => {
         await server.stop(false);
-      }),
+      }, () => void server.stop(true)),
     };
   }
   const { server, port } = await new Promise<{ server: ReturnType<typeof serveNode>; port: number }>(
@@ -93,6 +103,9 @@ export async function listen(app: TesseraApp, options: ListenOptions = {}): Prom
     port,
     url: `http://${host}:${port}`,
     runtime: "node",
-    close: finish(() => new Promise<void>((resolve) => server.close(() => resolve()))),
+    close: finish(
+      () => new Promise<void>((resolve) => server.close(() => resolve())),
+      () => (server as { closeAllConnections?: () => void }).closeAllConnections?.(),
+    ),
   };
 }

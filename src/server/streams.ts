@@ -33,6 +33,9 @@ interface Held {
 
 const REMEMBERED_MAX = 100_000;
 
+/** Held streams, by default: each in a transaction holds a SQLite connection and its page cache. */
+export const DEFAULT_MAX_STREAMS = 128;
+
 /** Streams between requests, by baton. */
 export class StreamTable {
   readonly #idleMs: number;
@@ -43,11 +46,12 @@ export class StreamTable {
   readonly #expired = new Map<string, number>();
   #timer: ReturnType<typeof setTimeout> | undefined;
   #closed = false;
+  #reserved = 0;
 
   constructor(options: StreamTableOptions = {}) {
     this.#idleMs = options.idleMs ?? 10_000;
     this.#rememberMs = options.rememberMs ?? 300_000;
-    this.#maxStreams = options.maxStreams ?? 128;
+    this.#maxStreams = options.maxStreams ?? DEFAULT_MAX_STREAMS;
   }
 
   /** Streams held now. */
@@ -55,16 +59,28 @@ export class StreamTable {
     return this.#held.size;
   }
 
-  /** Throws `TOO_MANY_STREAMS` (503) when no new stream may be held. */
-  checkRoom(): void {
+  /**
+   * Reserves room for a new stream, until {@linkcode StreamTable.unreserve}: throws `TOO_MANY_STREAMS`
+   * (503) when held and reserved streams fill the table. Pipelines that arrive together each reserve
+   * before they run, so together they cannot hold more than the limit. `taken`: for a stream taken
+   * out of the table for a request, which keeps its place without a check.
+   */
+  reserve(options: { taken?: boolean } = {}): void {
     this.#sweep();
-    if (this.#held.size >= this.#maxStreams) {
+    // A stream taken out for a request keeps its place: it is not refused room to come back.
+    if (!options.taken && this.#held.size + this.#reserved >= this.#maxStreams) {
       throw new ServerError(
         503,
         "TOO_MANY_STREAMS",
         `The server holds ${this.#maxStreams} streams, its limit: close transactions, or retry later`,
       );
     }
+    this.#reserved++;
+  }
+
+  /** Gives back the room {@linkcode StreamTable.reserve} took (the stream is held now, or never will be). */
+  unreserve(): void {
+    this.#reserved--;
   }
 
   /** Takes the stream `baton` names on `database` out of the table, for one request. */

@@ -83,8 +83,7 @@ describe("examples/edge.ts", () => {
       });
       assert.equal(response.status, 503);
       assert.deepEqual(await response.json(), {
-        message: "The databases could not be opened: Set TESSERA_SOURCE to the database to serve, e.g. " +
-          "tessera://db1/srv/app.db",
+        message: "The databases could not be opened yet: retry shortly (the server's log says why)",
         code: "UNAVAILABLE",
       });
       const healthy = await handler.fetch(new Request("http://edge.test/healthz"), env());
@@ -257,8 +256,9 @@ describe("examples/edge.ts", () => {
       assert.equal(await server.exited, 1);
       assert.equal(
         server.stderr(),
-        "edge: The databases could not be opened: Set TESSERA_SOURCE to the database to serve, e.g. " +
-          "tessera://db1/srv/app.db\n",
+        "tessera: the databases could not be opened: Set TESSERA_SOURCE to the database to serve, e.g. " +
+          "tessera://db1/srv/app.db\n" +
+          "edge: The databases could not be opened yet: retry shortly (the server's log says why)\n",
       );
     });
   });
