@@ -183,6 +183,10 @@ export async function serveCommand(args: string[], io: CliIo): Promise<number> {
     const started = Date.now();
     await server.close({ timeoutMs: config.shutdownTimeoutMs });
     say({ event: "exit", signal, graceful: true, ms: Date.now() - started }, "stopped");
+    // A connection still open past the bound (a client that never finished its request) would keep the
+    // runtime's listener, and so the process, alive: the process ends a moment after stopping regardless.
+    const exit = setTimeout(() => process.exit(process.exitCode ?? EXIT.ok), 200) as { unref?: () => void };
+    exit.unref?.();
     return EXIT.ok;
   } finally {
     process.off("SIGINT", onInt);

@@ -109,6 +109,46 @@ describe("tessera serve", () => {
     }
   });
 
+  it("exits on SIGTERM within its bound while a client never finishes sending its body", async () => {
+    const config = join(dir, "slow-body.json");
+    await writeFile(
+      config,
+      JSON.stringify({
+        listen: { hostname: "127.0.0.1", port: 0 },
+        store: `file://${store}`,
+        databases: { app: { tokens: ["env:SERVE_TEST_TOKEN"] } },
+        shutdownTimeoutMs: 1000,
+      }),
+    );
+    const server = startInteractive("src/cli/main.ts", ["serve", "-c", config, "--json"], {
+      env: { SERVE_TEST_TOKEN: "cli-token" },
+    });
+    const { connect } = await import("node:net");
+    let socket: ReturnType<typeof connect> | undefined;
+    try {
+      const { url } = JSON.parse((await server.next(/\{"event":"listening".*\}\n/)).trim());
+      const { hostname, port } = new URL(url);
+      socket = connect(Number(port), hostname);
+      let answer = "";
+      socket.on("data", (chunk) => (answer += chunk.toString()));
+      socket.on("error", () => {});
+      await new Promise((resolve) => socket!.once("connect", resolve));
+      // The headers and one byte of a 100-byte body, then nothing.
+      socket.write(
+        "POST /app/v2/pipeline HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer cli-token\r\n" +
+          "Content-Length: 100\r\n\r\n{",
+      );
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      server.signal("SIGTERM");
+      assert.equal(await server.exited, 0, server.stderr());
+      assert.match(answer, /^HTTP\/1\.1 503/, "the waiting request is told the server is stopping");
+      assert.match(answer, /"code":"SHUTTING_DOWN"/);
+    } finally {
+      socket?.destroy();
+      await server.stop();
+    }
+  });
+
   it("exits 1 for a bad config and 1 or 3 for a database it cannot open, naming them; 2 for bad usage", async () => {
     const bad = await runScript("src/cli/main.ts", ["serve", "-c", '{"databases": {"app": {}}}']);
     assert.equal(bad.code, 1, bad.stderr);
