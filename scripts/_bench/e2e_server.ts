@@ -45,18 +45,13 @@ const BINARIES = { deno: "node_modules/deno/deno", bun: "node_modules/.bin/bun" 
 export type ServerRuntime = keyof typeof BINARIES;
 
 /** One measured target at one concurrency. */
-export interface ServerRun {
+export interface ServerRun
+  extends Pick<LoadResult, "concurrency" | "requests" | "seconds" | "perSecond" | "p50Ms" | "p99Ms"> {
   /** Where the statements ran: in this process, or in a `tessera serve` process under that runtime. */
   server: "in-process" | ServerRuntime;
   /** `replica`: `Replica.execute`; `app`: the server's app called with a `Request`, no socket; `file`:
    * @libsql/client on the file; `fetch`: Hrana JSON by hand; `libsql`: @libsql/client over `http:`. */
   client: "replica" | "app" | "file" | "fetch" | "libsql";
-  concurrency: number;
-  requests: number;
-  seconds: number;
-  perSecond: number;
-  p50Ms: number;
-  p99Ms: number;
   /** CPU the server process used while measured, in cores (1 = one core all the time); null in-process. */
   serverCores: number | null;
   /** CPU this process (the load generator, or the in-process engine) used, in cores. */

@@ -17,6 +17,7 @@ import { Spool } from "../write/spool.ts";
 import { defaultSpoolDir } from "../write/spool.ts";
 import { commandContext, localHostname, STORE_OPTIONS, STORE_OPTIONS_HELP } from "./_common.ts";
 import { type CliIo, EXIT, UsageError } from "./_io.ts";
+import { stopSignals } from "./_signals.ts";
 import { durationOption, wholeNumberOption } from "./_values.ts";
 
 /** `tessera replicate --help`. */
@@ -111,24 +112,12 @@ export async function replicateCommand(args: string[], io: CliIo): Promise<numbe
   // Signals are handled from here on, also while starting. The event loop must stay up while the
   // replicators' own timers are unref'd.
   const keepAlive = setInterval(() => {}, 1 << 30);
-  let signals = 0;
-  let stop: ((signal: string) => void) | undefined;
-  const stopped = new Promise<string>((resolve) => (stop = resolve));
-  const onSignal = (signal: string) => {
-    signals++;
-    if (signals > 1) {
-      say(
-        { event: "exit", signal, flushed: false },
-        `${signal} again: exiting without publishing what is pending`,
-      );
-      process.exit(signal === "SIGINT" ? 130 : 143);
-    }
-    stop?.(signal);
-  };
-  const onInt = () => onSignal("SIGINT");
-  const onTerm = () => onSignal("SIGTERM");
-  process.on("SIGINT", onInt);
-  process.on("SIGTERM", onTerm);
+  const signals = stopSignals((signal) =>
+    say(
+      { event: "exit", signal, flushed: false },
+      `${signal} again: exiting without publishing what is pending`,
+    )
+  );
   const replicators: Replicator[] = [];
   const closeAll = async (flush: boolean) => {
     const left = await Promise.all(replicators.map((r) => r.close({ flush, timeoutMs: shutdownMs })));
@@ -192,8 +181,7 @@ export async function replicateCommand(args: string[], io: CliIo): Promise<numbe
   } catch (error) {
     await closeAll(false);
     clearInterval(keepAlive);
-    process.off("SIGINT", onInt);
-    process.off("SIGTERM", onTerm);
+    signals.dispose();
     throw error;
   }
   for (const r of replicators) {
@@ -211,7 +199,7 @@ export async function replicateCommand(args: string[], io: CliIo): Promise<numbe
 
   try {
     const outcome = await Promise.race([
-      stopped.then((signal) => ({ signal })),
+      signals.stopped.then((signal) => ({ signal })),
       failed.then((error) => ({ error })),
     ]);
     if ("error" in outcome) {
@@ -229,8 +217,7 @@ export async function replicateCommand(args: string[], io: CliIo): Promise<numbe
     return EXIT.ok;
   } finally {
     clearInterval(keepAlive);
-    process.off("SIGINT", onInt);
-    process.off("SIGTERM", onTerm);
+    signals.dispose();
   }
 }
 

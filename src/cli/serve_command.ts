@@ -17,6 +17,7 @@ import {
 } from "../server/config.ts";
 import { listen } from "../server/serve.ts";
 import { type CliIo, EXIT, UsageError } from "./_io.ts";
+import { stopSignals } from "./_signals.ts";
 import { wholeNumberOption } from "./_values.ts";
 
 /** `tessera serve --help`. */
@@ -147,20 +148,9 @@ export async function serveCommand(args: string[], io: CliIo): Promise<number> {
     else io.stderr(`tessera: ${text}\n`);
   };
 
-  let signals = 0;
-  let stop: ((signal: string) => void) | undefined;
-  const stopped = new Promise<string>((resolve) => (stop = resolve));
-  const onSignal = (signal: string) => {
-    if (++signals > 1) {
-      say({ event: "exit", signal, graceful: false }, `${signal} again: exiting now`);
-      process.exit(signal === "SIGINT" ? 130 : 143);
-    }
-    stop?.(signal);
-  };
-  const onInt = () => onSignal("SIGINT");
-  const onTerm = () => onSignal("SIGTERM");
-  process.on("SIGINT", onInt);
-  process.on("SIGTERM", onTerm);
+  const signals = stopSignals((signal) =>
+    say({ event: "exit", signal, graceful: false }, `${signal} again: exiting now`)
+  );
   try {
     const options = await openServerDatabases(config, io.env);
     const app = createApp(options);
@@ -178,7 +168,7 @@ export async function serveCommand(args: string[], io: CliIo): Promise<number> {
         names.map((n) => `${n} (${server.url}/${n}/)`).join(", ")
       }`,
     );
-    const signal = await stopped;
+    const signal = await signals.stopped;
     say({ event: "stopping", signal }, `${signal}: finishing requests in flight, then closing`);
     const started = Date.now();
     await server.close({ timeoutMs: config.shutdownTimeoutMs });
@@ -189,7 +179,6 @@ export async function serveCommand(args: string[], io: CliIo): Promise<number> {
     exit.unref?.();
     return EXIT.ok;
   } finally {
-    process.off("SIGINT", onInt);
-    process.off("SIGTERM", onTerm);
+    signals.dispose();
   }
 }
