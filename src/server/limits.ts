@@ -10,6 +10,7 @@
  * @module
  */
 
+import { concatBytes } from "../bytes.ts";
 import { ServerError } from "./errors.ts";
 
 /** What the server allows one request. */
@@ -174,11 +175,5 @@ async function readStream(request: Request, maxBytes: number, tooLarge: () => Er
       parts.push(value);
     }
   }
-  const bytes = new Uint8Array(total);
-  let at = 0;
-  for (const part of parts) {
-    bytes.set(part, at);
-    at += part.length;
-  }
-  return bytes;
+  return concatBytes(parts);
 }
