@@ -89,10 +89,10 @@ export interface TesseraApp extends Hono {
 }
 
 const NAME = /^[A-Za-z0-9_.-]{1,128}$/;
-// Names a database's URLs cannot carry: the server's own first path segments, and the dot segments that
-// URL parsing removes.
 /** The name the metrics token is checked under: no database can have it. */
 const METRICS = "metrics";
+// Names a database's URLs cannot carry: the server's own first path segments, and the dot segments that
+// URL parsing removes.
 const RESERVED = new Set(["healthz", "metrics", "v1", "v2", "v3", ".", ".."]);
 
 /** What a served database may be called, as a phrase for messages ("a name is …"). */

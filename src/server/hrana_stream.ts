@@ -370,9 +370,13 @@ export class HranaStream {
         const transaction = opens ? await this.#begin() : this.#transaction!;
         let result: ResultSet;
         try {
-          result = await transaction.execute(statement);
+          result = await transaction.execute(statement).catch(argsError);
         } catch (error) {
-          if (opens) this.close();
+          if (opens) {
+            // The transaction it would have begun ends; the stream and its stored SQL stay.
+            this.#ended();
+            transaction.close();
+          }
           throw error;
         }
         if (opens) this.#savepoints = [control.name];
