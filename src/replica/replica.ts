@@ -99,26 +99,29 @@ export class Replica implements Client {
    * that snapshot for as long as the transaction reads it, whatever the replica serves meanwhile.
    */
   #pinnedPragma(): PragmaRunner {
-    const replica = this;
     const sequence = this.sequence;
     const snapshotCtime = this.snapshotCtime;
     const snapshotUpdated = this.snapshotUpdated;
+    const lagMs = () =>
+      // Once the replica moved on, the snapshot was last known newest no earlier than when it was fetched.
+      this.sequence === sequence ? this.lagMs : Math.max(0, Date.now() - snapshotUpdated);
+    const autoRefresh = () => this.autoRefresh;
+    const setAutoRefresh = (on: boolean) => (this.autoRefresh = on);
     const subject: PragmaSubject = {
       sequence,
       snapshotCtime,
       snapshotUpdated,
       get lagMs() {
-        // Once the replica moved on, the snapshot was last known newest no earlier than when it was fetched.
-        return replica.sequence === sequence ? replica.lagMs : Math.max(0, Date.now() - snapshotUpdated);
+        return lagMs();
       },
       get autoRefresh() {
-        return replica.autoRefresh;
+        return autoRefresh();
       },
       set autoRefresh(on: boolean) {
-        replica.autoRefresh = on;
+        setAutoRefresh(on);
       },
-      refresh: (level) => replica.refresh(level),
-      asyncReload: () => replica.asyncReload(),
+      refresh: (level) => this.refresh(level),
+      asyncReload: () => this.asyncReload(),
     };
     return async (pragma, connection) => {
       if (this.#restricted) refuseControl(pragma);

@@ -55,7 +55,7 @@ const QUOTED_OR_COMMENT =
 
 /** `sql` with its comments read as spaces, trimmed. */
 export function withoutComments(sql: string): string {
-  return sql.replace(QUOTED_OR_COMMENT, (match, quoted) => quoted ?? " ").trim();
+  return sql.replace(QUOTED_OR_COMMENT, (_match, quoted) => quoted ?? " ").trim();
 }
 
 /** A savepoint name as SQLite compares it: unquoted, ASCII letters folded. */
