@@ -5,7 +5,7 @@
  * @module
  */
 
-import { spawn } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
 
@@ -54,5 +54,26 @@ export function runScript(
       const text = (parts: Uint8Array[]) => new TextDecoder().decode(Buffer.concat(parts));
       resolve({ code, stdout: text(out), stderr: text(err) });
     });
+  });
+}
+
+/**
+ * Runs `sql` on the database at `path` with the sqlite3 CLI, as another program would; resolves to its
+ * output, trimmed, and rejects with its error text.
+ */
+export function sqliteCli(path: string, sql: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile(
+      "sqlite3",
+      [path, sql],
+      { maxBuffer: 64 * 1024 * 1024 },
+      (
+        error,
+        stdout,
+        stderr,
+      ) => (error
+        ? reject(new Error(`sqlite3 ${path}: ${stderr || error.message}`))
+        : resolve(stdout.trim())),
+    );
   });
 }

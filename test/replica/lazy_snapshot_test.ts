@@ -3,23 +3,14 @@
  * snapshot from start to end, whatever was served meanwhile.
  */
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
 import { join } from "node:path";
-import { promisify } from "node:util";
 import { after, before, describe, it } from "node:test";
 import { openReplica } from "../../src/replica/open.ts";
 import type { Replica } from "../../src/replica/replica.ts";
 import { LocalStore } from "../../src/store/local.ts";
 import { syncDatabase } from "../../src/write/sync.ts";
-import { runScript } from "../_helpers/run.ts";
+import { runScript, sqliteCli } from "../_helpers/run.ts";
 import { makeTempDir, removeDir } from "../_helpers/temp.ts";
-
-const exec = promisify(execFile);
-
-/** Runs SQL on the source with the sqlite3 CLI, as another program would. */
-async function sqlite(path: string, sql: string): Promise<string> {
-  return (await exec("sqlite3", [path, sql])).stdout.trim();
-}
 
 for (const offload of [true, false]) {
   describe(`a lazy replica's transactions (${offload ? "long statements in the worker" : "no worker"})`, () => {
@@ -40,7 +31,7 @@ for (const offload of [true, false]) {
       dir = await makeTempDir("lazy-snapshot");
       source = join(dir, "tx.db");
       store = new LocalStore(join(dir, "store"));
-      await sqlite(
+      await sqliteCli(
         source,
         `CREATE TABLE t (id INTEGER PRIMARY KEY, n INTEGER, v BLOB);
        WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < 3000)
@@ -55,14 +46,14 @@ for (const offload of [true, false]) {
     });
 
     it("read one snapshot across the chunks they fetch, while a newer one is served", async () => {
-      const oldSum = Number(await sqlite(source, "SELECT sum(n) FROM t"));
+      const oldSum = Number(await sqliteCli(source, "SELECT sum(n) FROM t"));
       const tx = await replica.transaction("read");
       try {
         assert.equal(Number((await tx.execute("SELECT n FROM t WHERE id = 1")).rows[0]![0]), 1);
-        await sqlite(source, "UPDATE t SET n = n + 1000000, v = randomblob(500)");
+        await sqliteCli(source, "UPDATE t SET n = n + 1000000, v = randomblob(500)");
         await sync();
         await replica.refresh(1);
-        const newSum = Number(await sqlite(source, "SELECT sum(n) FROM t"));
+        const newSum = Number(await sqliteCli(source, "SELECT sum(n) FROM t"));
         assert.notEqual(newSum, oldSum);
         const loaded = replica.status().memory.chunksLoaded!;
         // Nearly every page of the old snapshot is still to be fetched: the sum misses chunk after chunk, and
@@ -104,7 +95,7 @@ for (const offload of [true, false]) {
           Array.from({ length: 8 }, (_, i) => tx.execute(`SELECT sum(n) FROM t WHERE id > ${i * 300}`)),
         );
         for (const [i, result] of sums.entries()) {
-          const expected = Number(await sqlite(source, `SELECT sum(n) FROM t WHERE id > ${i * 300}`));
+          const expected = Number(await sqliteCli(source, `SELECT sum(n) FROM t WHERE id > ${i * 300}`));
           assert.equal(Number(result.rows[0]![0]), expected);
         }
         assert.equal(tx.closed, false);
@@ -127,7 +118,7 @@ describe("a lazy replica's background hydration", () => {
     dir = await makeTempDir("lazy-hydrate");
     source = join(dir, "h.db");
     store = new LocalStore(join(dir, "store"));
-    await sqlite(
+    await sqliteCli(
       source,
       `CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB);
        WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < 2000)
@@ -158,7 +149,7 @@ describe("a lazy replica's background hydration", () => {
   it("fetches the whole snapshot when it fits, so queries then fetch nothing", async () => {
     const replica = await openReplica("h", { store, load: "lazy", hydrate: true, pollIntervalMs: 0 });
     try {
-      const pages = Number(await sqlite(source, "PRAGMA page_count"));
+      const pages = Number(await sqliteCli(source, "PRAGMA page_count"));
       await settle(replica);
       const memory = replica.status().memory;
       assert.equal(memory.chunks, pages - 1, "every chunk but the manifest's own chunk 0 is held");

@@ -3,9 +3,7 @@
  * fault proxy, whose log counts every request a replica makes.
  */
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
 import { join } from "node:path";
-import { promisify } from "node:util";
 import { after, before, describe, it } from "node:test";
 import { LibsqlError } from "@libsql/core/api";
 import { openReplica } from "../../src/config/replica.ts";
@@ -17,17 +15,11 @@ import { syncDatabase } from "../../src/write/sync.ts";
 import { type FaultProxy, type ProxyLogEntry, startFaultProxy } from "../_helpers/fault_proxy.ts";
 import { s3StoreOn, type S3TestServer, startS3Server } from "../_helpers/s3_server.ts";
 import { damageStoredChunk, storedChunks } from "../_helpers/stored.ts";
+import { sqliteCli } from "../_helpers/run.ts";
 import { makeTempDir, removeDir } from "../_helpers/temp.ts";
 
-const exec = promisify(execFile);
 const ROWS = 1_050_000;
 const MiB = 1024 * 1024;
-
-/** Runs SQL on the source file with the sqlite3 CLI, as another program would. */
-async function sqlite(path: string, sql: string): Promise<string> {
-  const { stdout } = await exec("sqlite3", [path, sql], { maxBuffer: 64 * MiB });
-  return stdout.trim();
-}
 
 /** A query every row's content takes part in. */
 const SCAN =
@@ -76,7 +68,7 @@ describe("lazy replicas of a 1 GiB database in s3rver, through the fault proxy",
     dir = await makeTempDir("lazy-replica");
     source = join(dir, "big.db");
     // About 1 GiB of 4 KiB pages: four 900-byte random rows a page, and an index on a text key.
-    await sqlite(
+    await sqliteCli(
       source,
       `PRAGMA page_size = 4096;
        CREATE TABLE t (id INTEGER PRIMARY KEY, k TEXT NOT NULL, v BLOB NOT NULL);
@@ -96,7 +88,7 @@ describe("lazy replicas of a 1 GiB database in s3rver, through the fault proxy",
   });
 
   it("opens reading only the pointer, the manifest and its index; a point query fetches a few ranges", async () => {
-    const size = Number(await sqlite(source, "PRAGMA page_count")) * 4096;
+    const size = Number(await sqliteCli(source, "PRAGMA page_count")) * 4096;
     assert.ok(size >= 1024 * MiB, `the database is ${size} bytes`);
     await proxy.resetLog();
     const replica = await open();
@@ -113,7 +105,7 @@ describe("lazy replicas of a 1 GiB database in s3rver, through the fault proxy",
 
     // Through the index on k, then the table: two b-trees of three levels.
     const key = "key-00012345";
-    const expected = await sqlite(source, `SELECT id, hex(v) FROM t WHERE k = '${key}'`);
+    const expected = await sqliteCli(source, `SELECT id, hex(v) FROM t WHERE k = '${key}'`);
     await proxy.resetLog();
     const { rows } = await replica.execute({ sql: "SELECT id, hex(v) FROM t WHERE k = ?", args: [key] });
     assert.equal(`${rows[0]![0]}|${rows[0]![1]}`, expected);
@@ -151,7 +143,7 @@ describe("lazy replicas of a 1 GiB database in s3rver, through the fault proxy",
       assert.equal(warm.rows[0]![0], 900);
       const coldResult = await cold;
       assert.deepEqual(order, ["warm", "cold"], "the warm query did not wait for the cold one");
-      assert.equal(coldResult.rows[0]![0], await sqlite(source, "SELECT hex(v) FROM t WHERE id = 900000"));
+      assert.equal(coldResult.rows[0]![0], await sqliteCli(source, "SELECT hex(v) FROM t WHERE id = 900000"));
     } finally {
       await proxy.clear();
     }
@@ -167,13 +159,13 @@ describe("lazy replicas of a 1 GiB database in s3rver, through the fault proxy",
       memoryCacheBytes: cap,
     });
     opened.push(replica);
-    const expected = (await sqlite(source, SCAN)).split("|");
+    const expected = (await sqliteCli(source, SCAN)).split("|");
     let ticks = 0;
     const timer = setInterval(() => ticks++, 20);
     const scan = replica.execute(SCAN);
     // Other queries are answered while the scan runs.
     const point = await replica.execute("SELECT k FROM t WHERE id = 77");
-    assert.equal(point.rows[0]![0], await sqlite(source, "SELECT k FROM t WHERE id = 77"));
+    assert.equal(point.rows[0]![0], await sqliteCli(source, "SELECT k FROM t WHERE id = 77"));
     const { rows } = await scan;
     clearInterval(timer);
     assert.deepEqual(Array.from(rows[0]!, String), expected);
@@ -202,7 +194,7 @@ describe("lazy replicas of a 1 GiB database in s3rver, through the fault proxy",
       const replica = await open();
       const far = "SELECT k FROM t WHERE id = 1000000";
       const first = await replica.execute(far);
-      assert.equal(first.rows[0]![0], await sqlite(source, far));
+      assert.equal(first.rows[0]![0], await sqliteCli(source, far));
       await assert.rejects(
         replica.execute("SELECT sum(length(v)) FROM t WHERE id <= 20000"),
         (error: unknown) => {
@@ -213,8 +205,8 @@ describe("lazy replicas of a 1 GiB database in s3rver, through the fault proxy",
         },
       );
       const near = "SELECT k FROM t WHERE id = 2";
-      assert.equal((await replica.execute(near)).rows[0]![0], await sqlite(source, near));
-      assert.equal((await replica.execute(far)).rows[0]![0], await sqlite(source, far));
+      assert.equal((await replica.execute(near)).rows[0]![0], await sqliteCli(source, near));
+      assert.equal((await replica.execute(far)).rows[0]![0], await sqliteCli(source, far));
     } finally {
       if (original.status === "ok") await direct.put(middle.key, original.body);
     }
@@ -224,7 +216,7 @@ describe("lazy replicas of a 1 GiB database in s3rver, through the fault proxy",
     const replica = await open();
     const id = 1_049_000;
     const before = await replica.execute(`SELECT hex(v) FROM t WHERE id = ${id}`);
-    await sqlite(source, `UPDATE t SET v = zeroblob(900) WHERE id = ${id}`);
+    await sqliteCli(source, `UPDATE t SET v = zeroblob(900) WHERE id = ${id}`);
     const sequence = replica.sequence;
     await sync();
     // Queries keep running while the replica moves to the new snapshot.

@@ -3,22 +3,14 @@
  * engine's thread, goes on in the worker once its chunks are fetched, and returns its rows.
  */
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
 import { join } from "node:path";
-import { promisify } from "node:util";
 import { after, before, describe, it } from "node:test";
 import { openReplica } from "../../src/replica/open.ts";
 import type { Replica } from "../../src/replica/replica.ts";
 import { LocalStore } from "../../src/store/local.ts";
 import { syncDatabase } from "../../src/write/sync.ts";
+import { sqliteCli } from "../_helpers/run.ts";
 import { makeTempDir, removeDir } from "../_helpers/temp.ts";
-
-const exec = promisify(execFile);
-
-/** Runs SQL on the source with the sqlite3 CLI, as another program would. */
-async function sqlite(path: string, sql: string): Promise<string> {
-  return (await exec("sqlite3", [path, sql])).stdout.trim();
-}
 
 /** Reads one row of `t` (a chunk a cold replica lacks), then counts for far longer than a slice. */
 const SLOW_AFTER_MISS = (id: number) =>
@@ -47,7 +39,7 @@ describe("a lazy replica with a time limit", () => {
     source = join(dir, "slow.db");
     store = new LocalStore(join(dir, "store"));
     // About 5 MB: names of 1 to 20 characters, so each lookup gives its own count.
-    await sqlite(
+    await sqliteCli(
       source,
       `CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT, pad BLOB);
        WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < 100000)
@@ -71,7 +63,11 @@ describe("a lazy replica with a time limit", () => {
     for (const id of [77_777, 50_003, 99_998]) {
       const misses = replica.status().memory.chunkMisses!;
       const { rows } = await replica.execute(SLOW_AFTER_MISS(id));
-      assert.equal(String(rows[0]![0]), await sqlite(source, SLOW_AFTER_MISS(id)), `the count for row ${id}`);
+      assert.equal(
+        String(rows[0]![0]),
+        await sqliteCli(source, SLOW_AFTER_MISS(id)),
+        `the count for row ${id}`,
+      );
       assert.ok(replica.status().memory.chunkMisses! > misses, `the statement for row ${id} missed chunks`);
     }
     assert.equal(replica.status().memory.offloaded, 3, "each went on in the worker");
@@ -82,10 +78,10 @@ describe("a lazy replica with a time limit", () => {
     const tx = await replica.transaction("read");
     try {
       const { rows } = await tx.execute(SLOW_AFTER_MISS(12_345));
-      assert.equal(String(rows[0]![0]), await sqlite(source, SLOW_AFTER_MISS(12_345)));
+      assert.equal(String(rows[0]![0]), await sqliteCli(source, SLOW_AFTER_MISS(12_345)));
       assert.equal(tx.closed, false);
       const name = await tx.execute("SELECT name FROM t WHERE id = 12345");
-      assert.equal(name.rows[0]![0], await sqlite(source, "SELECT name FROM t WHERE id = 12345"));
+      assert.equal(name.rows[0]![0], await sqliteCli(source, "SELECT name FROM t WHERE id = 12345"));
     } finally {
       await tx.commit();
     }

@@ -3,9 +3,7 @@
  * (on this thread, in the offload worker, and on a lazily loaded snapshot), the native engine after.
  */
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
 import { join } from "node:path";
-import { promisify } from "node:util";
 import { after, before, describe, it } from "node:test";
 import { LibsqlBatchError, LibsqlError } from "@libsql/core/api";
 import { openReplica, type OpenReplicaOptions } from "../../src/replica/open.ts";
@@ -13,16 +11,11 @@ import type { Replica } from "../../src/replica/replica.ts";
 import { loadSqlite3 } from "../../src/replica/wasm.ts";
 import { LocalStore } from "../../src/store/local.ts";
 import { syncDatabase } from "../../src/write/sync.ts";
+import { sqliteCli } from "../_helpers/run.ts";
 import { makeTempDir, removeDir } from "../_helpers/temp.ts";
 
-const exec = promisify(execFile);
 const NAME = "limits";
 const LIMITS = { maxRows: 100, maxBytes: 100_000 };
-
-/** Runs SQL on the source with the sqlite3 CLI, as another program would. */
-async function sqlite(path: string, sql: string): Promise<string> {
-  return (await exec("sqlite3", [path, sql])).stdout.trim();
-}
 
 const tooLarge = (what: "rows" | "bytes") => (e: unknown) =>
   e instanceof LibsqlError && e.code === "RESULT_TOO_LARGE" &&
@@ -57,7 +50,7 @@ describe("a restricted replica's result limits", () => {
     source = join(dir, "limits.db");
     store = new LocalStore(join(dir, "store"));
     // 1000 rows of about 3 KB: 100 of them fit the row bound, 30 the byte bound.
-    await sqlite(
+    await sqliteCli(
       source,
       `CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT, v BLOB);
        WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < 1000)
@@ -184,7 +177,7 @@ describe("a restricted replica's result limits", () => {
     await assert.rejects(replica.execute("SELECT v FROM t WHERE id > 500"), tooLarge("bytes"));
     const { rows } = await replica.execute("SELECT id, v FROM t WHERE id > 970");
     assert.equal(rows.length, 30);
-    const expected = await sqlite(source, "SELECT hex(v) FROM t WHERE id = 1000");
+    const expected = await sqliteCli(source, "SELECT hex(v) FROM t WHERE id = 1000");
     assert.equal(Buffer.from(rows[29]!.v as ArrayBuffer).toString("hex").toUpperCase(), expected);
     assert.ok(replica.status().memory.chunksLoaded! > 0, "the replica fetched chunks for its statements");
   });

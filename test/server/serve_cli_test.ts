@@ -11,19 +11,9 @@ import { join } from "node:path";
 import process from "node:process";
 import { after, before, describe, it } from "node:test";
 import { createClient } from "@libsql/client";
-import { isDeno, ROOT, runScript } from "../_helpers/run.ts";
+import { isDeno, ROOT, runScript, sqliteCli } from "../_helpers/run.ts";
 import { startInteractive } from "../_helpers/interactive.ts";
 import { makeTempDir, removeDir } from "../_helpers/temp.ts";
-
-function sqlite3(db: string, sql: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    execFile(
-      "sqlite3",
-      [db, sql],
-      (error, stdout, stderr) => (error ? reject(new Error(stderr)) : resolve(stdout)),
-    );
-  });
-}
 
 describe("tessera serve", () => {
   let dir: string;
@@ -49,7 +39,7 @@ describe("tessera serve", () => {
     dir = await makeTempDir("serve-cli");
     db = join(dir, "app.db");
     store = join(dir, "store");
-    await sqlite3(
+    await sqliteCli(
       db,
       "PRAGMA journal_mode=WAL; CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT); " +
         "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 500) INSERT INTO t SELECT x, 'v' || x FROM c;",
@@ -78,8 +68,8 @@ describe("tessera serve", () => {
       assert.equal(runtime, isDeno ? "deno" : "bun");
       const client = createClient({ url: `${url}/app/`, authToken: "cli-token" });
       const count = async () => (await client.execute("SELECT count(*) AS n, max(v) AS m FROM t")).rows[0]!;
-      assert.equal((await count()).n, Number(await sqlite3(db, "SELECT count(*) FROM t")));
-      await sqlite3(db, "INSERT INTO t (v) VALUES ('from the sqlite3 CLI')");
+      assert.equal((await count()).n, Number(await sqliteCli(db, "SELECT count(*) FROM t")));
+      await sqliteCli(db, "INSERT INTO t (v) VALUES ('from the sqlite3 CLI')");
       const sequence = await sync();
       const fresh = await fetch(`${url}/v1/db/app/query`, {
         method: "POST",
