@@ -6,6 +6,7 @@
  */
 
 import { type InStatement, type IntMode, LibsqlError, type ResultSet } from "@libsql/core/api";
+import { utf8Length } from "../bytes.ts";
 import type { Manifest } from "../manifest/types.ts";
 import type { StatementDescription } from "./describe.ts";
 
@@ -92,15 +93,14 @@ export function valueBytes(value: unknown): number {
   return 8;
 }
 
-/** The UTF-8 length of `text`, without encoding it. */
-export function utf8Length(text: string): number {
-  let bytes = text.length;
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    // Two bytes below U+0800, three above; a surrogate pair (two units) makes four.
-    if (c >= 0x80) bytes += c >= 0x800 && (c < 0xd800 || c > 0xdfff) ? 2 : 1;
-  }
-  return bytes;
+/**
+ * The error for named arguments given to a statement whose parameter at `position` (1-based) is a nameless
+ * `?` (libsql itself would abort the process).
+ */
+export function namelessParameterError(position: number): TypeError {
+  return new TypeError(
+    `Cannot bind named arguments: parameter ${position} has no name; pass the arguments as an array`,
+  );
 }
 
 /**

@@ -29,6 +29,7 @@ import {
   type EngineConnection,
   type EngineMemory,
   type EngineSnapshot,
+  namelessParameterError,
   replaceServed,
   type ReplicaEngine,
   type ResultLimits,
@@ -300,8 +301,6 @@ function isNamed(args: unknown): boolean {
 function refuseNamedForNameless(gate: NativeGate, sql: string): void {
   const at = gate.describe(sql).params.findIndex((p) => p.name === null);
   if (at >= 0) {
-    throw new TypeError(
-      `Cannot bind named arguments: parameter ${at + 1} has no name; pass the arguments as an array`,
-    );
+    throw namelessParameterError(at + 1);
   }
 }

@@ -34,7 +34,7 @@ import {
   registerStubs,
 } from "./guard.ts";
 import { describeStatement, type StatementDescription } from "./describe.ts";
-import { resultLimitError } from "./engine.ts";
+import { namelessParameterError, resultLimitError } from "./engine.ts";
 import { sqliteError } from "./sqlite_error.ts";
 
 // Also exported here: the engines (wasm.ts, native_gate.ts) build their SQLite errors with it too.
@@ -405,9 +405,7 @@ export class WasmConnection {
     } else {
       values = params.map((name, i) => {
         if (name === null) {
-          throw new TypeError(
-            `Cannot bind named arguments: parameter ${i + 1} has no name; pass the arguments as an array`,
-          );
+          throw namelessParameterError(i + 1);
         }
         return toBindable(args[name.substring(1)]);
       });

@@ -19,7 +19,7 @@ import { Hono } from "hono";
 import type { Context } from "hono";
 import type { InValue } from "@libsql/core/api";
 import { fromBase64 } from "../bytes.ts";
-import { utf8Length } from "../replica/engine.ts";
+import { utf8Length } from "../bytes.ts";
 import type { Replica } from "../replica/replica.ts";
 import { resultJson } from "../replica/result_json.ts";
 import { type Access, checkTokens, Gate } from "./auth.ts";

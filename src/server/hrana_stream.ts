@@ -11,7 +11,7 @@
  */
 
 import { type InStatement, type InValue, LibsqlError, type ResultSet } from "@libsql/core/api";
-import { utf8Length } from "../replica/engine.ts";
+import { utf8Length } from "../bytes.ts";
 import type { Replica } from "../replica/replica.ts";
 import { splitStatements } from "../replica/statements.ts";
 import type { ReplicaTransaction } from "../replica/transaction.ts";

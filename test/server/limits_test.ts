@@ -225,10 +225,10 @@ describe("limits", () => {
   it("counts a statement's wait for the worker against its time limit", async () => {
     const runaway = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c";
     // Longer than the 50 ms slice on the server's thread, well within the limit alone.
-    const medium = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 300000) " +
+    const medium = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 600000) " +
       "SELECT count(*) FROM c";
     const alone = await pipeline(url, { requests: [execute(medium), { type: "close" }] });
-    assert.deepEqual(alone.body.results[0].response.result.rows, [[{ type: "integer", value: "300000" }]]);
+    assert.deepEqual(alone.body.results[0].response.result.rows, [[{ type: "integer", value: "600000" }]]);
     const runaways = [1, 2].map(() => pipeline(url, { requests: [execute(runaway), { type: "close" }] }));
     await new Promise((resolve) => setTimeout(resolve, 100));
     // Behind two runaways that each hold the worker for the whole limit, its clock runs out in the queue.
