@@ -31,6 +31,17 @@ if ! command -v sqlite3 >/dev/null || ! command -v python3 >/dev/null; then
   fi
 fi
 
+# The browser tests drive Debian's chromium with playwright-core (from npm); nothing downloads a browser.
+if [ ! -x /usr/bin/chromium ] && [ -z "${TESSERA_CHROMIUM:-}" ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "test.sh: installing Debian's chromium (the browser tests need it)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null || exit 2
+  else
+    echo "test.sh: the browser tests need Debian's chromium: sudo apt-get install chromium" >&2
+    exit 2
+  fi
+fi
+
 mkdir -p .tmp
 status=0
 failed_steps=()
