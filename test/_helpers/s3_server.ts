@@ -44,6 +44,8 @@ export interface StartS3ServerOptions {
    * @default {["tessera-test"]}
    */
   buckets?: string[];
+  /** Gives the buckets a CORS rule letting pages of any origin GET and HEAD them (browser tests). */
+  cors?: boolean;
 }
 
 /**
@@ -78,6 +80,7 @@ export async function startS3Server(options: StartS3ServerOptions = {}): Promise
       "--directory",
       directory,
       ...bucketArgs,
+      ...(options.cors ? ["--cors"] : []),
     ]);
     const { port } = await child.readyLine();
     if (typeof port !== "number") throw new Error(`Cannot start s3rver: its ready line has no port`);

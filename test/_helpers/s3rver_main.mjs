@@ -8,6 +8,7 @@ const { values } = parseArgs({
   options: {
     directory: { type: "string" },
     bucket: { type: "string", multiple: true, default: [] },
+    cors: { type: "boolean", default: false },
   },
 });
 if (values.directory === undefined) {
@@ -19,12 +20,27 @@ if (values.directory === undefined) {
 // without calling it (_exit_with_parent.cjs turns both into process.exit()).
 process.on("exit", () => rmSync(values.directory, { recursive: true, force: true }));
 
+// With --cors, pages of any origin may read and write the buckets, as a browser replica needs.
+const CORS = `<CORSConfiguration>
+  <CORSRule>
+    <AllowedOrigin>*</AllowedOrigin>
+    <AllowedMethod>GET</AllowedMethod>
+    <AllowedMethod>HEAD</AllowedMethod>
+    <AllowedHeader>*</AllowedHeader>
+    <ExposeHeader>ETag</ExposeHeader>
+    <ExposeHeader>Content-Range</ExposeHeader>
+    <ExposeHeader>Content-Length</ExposeHeader>
+    <ExposeHeader>Last-Modified</ExposeHeader>
+    <MaxAgeSeconds>600</MaxAgeSeconds>
+  </CORSRule>
+</CORSConfiguration>`;
+
 const server = new S3rver({
   port: 0,
   address: "127.0.0.1",
   directory: values.directory,
   silent: true,
-  configureBuckets: values.bucket.map((name) => ({ name })),
+  configureBuckets: values.bucket.map((name) => ({ name, configs: values.cors ? [CORS] : [] })),
 });
 
 try {
