@@ -31,7 +31,12 @@ describe("examples/isolate.ts under Deno with the filesystem denied", () => {
   let stderr = "";
 
   const sync = () =>
-    syncDatabase(db, { stores: [new LocalStore(storeDir)], name: "app", spoolDir: join(dir, "spool") });
+    syncDatabase(db, {
+      stores: [new LocalStore(storeDir)],
+      name: "app",
+      hostname: "isolate-host",
+      spoolDir: join(dir, "spool"),
+    });
 
   before(async () => {
     dir = await makeTempDir("isolate");
