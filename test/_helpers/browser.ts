@@ -104,7 +104,7 @@ export interface SiteOptions {
   /** Pages by path, e.g. `{ "/": "<!doctype html>…" }`. */
   pages?: Record<string, string>;
   /** Answers what the files and pages do not (a store's object endpoint); `undefined` means 404. */
-  fetch?: ((request: Request) => Response | Promise<Response> | undefined) | undefined;
+  fetch?: ((request: Request) => Response | undefined | Promise<Response | undefined>) | undefined;
   /** Sends COOP and COEP, so pages are cross-origin isolated (SharedArrayBuffer, the offload worker). */
   isolated?: boolean;
 }
