@@ -1,6 +1,6 @@
 /**
  * `tessera serve -c config.json`: serve read replicas over HTTP (Hrana 2 for libSQL clients, a JSON API,
- * metrics and health) until stopped.
+ * metrics and health), and optionally the store's objects for browser replicas and CDNs, until stopped.
  *
  * @module
  */
@@ -15,6 +15,7 @@ import {
   readSecret,
   type ServerConfig,
 } from "../server/config.ts";
+import { isCorsOrigin, OBJECTS_PATH } from "../server/objects.ts";
 import { listen } from "../server/serve.ts";
 import { type CliIo, EXIT, UsageError } from "./_io.ts";
 import { stopSignals } from "./_signals.ts";
@@ -23,7 +24,8 @@ import { wholeNumberOption } from "./_values.ts";
 /** `tessera serve --help`. */
 export const SERVE_HELP = `Usage: tessera serve -c CONFIG [options]
        tessera serve --store URL --db NAME [--db NAME...] (--token TOKEN... | --public)
-                     [--metrics-token TOKEN | --public-metrics] [options]
+                     [--metrics-token TOKEN | --public-metrics] [--objects [--cors-origin ORIGIN]]
+                     [options]
 
 Serve read replicas over HTTP until stopped. libSQL clients read them by URL, unchanged:
 createClient({ url: "http://HOST:PORT/NAME/", authToken }) speaks Hrana 2 to POST /NAME/v2/pipeline
@@ -35,6 +37,12 @@ every database is public or publicMetrics (--public-metrics) opens it to anyone;
 Every answer carries Tessera-Sequence (the snapshot that served it); send Tessera-Min-Sequence: N to
 wait (up to maxBookmarkWaitMs) until the replica serves N or later. docs/SERVER.md has the config,
 every endpoint, limit and error code.
+
+With --objects (the config's "objects"), GET and HEAD /v1/objects/KEY serve the store's objects with
+caching headers, so a browser replica reads them with new HttpStore("http://HOST:PORT/v1/objects")
+and a CDN in front caches them: chunks, packs and manifests as immutable, each database's pointer
+revalidated (an unchanged one is a 304). Only the pointers and manifests of the served databases are
+readable; any other key answers 404.
 
 Stop with Ctrl-C or SIGTERM: new requests get 503, those in flight finish (up to shutdownTimeoutMs),
 open streams are rolled back, replicas close, and it exits 0; a second signal exits at once.
@@ -51,6 +59,10 @@ Options:
   --public                 without -c: serve every --db with no token
   --metrics-token TOKEN    without -c: the bearer token GET /metrics needs (env:NAME as for --token)
   --public-metrics         without -c: GET /metrics answers anyone, though the databases need tokens
+  --objects                without -c: also serve the --store's objects at /v1/objects/KEY, to the
+                           holders of the --token tokens (or anyone, with --public)
+  --cors-origin ORIGIN     with --objects: the origin whose pages may read them ("*" or
+                           https://app.example.com; default "*" with --public, none with --token)
   --hostname HOST          listen on HOST (default: the config's, or 127.0.0.1)
   --port N                 listen on port N; 0 picks a free one (default: the config's, or 8080)
   --json                   one JSON event per line on stdout ({"event":"listening",...} first)
@@ -80,6 +92,8 @@ export async function serveCommand(args: string[], io: CliIo): Promise<number> {
       public: { type: "boolean", default: false },
       "metrics-token": { type: "string" },
       "public-metrics": { type: "boolean", default: false },
+      objects: { type: "boolean", default: false },
+      "cors-origin": { type: "string" },
       hostname: { type: "string" },
       port: { type: "string" },
       json: { type: "boolean", default: false },
@@ -93,11 +107,12 @@ export async function serveCommand(args: string[], io: CliIo): Promise<number> {
   if (values.config !== undefined) {
     if (
       values.store !== undefined || values.db !== undefined || values.token !== undefined ||
-      values.public || values["metrics-token"] !== undefined || values["public-metrics"]
+      values.public || values["metrics-token"] !== undefined || values["public-metrics"] ||
+      values.objects || values["cors-origin"] !== undefined
     ) {
       throw new UsageError(
-        "serve: give either -c CONFIG or --store/--db/--token/--public/--metrics-token/--public-metrics, " +
-          "not both (the config has metricsToken and publicMetrics)",
+        "serve: give either -c CONFIG or --store/--db/--token/--public/--metrics-token/--public-metrics/" +
+          "--objects/--cors-origin, not both (the config has metricsToken, publicMetrics and objects)",
       );
     }
     config = await loadServerConfig(values.config, io.env);
@@ -110,6 +125,16 @@ export async function serveCommand(args: string[], io: CliIo): Promise<number> {
     }
     if (values["metrics-token"] !== undefined && values["public-metrics"]) {
       throw new UsageError("serve: give --metrics-token TOKEN or --public-metrics, not both");
+    }
+    const corsOrigin = values["cors-origin"];
+    if (corsOrigin !== undefined && !values.objects) {
+      throw new UsageError("serve: --cors-origin needs --objects (it is the objects endpoint's origin)");
+    }
+    if (corsOrigin !== undefined && !isCorsOrigin(corsOrigin)) {
+      throw new UsageError(
+        `serve: --cors-origin ${JSON.stringify(corsOrigin)} is not "*" or an origin such as ` +
+          "https://app.example.com (scheme, host and port; no path)",
+      );
     }
     for (const name of values.db) {
       if (!isDatabaseName(name)) {
@@ -136,6 +161,10 @@ export async function serveCommand(args: string[], io: CliIo): Promise<number> {
         databases,
         metricsToken: values["metrics-token"],
         publicMetrics: values["public-metrics"] || undefined,
+        // The served databases, to the same readers: --db names are names in the store.
+        objects: values.objects
+          ? { ...(values.public ? { public: true } : { tokens: values.token }), corsOrigin }
+          : undefined,
       },
       "the command line",
       io.env,
@@ -162,11 +191,12 @@ export async function serveCommand(args: string[], io: CliIo): Promise<number> {
       throw error;
     }
     const names = [...config.databases.keys()];
+    const objects = config.objects === undefined ? undefined : `${server.url}${OBJECTS_PATH}`;
     say(
-      { event: "listening", url: server.url, runtime: server.runtime, databases: names },
+      { event: "listening", url: server.url, runtime: server.runtime, databases: names, objects },
       `listening on ${server.url} (${server.runtime}); databases: ${
         names.map((n) => `${n} (${server.url}/${n}/)`).join(", ")
-      }`,
+      }${objects === undefined ? "" : `; objects: ${objects}`}`,
     );
     const signal = await signals.stopped;
     say({ event: "stopping", signal }, `${signal}: finishing requests in flight, then closing`);

@@ -8,6 +8,8 @@
  * - A JSON API for curl users: `POST /v1/db/<name>/query`, `GET /v1/db/<name>/status`,
  *   `POST /v1/db/<name>/refresh`.
  * - `GET /healthz` and `GET /metrics` (Prometheus text).
+ * - With `objects`, the store's objects as a static host would serve them, with caching headers:
+ *   `GET`/`HEAD /v1/objects/<key>` (objects.ts), which `HttpStore` reads.
  *
  * Every database answer carries the snapshot it was served from (bookmarks.ts), and waits for
  * `Tessera-Min-Sequence` when asked. docs/SERVER.md describes each endpoint, header, limit and error code.
@@ -36,6 +38,7 @@ import {
   type ServerLimits,
 } from "./limits.ts";
 import { Metrics, type StoreCounters, storeCounters } from "./metrics.ts";
+import { ObjectEndpoint, OBJECTS_PATH, type ObjectsOptions } from "./objects.ts";
 import { runPipeline } from "./pipeline.ts";
 import { StreamTable, type StreamTableOptions } from "./streams.ts";
 
@@ -75,6 +78,14 @@ export interface AppOptions {
   publicMetrics?: boolean | undefined;
   /** `shutdown()` closes the replicas too. @default {true} */
   closeReplicas?: boolean | undefined;
+  /**
+   * Serve a store's objects at `GET`/`HEAD /v1/objects/<key>`, with caching headers for browsers and CDNs,
+   * so that `new HttpStore("http://host:port/v1/objects")` reads the store: immutable chunks, packs and
+   * manifests, revalidated pointers, and nothing else. Independent of `databases`: a server may serve
+   * objects only. Its requests are counted in `/metrics` by object kind.
+   * @default {no objects endpoint}
+   */
+  objects?: ObjectsOptions | undefined;
 }
 
 /** The app `createApp` returns: a Hono app that can also shut down. */
@@ -183,6 +194,8 @@ export function createApp(options: AppOptions): TesseraApp {
     checkTokens(`database "${name}"`, db.tokens ?? []);
   }
   if (options.metricsToken !== undefined) checkTokens("metricsToken", [options.metricsToken]);
+  const metrics = new Metrics();
+  const objects = options.objects === undefined ? undefined : new ObjectEndpoint(options.objects, metrics);
   const defaultDatabase = options.defaultDatabase ??
     (databases.size === 1 ? [...databases.keys()][0] : undefined);
   if (defaultDatabase !== undefined && !databases.has(defaultDatabase)) {
@@ -204,7 +217,6 @@ export function createApp(options: AppOptions): TesseraApp {
     ? undefined
     : Gate.create(new Map([[METRICS, { public: false, tokens: [options.metricsToken] }]]));
   const streams = new StreamTable(options.streams);
-  const metrics = new Metrics();
   const counters = new Map([...databases].map(([name, db]) => [name, db.storeCounters ?? storeCounters()]));
   const catchup = new Catchup();
   const stopping = new AbortController();
@@ -244,6 +256,10 @@ export function createApp(options: AppOptions): TesseraApp {
     if (error instanceof ServerError) {
       const headers: Record<string, string> = {};
       if (error.status === 429 || error.status === 503) headers["retry-after"] = "1";
+      // A page on another origin reading objects must see a 429 or a 503 as one, to retry it.
+      if (objects !== undefined && c.req.path.startsWith(OBJECTS_PATH)) {
+        Object.assign(headers, objects.corsHeaders, { "cache-control": "no-store" });
+      }
       return errorResponse(error, headers);
     }
     const { message } = protoError(error);
@@ -371,6 +387,14 @@ export function createApp(options: AppOptions): TesseraApp {
     return json(JSON.stringify({ name, before, sequence: replica.sequence }), servedNow(replica));
   });
 
+  if (objects !== undefined) {
+    for (const path of [OBJECTS_PATH, `${OBJECTS_PATH}/*`]) {
+      // Hono answers HEAD with the GET route, dropping the body; the endpoint sees the method.
+      app.get(path, (c) => objects.answer(c.req.raw));
+      app.options(path, () => objects.preflight());
+    }
+  }
+
   app.get("/healthz", (c) => {
     if (shuttingDown) {
       return errorResponse(new ServerError(503, "SHUTTING_DOWN", "The server is shutting down"));
@@ -406,9 +430,13 @@ export function createApp(options: AppOptions): TesseraApp {
     const rows = new Map(
       [...databases].map(([name, db]) => [name, { replica: db.replica, store: counters.get(name)! }]),
     );
-    return c.body(metrics.render(rows, { inFlight, streams: streams.size }), 200, {
-      "content-type": "text/plain; version=0.0.4; charset=utf-8",
-    });
+    return c.body(
+      metrics.render(rows, { inFlight, streams: streams.size, objects: objects !== undefined }),
+      200,
+      {
+        "content-type": "text/plain; version=0.0.4; charset=utf-8",
+      },
+    );
   });
 
   Object.defineProperty(app, "inFlight", { get: () => inFlight });

@@ -1,7 +1,8 @@
 /**
- * `tessera serve`'s config: which databases to serve, from which stores, to whom, within which limits. A
- * JSON object (a file, or text), checked whole before anything opens; every problem is a
- * `CONFIG_INVALID` naming the field. docs/SERVER.md documents each field.
+ * `tessera serve`'s config: which databases to serve, from which stores, to whom, within which limits, and
+ * whether to serve a store's objects (`/v1/objects`) as well. A JSON object (a file, or text), checked whole
+ * before anything opens; every problem is a `CONFIG_INVALID` naming the field. docs/SERVER.md documents each
+ * field.
  *
  * ```json
  * {
@@ -17,13 +18,16 @@
  */
 
 import { readFile } from "node:fs/promises";
+import { hostname } from "node:os";
 import process from "node:process";
 import { openReplica } from "../config/replica.ts";
 import { TesseraError } from "../errors.ts";
+import { isDatabaseName as isStoredName, parseSource } from "../manifest/naming.ts";
 import type { Replica } from "../replica/replica.ts";
 import { openStore } from "../store/open.ts";
 import { type AppOptions, DATABASE_NAME_RULE, isDatabaseName, type ServedDatabase } from "./app.ts";
 import { tokenProblem } from "./auth.ts";
+import { isCorsOrigin, type ObjectsOptions } from "./objects.ts";
 import { DEFAULT_LIMITS, type ServerLimits } from "./limits.ts";
 import { DEFAULT_MAX_STREAMS } from "./streams.ts";
 
@@ -49,6 +53,17 @@ export interface DatabaseConfig {
   tokens: string[];
 }
 
+/** The objects endpoint of the config (`AppOptions.objects`), checked. */
+export interface ObjectsConfig {
+  /** The store URL served. */
+  store: string;
+  /** The databases whose pointer and manifests are served: names in the store, or `tessera://` sources. */
+  databases: string[];
+  public: boolean;
+  tokens: string[];
+  corsOrigin: string | undefined;
+}
+
 /** The whole config, checked. */
 export interface ServerConfig {
   hostname: string;
@@ -63,6 +78,8 @@ export interface ServerConfig {
   /** `/metrics` answers anyone although some database needs a token (see `AppOptions.publicMetrics`). */
   publicMetrics: boolean;
   shutdownTimeoutMs: number;
+  /** The store's objects at `/v1/objects/<key>`, or `undefined` when not served. */
+  objects: ObjectsConfig | undefined;
 }
 
 type Json = Record<string, unknown>;
@@ -187,7 +204,9 @@ const TOP = [
   "metricsToken",
   "publicMetrics",
   "shutdownTimeoutMs",
+  "objects",
 ] as const;
+const OBJECTS = ["store", "databases", "public", "tokens", "corsOrigin"] as const;
 const DATABASE = [
   "source",
   "store",
@@ -201,6 +220,97 @@ const DATABASE = [
   "public",
   "tokens",
 ] as const;
+
+/** Checks `objects`: `true` (every default) or an object; the defaults come from the databases served. */
+function objectsConfig(
+  value: unknown,
+  defaultStores: readonly string[],
+  databases: ReadonlyMap<string, DatabaseConfig>,
+  where: string,
+  env: Record<string, string | undefined>,
+): ObjectsConfig | undefined {
+  if (value === undefined || value === false) return undefined;
+  if (value !== true && (typeof value !== "object" || value === null || Array.isArray(value))) {
+    invalid(where, `objects is ${JSON.stringify(value)}; expected true, false or an object`);
+  }
+  const raw = value === true ? {} : value as Json;
+  keys(raw, OBJECTS, "objects.", where);
+  let store: string;
+  if (raw.store !== undefined) {
+    if (typeof raw.store !== "string" || raw.store === "") invalid(where, "objects.store is not a store URL");
+    store = raw.store;
+  } else if (defaultStores.length === 1) {
+    store = defaultStores[0]!;
+  } else {
+    invalid(
+      where,
+      `objects has no store: set "objects.store" (the top-level "store" names ${
+        defaultStores.length === 0 ? "none" : `${defaultStores.length} stores`
+      })`,
+    );
+  }
+  let names: string[];
+  if (raw.databases !== undefined) {
+    if (!Array.isArray(raw.databases)) invalid(where, "objects.databases is not a list of database names");
+    names = raw.databases.map((name, i) => {
+      if (typeof name !== "string" || !(isStoredName(name) || name.startsWith("tessera://"))) {
+        invalid(
+          where,
+          `objects.databases[${i}] is ${JSON.stringify(name)}; expected a database's name in the store ` +
+            "or a tessera:// source",
+        );
+      }
+      return name;
+    });
+  } else {
+    names = [...databases.values()].filter((db) => db.stores.includes(store)).map((db) => db.source);
+  }
+  if (names.length === 0) {
+    invalid(
+      where,
+      `objects serves no database: no database of "databases" reads ${JSON.stringify(store)}; list the ` +
+        'names in "objects.databases"',
+    );
+  }
+  if (raw.public !== undefined && typeof raw.public !== "boolean") {
+    invalid(where, "objects.public is not true or false");
+  }
+  const tokens = raw.tokens === undefined
+    ? []
+    : Array.isArray(raw.tokens)
+    ? raw.tokens.map((t, i) => secret(t, `objects.tokens[${i}]`, where, env))
+    : invalid(where, "objects.tokens is not a list of tokens");
+  if (raw.public === true && tokens.length > 0) {
+    invalid(where, "objects.public is true and objects.tokens is set: give one, not both");
+  }
+  // Without either, the objects are as open as the databases: public only if nothing here needs a token.
+  const isPublic = raw.public === true ||
+    (raw.public === undefined && tokens.length === 0 && [...databases.values()].every((db) => db.public));
+  if (!isPublic && tokens.length === 0) {
+    invalid(
+      where,
+      'objects has no tokens: give "tokens", or "public": true to serve the store\'s objects to anyone ' +
+        "(it defaults to public only when every database is)",
+    );
+  }
+  if (
+    raw.corsOrigin !== undefined && (typeof raw.corsOrigin !== "string" ||
+      !isCorsOrigin(raw.corsOrigin))
+  ) {
+    invalid(
+      where,
+      `objects.corsOrigin is ${JSON.stringify(raw.corsOrigin)}; expected "*" or an origin such as ` +
+        '"https://app.example.com" (scheme, host and port; no path)',
+    );
+  }
+  return {
+    store,
+    databases: names,
+    public: isPublic,
+    tokens,
+    corsOrigin: raw.corsOrigin as string | undefined,
+  };
+}
 
 /**
  * Checks a server config (parsed JSON). `where` names where it came from, for messages.
@@ -323,6 +433,7 @@ export function parseServerConfig(
       : secret(top.metricsToken, "metricsToken", where, env),
     publicMetrics: top.publicMetrics === true,
     shutdownTimeoutMs: number(top.shutdownTimeoutMs, "shutdownTimeoutMs", where, 0, 10_000),
+    objects: objectsConfig(top.objects, defaultStores, databases, where, env),
   };
 }
 
@@ -371,6 +482,7 @@ export async function openServerDatabases(
 ): Promise<AppOptions> {
   const opened: Replica[] = [];
   const databases = new Map<string, ServedDatabase>();
+  let objects: ObjectsOptions | undefined;
   try {
     for (const [name, db] of config.databases) {
       const counters = storeCounters();
@@ -397,6 +509,7 @@ export async function openServerDatabases(
       opened.push(replica);
       databases.set(name, { replica, public: db.public, tokens: db.tokens, storeCounters: counters });
     }
+    if (config.objects !== undefined) objects = await openObjects(config.objects, env);
   } catch (error) {
     for (const replica of opened) replica.close();
     throw error;
@@ -409,5 +522,35 @@ export async function openServerDatabases(
     maxBookmarkWaitMs: config.maxBookmarkWaitMs,
     metricsToken: config.metricsToken,
     publicMetrics: config.publicMetrics,
+    objects,
+  };
+}
+
+/** The objects endpoint's options: its store opened, `tessera://` sources resolved to names in the store. */
+async function openObjects(
+  config: ObjectsConfig,
+  env: Record<string, string | undefined>,
+): Promise<ObjectsOptions> {
+  const host = env.TESSERA_HOSTNAME ?? hostname();
+  const names = await Promise.all(config.databases.map(async (source) => {
+    if (!source.startsWith("tessera://")) return source;
+    return (await parseSource(source, { hostname: host })).name;
+  }));
+  let store;
+  try {
+    store = openStore(config.store, { env });
+  } catch (error) {
+    throw new TesseraError(
+      (error as TesseraError).code ?? "CONFIG_INVALID",
+      `Cannot open the store of objects (${config.store}): ${(error as Error).message}`,
+      { cause: error },
+    );
+  }
+  return {
+    store,
+    databases: [...new Set(names)],
+    public: config.public,
+    tokens: config.tokens,
+    corsOrigin: config.corsOrigin,
   };
 }

@@ -1,7 +1,8 @@
 /**
  * The server's Prometheus metrics (`GET /metrics`, text format 0.0.4): requests and their latency by route,
- * each replica's sequence, lag and chunk reads, and the store requests and bytes its replicas made (counted
- * by {@linkcode countingStore} around the stores the server opens).
+ * each replica's sequence, lag and chunk reads, the store requests and bytes its replicas made (counted
+ * by {@linkcode countingStore} around the stores the server opens), and the objects endpoint's answers by
+ * object kind and status.
  *
  * @module
  */
@@ -75,6 +76,8 @@ function labels(pairs: Record<string, string>): string {
 export class Metrics {
   readonly #requests = new Map<string, number>();
   readonly #latency = new Map<string, Histogram>();
+  readonly #objects = new Map<string, number>();
+  readonly #objectBytes = new Map<string, number>();
   readonly #started = Date.now();
 
   /** Records a request: its route, status and duration in seconds. */
@@ -91,10 +94,20 @@ export class Metrics {
     histogram.count++;
   }
 
-  /** The text of `GET /metrics`. */
+  /**
+   * Records an answer of the objects endpoint: the kind of object asked for (`pointer`, `manifest`, `chunk`,
+   * `pack`, or `other` for keys it does not serve), its status and the object bytes sent.
+   */
+  observeObject(kind: string, status: number, bytes: number): void {
+    const key = `${kind}\u0000${status}`;
+    this.#objects.set(key, (this.#objects.get(key) ?? 0) + 1);
+    this.#objectBytes.set(kind, (this.#objectBytes.get(kind) ?? 0) + bytes);
+  }
+
+  /** The text of `GET /metrics`; with `gauges.objects`, the objects endpoint's counters too. */
   render(
     databases: ReadonlyMap<string, { replica: Replica | undefined; store: StoreCounters }>,
-    gauges: { inFlight: number; streams: number },
+    gauges: { inFlight: number; streams: number; objects?: boolean | undefined },
   ): string {
     const out: string[] = [];
     const family = (name: string, type: string, help: string) =>
@@ -121,6 +134,25 @@ export class Metrics {
     out.push(`tessera_hrana_streams ${gauges.streams}`);
     family("tessera_uptime_seconds", "gauge", "Seconds since the app was created.");
     out.push(`tessera_uptime_seconds ${(Date.now() - this.#started) / 1000}`);
+    if (gauges.objects) {
+      family(
+        "tessera_object_requests_total",
+        "counter",
+        "Answers of /v1/objects, by object kind and status (304: not modified).",
+      );
+      for (const [key, n] of this.#objects) {
+        const [kind, status] = key.split("\u0000") as [string, string];
+        out.push(`tessera_object_requests_total${labels({ kind, status })} ${n}`);
+      }
+      family(
+        "tessera_object_sent_bytes_total",
+        "counter",
+        "Bytes of objects /v1/objects sent (200 and 206 bodies), by object kind.",
+      );
+      for (const [kind, n] of this.#objectBytes) {
+        out.push(`tessera_object_sent_bytes_total${labels({ kind })} ${n}`);
+      }
+    }
 
     const rows: [string, string, string, (d: string, r: Replica) => number | undefined][] = [
       [
