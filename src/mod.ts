@@ -140,6 +140,7 @@ export {
 export type { TesseraConfig } from "./config/types.ts";
 export { type AppOptions, createApp, type ServedDatabase, type TesseraApp } from "./server/app.ts";
 export { createFetchHandler, type FetchHandler } from "./server/edge.ts";
+export { OBJECTS_PATH, type ObjectsOptions } from "./server/objects.ts";
 export {
   bookmarkFetch,
   type BookmarkFetchOptions,

@@ -4,6 +4,9 @@
  * entry point's import closure is a `node:` module (a test bundles it for the browser and checks); where
  * Deno, Bun or Node offer more (zstd in `node:zlib`), it is looked up at run time, with a pure-JS fallback.
  *
+ * In a browser, replicas keep the chunks they fetch in the origin private file system
+ * ({@linkcode OpfsChunkCache}), so a reload or another tab of the origin reads them from disk.
+ *
  * Writing (sync, replicate), restoring to files, directory stores and caches, the native engine and the CLI
  * live behind the main entry point (`mod.ts`).
  *
@@ -19,6 +22,7 @@
  * @module
  */
 
+import { OpfsChunkCache, type OpfsChunkCacheOptions } from "./chunk/opfs_cache.ts";
 import { openReplicaOn, type OpenReplicaOptions, type ReplicaSource } from "./replica/open_core.ts";
 import type { Replica } from "./replica/replica.ts";
 
@@ -63,11 +67,20 @@ export {
   MemoryChunkCache,
   StoreChunkSource,
 } from "./chunk/source.ts";
+export {
+  OpfsChunkCache,
+  type OpfsChunkCacheOptions,
+  type OpfsChunkCacheStats,
+  type OpfsDirectoryHandle,
+  type OpfsFileHandle,
+  type OpfsWritable,
+} from "./chunk/opfs_cache.ts";
 export { readImage, type ReadImageOptions } from "./restore/read_image.ts";
 export type { OpenReplicaOptions, ReplicaSource } from "./replica/open_core.ts";
 export { Replica, type ReplicaStatus, type StatementDescription } from "./replica/replica.ts";
 export { type AppOptions, createApp, type ServedDatabase, type TesseraApp } from "./server/app.ts";
 export { createFetchHandler, type FetchHandler } from "./server/edge.ts";
+export { OBJECTS_PATH, type ObjectsOptions } from "./server/objects.ts";
 export {
   bookmarkFetch,
   type BookmarkFetchOptions,
@@ -80,10 +93,39 @@ export { ServerError, type ServerErrorCode } from "./server/errors.ts";
 export { DEFAULT_LIMITS, type ServerLimits } from "./server/limits.ts";
 export { countingStore, type StoreCounters, storeCounters } from "./server/metrics.ts";
 
+/** Options of the browser entry point's {@linkcode openReplica}. */
+export interface WebOpenReplicaOptions extends OpenReplicaOptions {
+  /**
+   * Keeps chunks in the origin private file system, behind the engine's memory, so a reload or another
+   * tab reads them from disk instead of the store: `false` turns it off, options configure it. Used where
+   * {@linkcode OpfsChunkCache.available} (browsers), and only when `caches` is not given.
+   * @default {one OpfsChunkCache with its defaults, shared by the replicas of this page or worker}
+   */
+  opfs?: false | OpfsChunkCacheOptions | undefined;
+}
+
+let sharedOpfsCache: OpfsChunkCache | undefined;
+
 /**
  * Opens a read replica on the wasm engine (the only one here). A database named by `tessera:///PATH` needs
- * the `hostname` option: a browser has no host name of its own.
+ * the `hostname` option: a browser has no host name of its own. In a browser, chunks are also kept in the
+ * origin private file system (see `opfs`).
+ *
+ * @example A replica that keeps no chunks on disk
+ * ```ts
+ * import { HttpStore, openReplica } from "./web.ts";
+ *
+ * const store = new HttpStore("https://backups.example.com/store/");
+ * const replica = await openReplica("app", { store, opfs: false }).catch(() => undefined);
+ * replica?.close();
+ * ```
  */
-export function openReplica(source: ReplicaSource, options: OpenReplicaOptions = {}): Promise<Replica> {
-  return openReplicaOn({}, source, options);
+export function openReplica(source: ReplicaSource, options: WebOpenReplicaOptions = {}): Promise<Replica> {
+  const { opfs, ...rest } = options;
+  if (rest.caches === undefined && opfs !== false && OpfsChunkCache.available()) {
+    rest.caches = [
+      opfs === undefined ? (sharedOpfsCache ??= new OpfsChunkCache()) : new OpfsChunkCache(opfs),
+    ];
+  }
+  return openReplicaOn({}, source, rest);
 }

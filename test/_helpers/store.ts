@@ -7,18 +7,7 @@
 import assert from "node:assert/strict";
 import type { BlobStore, GetResult, ListItem } from "../../src/store/types.ts";
 
-/** Bytes that differ for every seed, so a test can tell which write won. */
-export function pattern(size: number, seed: number): Uint8Array {
-  const bytes = new Uint8Array(size);
-  let x = (seed * 2654435761) >>> 0 || 1;
-  for (let i = 0; i < size; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    bytes[i] = x & 0xff;
-  }
-  return bytes;
-}
+export { pattern } from "./pattern.ts";
 
 /** Reads an object that must exist and returns its bytes. */
 export async function mustGet(store: BlobStore, key: string): Promise<Uint8Array> {

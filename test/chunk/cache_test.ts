@@ -1,31 +1,14 @@
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
-import { mkdir, readdir, readFile, stat, utimes, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, stat, unlink, utimes, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { decodeChunk } from "../../src/chunk/codec.ts";
-import { chunkId, idToHex } from "../../src/chunk/ids.ts";
+import { idToHex } from "../../src/chunk/ids.ts";
 import { MemoryChunkCache } from "../../src/chunk/source.ts";
 import { DirectoryChunkCache } from "../../src/chunk/directory_cache.ts";
 import { makeTempDir, removeDir } from "../_helpers/temp.ts";
-
-/** Bytes that differ for every seed and do not compress, so the cache files hold them raw. */
-function noise(size: number, seed: number): Uint8Array {
-  const bytes = new Uint8Array(size);
-  let x = (seed * 2654435761) >>> 0 || 1;
-  for (let i = 0; i < size; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    bytes[i] = x & 0xff;
-  }
-  return bytes;
-}
-
-async function chunk(size: number, seed: number): Promise<{ id: Uint8Array; bytes: Uint8Array }> {
-  const bytes = noise(size, seed);
-  return { id: await chunkId(bytes), bytes };
-}
+import { CACHE_CASES, type CacheSuiteTarget, noiseChunk as chunk } from "./_cache_suite.ts";
 
 /** Every chunk file under a cache directory, as `shard/name`. */
 async function cacheFiles(directory: string): Promise<string[]> {
@@ -258,4 +241,59 @@ describe("DirectoryChunkCache", () => {
     assert.throws(() => new DirectoryChunkCache({ directory: "x", numShards: 70000 }), RangeError);
     assert.throws(() => new DirectoryChunkCache({ directory: "x", capacity: 0 }), RangeError);
   });
+});
+
+describe("DirectoryChunkCache (the persistent chunk cache suite)", () => {
+  let root: string;
+  let n = 0;
+
+  before(async () => {
+    root = await makeTempDir("chunk-cache-suite");
+  });
+  after(() => removeDir(root));
+
+  // One shard, so a capacity of n files is exactly n files and eviction order is the whole cache's.
+  const pathOf = (location: string, id: Uint8Array) =>
+    new DirectoryChunkCache({ directory: location, numShards: 1 }).pathOf(id);
+  const target: CacheSuiteTarget = {
+    location: async () => join(root, `cache-${++n}`),
+    open: (location, room) =>
+      new DirectoryChunkCache({ directory: location, numShards: 1, capacity: room.chunks }),
+    damage: (location, id, bytes) => writeFile(pathOf(location, id), bytes),
+    remove: (location, id) => unlink(pathOf(location, id)),
+    async held(location) {
+      const ids = (await cacheFiles(location)).map((f) => f.split("/")[1]!).filter((f) =>
+        /^[0-9a-f]{64}$/.test(f)
+      );
+      let bytes = 0;
+      for (const id of ids) bytes += (await stat(join(location, "00", id)).catch(() => ({ size: 0 }))).size;
+      return { ids: ids.sort(), bytes };
+    },
+    badOptions: [
+      {
+        what: "an empty directory",
+        make: () => new DirectoryChunkCache({ directory: "" }),
+        error: TypeError,
+      },
+      {
+        what: "no shards",
+        make: () => new DirectoryChunkCache({ directory: "x", numShards: 0 }),
+        error: RangeError,
+      },
+      {
+        what: "a capacity of 0",
+        make: () => new DirectoryChunkCache({ directory: "x", capacity: 0 }),
+        error: RangeError,
+      },
+      {
+        what: "a fractional capacity",
+        make: () => new DirectoryChunkCache({ directory: "x", capacity: 2.5 }),
+        error: RangeError,
+      },
+    ],
+    // File times order uses: let the clock move past the file system's timestamp resolution.
+    tick: () => new Promise((resolve) => setTimeout(resolve, 20)),
+  };
+
+  for (const { name, run } of CACHE_CASES) it(name, () => run(target));
 });
