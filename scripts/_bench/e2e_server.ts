@@ -237,19 +237,27 @@ async function checkPipeline(id: number, response: Response): Promise<void> {
 const JSON_HEADERS = { "content-type": "application/json" };
 
 /** Builds the database, syncs it, and reads it in process, from the file and over HTTP. */
-export async function measureServer(context: ServerContext): Promise<ServerBench> {
-  const { rows, seconds, concurrencies, work, progress } = context;
-  const started = performance.now();
-  const source = join(work, "points.db");
-  progress(`server: writing ${int(rows)} rows with the sqlite3 CLI`);
-  // A 100-byte random blob nobody selects gives the table a realistic size and page count.
+/**
+ * Writes the point-select database with the sqlite3 CLI: `rows` rows of `t (id, n, s, pad)`, where `s` is
+ * `row-%08d` of the id and a 100-byte random blob nobody selects gives the table a realistic size and page
+ * count.
+ */
+export async function writePointsDatabase(path: string, rows: number): Promise<void> {
   await exec("sqlite3", [
-    source,
+    path,
     `PRAGMA page_size = 4096;
      CREATE TABLE t (id INTEGER PRIMARY KEY, n INTEGER NOT NULL, s TEXT NOT NULL, pad BLOB NOT NULL);
      WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < ${rows})
      INSERT INTO t SELECT i, (i * 7919) % 1000003, printf('row-%08d', i), randomblob(100) FROM c;`,
   ]);
+}
+
+export async function measureServer(context: ServerContext): Promise<ServerBench> {
+  const { rows, seconds, concurrencies, work, progress } = context;
+  const started = performance.now();
+  const source = join(work, "points.db");
+  progress(`server: writing ${int(rows)} rows with the sqlite3 CLI`);
+  await writePointsDatabase(source, rows);
   const bytes = (await stat(source)).size;
   // The checks compare with expected(); make sure it is what SQLite wrote, on a spread of ids.
   const sample = Array.from({ length: 50 }, (_, i) => 1 + Math.floor((i * (rows - 1)) / 49));

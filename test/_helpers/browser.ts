@@ -6,7 +6,7 @@
  * @module
  */
 
-import { existsSync } from "node:fs";
+import { existsSync, rmSync } from "node:fs";
 import { readFile, stat } from "node:fs/promises";
 import { createServer, type Server } from "node:http";
 import { extname, join, normalize } from "node:path";
@@ -15,6 +15,8 @@ import { getRequestListener } from "@hono/node-server";
 import * as esbuild from "esbuild";
 import { type Browser, type BrowserContext, chromium } from "playwright-core";
 import { buildBrowser } from "../../scripts/build_browser.ts";
+import { createApp } from "../../src/server/app.ts";
+import type { BlobStore } from "../../src/store/types.ts";
 import { ROOT } from "./run.ts";
 import { makeTempDir } from "./temp.ts";
 
@@ -43,14 +45,19 @@ export async function launchChromium(): Promise<Browser> {
   return await chromium.launch({ executablePath: CHROMIUM, args: FLAGS, headless: true });
 }
 
-/** A persistent browser profile (its OPFS survives closing pages), in a new temporary directory. */
-export async function launchProfile(): Promise<{ context: BrowserContext; directory: string }> {
+/**
+ * A persistent browser profile (its OPFS survives closing pages), in a new temporary directory, or in
+ * `directory` to open a profile again after closing it.
+ */
+export async function launchProfile(
+  directory?: string,
+): Promise<{ context: BrowserContext; directory: string }> {
   if (!existsSync(CHROMIUM)) {
     throw new Error(
       `The browser tests need Debian's chromium at ${CHROMIUM}: apt-get install chromium (or set TESSERA_CHROMIUM)`,
     );
   }
-  const directory = await makeTempDir("chromium-profile");
+  directory ??= await makeTempDir("chromium-profile");
   const context = await chromium.launchPersistentContext(directory, {
     executablePath: CHROMIUM,
     args: FLAGS,
@@ -61,11 +68,15 @@ export async function launchProfile(): Promise<{ context: BrowserContext; direct
 
 let built: Promise<string> | undefined;
 
-/** The browser bundle (`deno task build:browser`), built once per test process into a temporary directory. */
+/**
+ * The browser bundle (`deno task build:browser`), built once per test process into a temporary directory
+ * that is removed when the process exits.
+ */
 export function browserBundle(): Promise<string> {
-  built ??= makeTempDir("browser-bundle").then(async (dir) =>
-    (await buildBrowser({ out: join(dir, "b") })).directory
-  );
+  built ??= makeTempDir("browser-bundle").then(async (dir) => {
+    process.once("exit", () => rmSync(dir, { recursive: true, force: true }));
+    return (await buildBrowser({ out: join(dir, "b") })).directory;
+  });
   return built;
 }
 
@@ -166,7 +177,8 @@ export async function startSite(options: SiteOptions): Promise<Site> {
     const headers = new Headers(response.headers);
     for (const [name, value] of Object.entries(isolation)) headers.set(name, value);
     return new Response(response.body, { status: response.status, headers });
-  });
+    // The runtime's own Request and Response stay global: Bun.serve, in the same process, refuses others.
+  }, { overrideGlobalObjects: false });
   const server: Server = createServer(listener);
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
@@ -183,5 +195,25 @@ export async function startSite(options: SiteOptions): Promise<Site> {
         server.closeAllConnections?.();
         server.close(() => resolve());
       }),
+  };
+}
+
+/**
+ * A site's `fetch` for `store`'s objects as the replica server's objects endpoint serves them
+ * (`/v1/objects/<key>`, public), for the pointers and manifests of `databases`. With `noStore`, every answer
+ * says `no-store`, so the browser's HTTP cache cannot stand in for a cache a test counts downloads of.
+ */
+export function objectsEndpoint(
+  store: BlobStore,
+  databases: readonly string[],
+  options: { noStore?: boolean } = {},
+): (request: Request) => Promise<Response> {
+  const app = createApp({ databases: {}, objects: { store, databases, public: true } });
+  return async (request) => {
+    const response = await app.fetch(request);
+    if (!options.noStore) return response;
+    const headers = new Headers(response.headers);
+    headers.set("cache-control", "no-store");
+    return new Response(response.body, { status: response.status, headers });
   };
 }

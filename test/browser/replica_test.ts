@@ -14,11 +14,10 @@ import { LocalStore } from "../../src/store/local.ts";
 import type { BlobStore } from "../../src/store/types.ts";
 import { syncDatabase } from "../../src/write/sync.ts";
 import type * as Web from "../../src/web.ts";
-import { browserBundle, launchChromium, type Site, startSite } from "../_helpers/browser.ts";
+import { browserBundle, launchChromium, objectsEndpoint, type Site, startSite } from "../_helpers/browser.ts";
 import { sqliteCli } from "../_helpers/run.ts";
 import { type S3TestServer, startS3Server } from "../_helpers/s3_server.ts";
 import { makeTempDir, removeDir } from "../_helpers/temp.ts";
-import { objectsHandler } from "./_objects.ts";
 
 /** What the test pages hold: the bundle's exports, and the replica a test opened. */
 interface PageGlobals {
@@ -77,6 +76,21 @@ function openIn(page: Page, storeUrl: string, name: string, extra: Record<string
   }, { storeUrl, name, extra });
 }
 
+/** Waits until the page's OPFS cache stops growing (the replica writes it in the background); its chunk count. */
+function settleOpfs(page: Page): Promise<number> {
+  return page.evaluate(async () => {
+    const g = globalThis as unknown as PageGlobals;
+    const cache = new g.tessera.OpfsChunkCache();
+    let chunks = -1;
+    for (;;) {
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      const now = (await cache.usage()).chunks;
+      if (now === chunks) return now;
+      chunks = now;
+    }
+  });
+}
+
 function queryIn(page: Page, sql: string): Promise<unknown[][]> {
   return page.evaluate(async (sql) => {
     const g = globalThis as unknown as PageGlobals;
@@ -115,6 +129,8 @@ describe("a replica in chromium", () => {
     ]);
     browser = chromium;
     s3 = s3server;
+    // no-store: the downloads the OPFS tests count must not be served by chromium's HTTP cache instead.
+    const objects = objectsEndpoint(new LocalStore(storeDir), ["app"], { noStore: true });
     site = await startSite({
       pages: { "/": PAGE },
       directories: { "/dist/": bundle },
@@ -123,7 +139,7 @@ describe("a replica in chromium", () => {
         if (path === "/worker.js") {
           return new Response(WORKER, { headers: { "content-type": "text/javascript" } });
         }
-        return await objectsHandler(new LocalStore(storeDir), "/store/")(request);
+        return await objects(request);
       },
     });
   });
@@ -154,7 +170,7 @@ describe("a replica in chromium", () => {
         await page.evaluate(() => typeof (globalThis as { process?: unknown }).process),
         "undefined",
       );
-      assert.deepEqual(await openIn(page, `${site.url}/store`, "app"), { sequence: 1, engine: "wasm" });
+      assert.deepEqual(await openIn(page, `${site.url}/v1/objects`, "app"), { sequence: 1, engine: "wasm" });
       const sql = "SELECT count(*), sum(length(v)), max(v), hex(b) FROM t WHERE id % 997 = 3";
       const expected = (await sqliteCli(db, `${sql};`)).trim().split("|");
       const rows = await queryIn(page, sql);
@@ -171,7 +187,7 @@ describe("a replica in chromium", () => {
     const context = await browser.newContext();
     try {
       const page = await openPage(context, site);
-      await openIn(page, `${site.url}/store`, "app");
+      await openIn(page, `${site.url}/v1/objects`, "app");
       const refused = await page.evaluate(async () => {
         const g = globalThis as unknown as PageGlobals;
         return await g.replica!.execute("INSERT INTO t (id) VALUES (0)").then(
@@ -211,7 +227,7 @@ describe("a replica in chromium", () => {
           worker.onerror = (event) => resolve({ error: event.message });
           worker.postMessage({ store, name: "app", sql: "SELECT count(*), min(v) FROM t" });
         });
-      }, `${site.url}/store`);
+      }, `${site.url}/v1/objects`);
       const expected = (await sqliteCli(db, "SELECT count(*), min(v) FROM t;")).trim().split("|");
       assert.deepEqual((answer as { rows: unknown[][] }).rows.map((r) => r.map(String)), [expected]);
     } finally {
@@ -280,12 +296,12 @@ describe("a replica in chromium", () => {
     const badSite = await startSite({
       pages: { "/": PAGE },
       directories: { "/dist/": await browserBundle() },
-      fetch: objectsHandler(new LocalStore(badDir), "/store/"),
+      fetch: objectsEndpoint(new LocalStore(badDir), ["other"]),
     });
     const context = await browser.newContext();
     try {
       const page = await openPage(context, badSite);
-      const opened = await openIn(page, `${badSite.url}/store`, "other", { load: "eager" });
+      const opened = await openIn(page, `${badSite.url}/v1/objects`, "other", { load: "eager" });
       assert.equal(opened.error, "CHECKSUM_MISMATCH", JSON.stringify(opened));
       assert.match(String(opened.message), /Cannot decode chunk [0-9a-f]{64}: its bytes hash to/);
       assert.match(String(opened.message), kind === "packs" ? /packs\// : /chunks\//);
@@ -299,7 +315,7 @@ describe("a replica in chromium", () => {
     const isolated = await startSite({
       pages: { "/": PAGE },
       directories: { "/dist/": await browserBundle() },
-      fetch: objectsHandler(new LocalStore(storeDir), "/store/"),
+      fetch: objectsEndpoint(new LocalStore(storeDir), ["app"]),
       isolated: true,
     });
     const context = await browser.newContext();
@@ -309,7 +325,7 @@ describe("a replica in chromium", () => {
         await page.evaluate(() => (globalThis as { crossOriginIsolated?: boolean }).crossOriginIsolated),
         true,
       );
-      const opened = await openIn(page, `${isolated.url}/store`, "app", {
+      const opened = await openIn(page, `${isolated.url}/v1/objects`, "app", {
         load: "lazy",
         memoryCacheBytes: 256 * 1024,
       });
@@ -329,7 +345,89 @@ describe("a replica in chromium", () => {
     }
   });
 
-  it("counts chunk downloads at the server (the check the cache tests rely on can fail)", () => {
-    assert.ok(chunkDownloads(site) > 0);
+  it("shares the OPFS cache between two tabs: the second opens with no chunk download", async () => {
+    const context = await browser.newContext();
+    try {
+      const sql = "SELECT count(*), sum(length(v)), max(v) FROM t";
+      const expected = (await sqliteCli(db, `${sql};`)).trim().split("|");
+      const first = await openPage(context, site);
+      site.reset();
+      await openIn(first, `${site.url}/v1/objects`, "app", { load: "eager" });
+      assert.deepEqual((await queryIn(first, sql)).map((row) => row.map(String)), [expected]);
+      assert.ok(chunkDownloads(site) > 0, "the first tab downloaded the chunks");
+      const kept = await settleOpfs(first);
+      assert.ok(kept > 0, "the first tab kept chunks in OPFS");
+
+      const second = await openPage(context, site);
+      site.reset();
+      await openIn(second, `${site.url}/v1/objects`, "app", { load: "eager" });
+      assert.deepEqual((await queryIn(second, sql)).map((row) => row.map(String)), [expected]);
+      assert.equal(
+        chunkDownloads(site),
+        0,
+        "the second tab read every chunk from the first tab's OPFS cache",
+      );
+      // Both tabs go on answering, each from its own replica.
+      assert.deepEqual((await queryIn(first, "SELECT count(*) FROM t"))[0], [Number(expected[0])]);
+    } finally {
+      await context.close();
+    }
+  });
+
+  it("refuses a chunk damaged in OPFS, fetches it again from the store, and repairs the file", async () => {
+    const context = await browser.newContext();
+    try {
+      const sql = "SELECT count(*), sum(length(v)), min(hex(b)) FROM t";
+      const expected = (await sqliteCli(db, `${sql};`)).trim().split("|");
+      const page = await openPage(context, site);
+      await openIn(page, `${site.url}/v1/objects`, "app", { load: "eager" });
+      await queryIn(page, sql);
+      const kept = await settleOpfs(page);
+      // Flip a byte in the middle of every chunk file the cache holds, as a disk or another program might.
+      const damaged = await page.evaluate(async () => {
+        const g = globalThis as unknown as PageGlobals;
+        g.replica!.close();
+        const storage =
+          (navigator as unknown as { storage: { getDirectory(): Promise<Web.OpfsDirectoryHandle> } })
+            .storage;
+        const dir = await (await storage.getDirectory()).getDirectoryHandle("tessera-chunks");
+        let n = 0;
+        for await (const name of dir.keys()) {
+          if (!/^[0-9a-f]{64}$/.test(name)) continue;
+          const handle = await dir.getFileHandle(name);
+          const bytes = new Uint8Array(await (await handle.getFile()).arrayBuffer());
+          bytes[bytes.length >> 1]! ^= 0x5a;
+          const writable = await handle.createWritable();
+          await writable.write(bytes);
+          await writable.close();
+          n++;
+        }
+        return n;
+      });
+      assert.equal(damaged, kept);
+
+      await page.reload();
+      await page.waitForFunction(() => "tessera" in globalThis, null, { timeout: 30_000 });
+      site.reset();
+      await openIn(page, `${site.url}/v1/objects`, "app", { load: "eager" });
+      assert.deepEqual((await queryIn(page, sql)).map((row) => row.map(String)), [expected]);
+      assert.ok(chunkDownloads(site) > 0, "the damaged chunks came from the store again");
+      const stats = await page.evaluate(() => {
+        const g = globalThis as unknown as PageGlobals;
+        return new g.tessera.OpfsChunkCache().usage();
+      });
+      assert.ok(stats.chunks > 0);
+      await settleOpfs(page);
+
+      // The files were replaced with good ones: the next load downloads nothing.
+      await page.reload();
+      await page.waitForFunction(() => "tessera" in globalThis, null, { timeout: 30_000 });
+      site.reset();
+      await openIn(page, `${site.url}/v1/objects`, "app", { load: "eager" });
+      assert.deepEqual((await queryIn(page, sql)).map((row) => row.map(String)), [expected]);
+      assert.equal(chunkDownloads(site), 0);
+    } finally {
+      await context.close();
+    }
   });
 });
