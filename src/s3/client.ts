@@ -38,6 +38,15 @@ export interface S3ClientOptions extends S3Location, Partial<RetryPolicy> {
   credentials?: S3Credentials | null | undefined;
   /** The fetch to use. @default {globalThis.fetch} */
   fetch?: typeof fetch | undefined;
+  /**
+   * Where requests carry their SigV4 signature: `"header"`, an `Authorization` header; `"query"`, the URL's
+   * query string (presigned requests, valid for `presignExpiresSeconds`), so no `Authorization` or
+   * `x-amz-*` request header is sent: what a browser page uses, since such headers make every request need
+   * a CORS preflight. @default {"header"}
+   */
+  signing?: "header" | "query" | undefined;
+  /** How long a request signed in its query string stays valid, in seconds (1 to 604800). @default {300} */
+  presignExpiresSeconds?: number | undefined;
 }
 
 /** Options shared by every operation. */
@@ -152,6 +161,8 @@ export class S3Client {
   readonly region: string;
   /** The bucket's URL, without credentials. */
   readonly url: string;
+  readonly #signing: "header" | "query";
+  readonly #presignExpires: number;
   readonly #credentials: S3Credentials | null;
   readonly #policy: RetryPolicy;
   readonly #fetch: typeof fetch | undefined;
@@ -164,6 +175,22 @@ export class S3Client {
     this.#credentials = options.credentials ?? null;
     this.#policy = resolveRetryPolicy(options);
     this.#fetch = options.fetch;
+    const { signing = "header", presignExpiresSeconds = 300 } = options;
+    if (signing !== "header" && signing !== "query") {
+      throw new TypeError(
+        `Cannot create an S3 client: signing ${JSON.stringify(signing)} is not "header" or "query"`,
+      );
+    }
+    if (
+      !Number.isSafeInteger(presignExpiresSeconds) || presignExpiresSeconds < 1 ||
+      presignExpiresSeconds > 604800
+    ) {
+      throw new RangeError(
+        `Cannot create an S3 client: presignExpiresSeconds ${presignExpiresSeconds} is not 1 to 604800 (7 days)`,
+      );
+    }
+    this.#signing = signing;
+    this.#presignExpires = presignExpiresSeconds;
   }
 
   /** Reads an object, or a byte range of it. A range past the end reads zero bytes. */
@@ -403,13 +430,21 @@ export class S3Client {
   async #prepare(call: Call): Promise<HttpRequest> {
     const headers = new Headers(call.headers);
     if (!this.#credentials) return { method: call.method, url: call.url, headers, body: call.body };
-    if (!headers.has("x-amz-content-sha256")) {
+    const query = this.#signing === "query";
+    let url = call.url;
+    if (query) {
+      // The payload is not signed (UNSIGNED-PAYLOAD, as presigned URLs have it); the expiry is.
+      const presigned = new URL(url);
+      presigned.searchParams.set("X-Amz-Expires", String(this.#presignExpires));
+      url = presigned.href;
+    } else if (!headers.has("x-amz-content-sha256")) {
       headers.set("x-amz-content-sha256", call.body?.length ? "UNSIGNED-PAYLOAD" : EMPTY_SHA256);
     }
     const signer = new AwsV4Signer({
       method: call.method,
-      url: call.url,
+      url,
       headers,
+      signQuery: query,
       ...(call.body ? { body: call.body as Uint8Array<ArrayBuffer> } : {}),
       accessKeyId: this.#credentials.accessKeyId,
       secretAccessKey: this.#credentials.secretAccessKey,

@@ -235,7 +235,7 @@ describe("a replica in chromium", () => {
     }
   });
 
-  it("reads an S3 bucket, signed with credentials and as a public bucket over plain HTTP", async () => {
+  it("reads an S3 bucket: signed in headers, presigned (signed in the URL), and public over plain HTTP", async () => {
     const { S3Store } = await import("../../src/store/s3.ts");
     const s3store = new S3Store({
       bucket: s3.bucket,
@@ -247,27 +247,45 @@ describe("a replica in chromium", () => {
     const context = await browser.newContext();
     try {
       const page = await openPage(context, site);
-      const signed = await page.evaluate(async (s3) => {
-        const g = globalThis as unknown as PageGlobals;
-        const store = new g.tessera.S3Store({
-          bucket: s3.bucket,
-          endpoint: s3.endpoint,
-          region: s3.region,
-          credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey },
-        }, { prefix: "browser/" });
-        const replica = await g.tessera.openReplica("app", { store, pollIntervalMs: 0 });
-        const n = (await replica.execute("SELECT count(*) FROM t")).rows[0]![0];
-        replica.close();
-        return Number(n);
-      }, {
-        bucket: s3.bucket,
-        endpoint: s3.endpoint,
-        region: s3.region,
-        accessKeyId: s3.accessKeyId,
-        secretAccessKey: s3.secretAccessKey,
+      const toS3: { url: string; authorization: string | undefined }[] = [];
+      page.on("request", (request) => {
+        if (request.url().startsWith(s3.endpoint)) {
+          toS3.push({ url: request.url(), authorization: request.headers()["authorization"] });
+        }
       });
+      const countWith = (signing: "header" | "query") =>
+        page.evaluate(async ({ s3, signing }) => {
+          const g = globalThis as unknown as PageGlobals;
+          const store = new g.tessera.S3Store({
+            bucket: s3.bucket,
+            endpoint: s3.endpoint,
+            region: s3.region,
+            credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey },
+            signing,
+          }, { prefix: "browser/" });
+          const replica = await g.tessera.openReplica("app", { store, pollIntervalMs: 0, opfs: false });
+          const n = (await replica.execute("SELECT count(*) FROM t")).rows[0]![0];
+          replica.close();
+          return Number(n);
+        }, {
+          s3: {
+            bucket: s3.bucket,
+            endpoint: s3.endpoint,
+            region: s3.region,
+            accessKeyId: s3.accessKeyId,
+            secretAccessKey: s3.secretAccessKey,
+          },
+          signing,
+        });
       const expected = Number(await sqliteCli(db, "SELECT count(*) FROM t;"));
-      assert.equal(signed, expected);
+      assert.equal(await countWith("header"), expected);
+      assert.ok(toS3.length > 0 && toS3.every((r) => r.authorization?.startsWith("AWS4-HMAC-SHA256 ")));
+      toS3.splice(0);
+      assert.equal(await countWith("query"), expected);
+      const fetched = toS3.filter((r) => !r.url.includes("X-Amz-Signature="));
+      assert.ok(toS3.length > 0);
+      assert.deepEqual(fetched, [], "every presigned request carries its signature in the URL");
+      assert.ok(toS3.every((r) => r.authorization === undefined), "and no Authorization header");
       const opened = await openIn(page, `${s3.endpoint}/${s3.bucket}/browser`, "app");
       assert.equal(opened.engine, "wasm", JSON.stringify(opened));
       assert.deepEqual(await queryIn(page, "SELECT count(*) FROM t"), [[expected]]);
