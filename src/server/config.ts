@@ -18,16 +18,18 @@
  */
 
 import { readFile } from "node:fs/promises";
-import { hostname } from "node:os";
 import process from "node:process";
 import { openReplica } from "../config/replica.ts";
 import { TesseraError } from "../errors.ts";
-import { isDatabaseName as isStoredName, parseSource } from "../manifest/naming.ts";
 import type { Replica } from "../replica/replica.ts";
 import { openStore } from "../store/open.ts";
 import { type AppOptions, DATABASE_NAME_RULE, isDatabaseName, type ServedDatabase } from "./app.ts";
-import { tokenProblem } from "./auth.ts";
-import { isCorsOrigin, type ObjectsOptions } from "./objects.ts";
+import { choice, invalid, keys, number, object, readSecret, secret, stores } from "./_config_fields.ts";
+import type { ObjectsOptions } from "./objects.ts";
+import { type ObjectsConfig, openObjects, parseObjectsConfig } from "./objects_config.ts";
+
+export { readSecret };
+export type { ObjectsConfig };
 import { DEFAULT_LIMITS, type ServerLimits } from "./limits.ts";
 import { DEFAULT_MAX_STREAMS } from "./streams.ts";
 
@@ -53,17 +55,6 @@ export interface DatabaseConfig {
   tokens: string[];
 }
 
-/** The objects endpoint of the config (`AppOptions.objects`), checked. */
-export interface ObjectsConfig {
-  /** The store URL served. */
-  store: string;
-  /** The databases whose pointer and manifests are served: names in the store, or `tessera://` sources. */
-  databases: string[];
-  public: boolean;
-  tokens: string[];
-  corsOrigin: string | undefined;
-}
-
 /** The whole config, checked. */
 export interface ServerConfig {
   hostname: string;
@@ -82,116 +73,6 @@ export interface ServerConfig {
   objects: ObjectsConfig | undefined;
 }
 
-type Json = Record<string, unknown>;
-
-function invalid(where: string, message: string): never {
-  throw new TesseraError("CONFIG_INVALID", `Cannot load the server config (${where}): ${message}`);
-}
-
-function keys(obj: Json, allowed: readonly string[], path: string, where: string): void {
-  for (const key of Object.keys(obj)) {
-    if (!allowed.includes(key)) {
-      invalid(where, `${path}${key} is not a field; expected one of ${allowed.join(", ")}`);
-    }
-  }
-}
-
-function object(value: unknown, path: string, where: string): Json {
-  if (typeof value !== "object" || value === null || Array.isArray(value)) {
-    invalid(where, `${path} is not an object`);
-  }
-  return value as Json;
-}
-
-function number(value: unknown, path: string, where: string, min: number, fallback: number): number;
-function number(
-  value: unknown,
-  path: string,
-  where: string,
-  min: number,
-  fallback?: undefined,
-): number | undefined;
-function number(
-  value: unknown,
-  path: string,
-  where: string,
-  min: number,
-  fallback?: number,
-): number | undefined {
-  if (value === undefined) return fallback;
-  if (typeof value !== "number" || !Number.isSafeInteger(value) || value < min) {
-    invalid(where, `${path} is ${JSON.stringify(value)}; expected a whole number from ${min}`);
-  }
-  return value;
-}
-
-function choice<T extends string>(
-  value: unknown,
-  path: string,
-  where: string,
-  options: readonly T[],
-  fallback: T,
-): T {
-  if (value === undefined) return fallback;
-  if (!options.includes(value as T)) {
-    invalid(where, `${path} is ${JSON.stringify(value)}; expected ${options.join(" or ")}`);
-  }
-  return value as T;
-}
-
-/**
- * Reads a configured secret: the text itself, or `env:NAME` for the environment variable NAME. Returns the
- * secret, or a phrase saying what is wrong with it ("names the environment variable X, which is not set")
- * that never quotes the secret.
- *
- * @example
- * ```ts
- * import { readSecret } from "./config.ts";
- * console.log(readSecret("env:APP_TOKEN", { APP_TOKEN: "s3cret" })); // { secret: "s3cret" }
- * ```
- */
-export function readSecret(
-  value: string,
-  env: Record<string, string | undefined>,
-): { secret: string } | { problem: string } {
-  if (!value.startsWith("env:")) {
-    const problem = tokenProblem(value);
-    return problem === undefined ? { secret: value } : { problem };
-  }
-  const name = value.slice(4);
-  const found = env[name];
-  if (found === undefined || found === "") {
-    return { problem: `names the environment variable ${name}, which is not set or empty` };
-  }
-  const problem = tokenProblem(found);
-  if (problem !== undefined) {
-    return { problem: `names the environment variable ${name}, whose value ${problem}` };
-  }
-  return { secret: found };
-}
-
-// A secret's value is never shown: only where it was asked for.
-function secret(
-  value: unknown,
-  path: string,
-  where: string,
-  env: Record<string, string | undefined>,
-): string {
-  if (typeof value !== "string") invalid(where, `${path} is not a string`);
-  const read = readSecret(value, env);
-  if ("problem" in read) invalid(where, `${path} ${read.problem}`);
-  return read.secret;
-}
-
-function stores(value: unknown, path: string, where: string): string[] {
-  if (value === undefined) return [];
-  const list = Array.isArray(value) ? value : [value];
-  return list.map((v, i) => {
-    if (typeof v !== "string" || v === "") invalid(where, `${path}[${i}] is not a store URL`);
-    return v;
-  });
-}
-
 const TOP = [
   "listen",
   "store",
@@ -206,7 +87,6 @@ const TOP = [
   "shutdownTimeoutMs",
   "objects",
 ] as const;
-const OBJECTS = ["store", "databases", "public", "tokens", "corsOrigin"] as const;
 const DATABASE = [
   "source",
   "store",
@@ -220,97 +100,6 @@ const DATABASE = [
   "public",
   "tokens",
 ] as const;
-
-/** Checks `objects`: `true` (every default) or an object; the defaults come from the databases served. */
-function objectsConfig(
-  value: unknown,
-  defaultStores: readonly string[],
-  databases: ReadonlyMap<string, DatabaseConfig>,
-  where: string,
-  env: Record<string, string | undefined>,
-): ObjectsConfig | undefined {
-  if (value === undefined || value === false) return undefined;
-  if (value !== true && (typeof value !== "object" || value === null || Array.isArray(value))) {
-    invalid(where, `objects is ${JSON.stringify(value)}; expected true, false or an object`);
-  }
-  const raw = value === true ? {} : value as Json;
-  keys(raw, OBJECTS, "objects.", where);
-  let store: string;
-  if (raw.store !== undefined) {
-    if (typeof raw.store !== "string" || raw.store === "") invalid(where, "objects.store is not a store URL");
-    store = raw.store;
-  } else if (defaultStores.length === 1) {
-    store = defaultStores[0]!;
-  } else {
-    invalid(
-      where,
-      `objects has no store: set "objects.store" (the top-level "store" names ${
-        defaultStores.length === 0 ? "none" : `${defaultStores.length} stores`
-      })`,
-    );
-  }
-  let names: string[];
-  if (raw.databases !== undefined) {
-    if (!Array.isArray(raw.databases)) invalid(where, "objects.databases is not a list of database names");
-    names = raw.databases.map((name, i) => {
-      if (typeof name !== "string" || !(isStoredName(name) || name.startsWith("tessera://"))) {
-        invalid(
-          where,
-          `objects.databases[${i}] is ${JSON.stringify(name)}; expected a database's name in the store ` +
-            "or a tessera:// source",
-        );
-      }
-      return name;
-    });
-  } else {
-    names = [...databases.values()].filter((db) => db.stores.includes(store)).map((db) => db.source);
-  }
-  if (names.length === 0) {
-    invalid(
-      where,
-      `objects serves no database: no database of "databases" reads ${JSON.stringify(store)}; list the ` +
-        'names in "objects.databases"',
-    );
-  }
-  if (raw.public !== undefined && typeof raw.public !== "boolean") {
-    invalid(where, "objects.public is not true or false");
-  }
-  const tokens = raw.tokens === undefined
-    ? []
-    : Array.isArray(raw.tokens)
-    ? raw.tokens.map((t, i) => secret(t, `objects.tokens[${i}]`, where, env))
-    : invalid(where, "objects.tokens is not a list of tokens");
-  if (raw.public === true && tokens.length > 0) {
-    invalid(where, "objects.public is true and objects.tokens is set: give one, not both");
-  }
-  // Without either, the objects are as open as the databases: public only if nothing here needs a token.
-  const isPublic = raw.public === true ||
-    (raw.public === undefined && tokens.length === 0 && [...databases.values()].every((db) => db.public));
-  if (!isPublic && tokens.length === 0) {
-    invalid(
-      where,
-      'objects has no tokens: give "tokens", or "public": true to serve the store\'s objects to anyone ' +
-        "(it defaults to public only when every database is)",
-    );
-  }
-  if (
-    raw.corsOrigin !== undefined && (typeof raw.corsOrigin !== "string" ||
-      !isCorsOrigin(raw.corsOrigin))
-  ) {
-    invalid(
-      where,
-      `objects.corsOrigin is ${JSON.stringify(raw.corsOrigin)}; expected "*" or an origin such as ` +
-        '"https://app.example.com" (scheme, host and port; no path)',
-    );
-  }
-  return {
-    store,
-    databases: names,
-    public: isPublic,
-    tokens,
-    corsOrigin: raw.corsOrigin as string | undefined,
-  };
-}
 
 /**
  * Checks a server config (parsed JSON). `where` names where it came from, for messages.
@@ -433,7 +222,7 @@ export function parseServerConfig(
       : secret(top.metricsToken, "metricsToken", where, env),
     publicMetrics: top.publicMetrics === true,
     shutdownTimeoutMs: number(top.shutdownTimeoutMs, "shutdownTimeoutMs", where, 0, 10_000),
-    objects: objectsConfig(top.objects, defaultStores, databases, where, env),
+    objects: parseObjectsConfig(top.objects, defaultStores, databases, where, env),
   };
 }
 
@@ -523,34 +312,5 @@ export async function openServerDatabases(
     metricsToken: config.metricsToken,
     publicMetrics: config.publicMetrics,
     objects,
-  };
-}
-
-/** The objects endpoint's options: its store opened, `tessera://` sources resolved to names in the store. */
-async function openObjects(
-  config: ObjectsConfig,
-  env: Record<string, string | undefined>,
-): Promise<ObjectsOptions> {
-  const host = env.TESSERA_HOSTNAME ?? hostname();
-  const names = await Promise.all(config.databases.map(async (source) => {
-    if (!source.startsWith("tessera://")) return source;
-    return (await parseSource(source, { hostname: host })).name;
-  }));
-  let store;
-  try {
-    store = openStore(config.store, { env });
-  } catch (error) {
-    throw new TesseraError(
-      (error as TesseraError).code ?? "CONFIG_INVALID",
-      `Cannot open the store of objects (${config.store}): ${(error as Error).message}`,
-      { cause: error },
-    );
-  }
-  return {
-    store,
-    databases: [...new Set(names)],
-    public: config.public,
-    tokens: config.tokens,
-    corsOrigin: config.corsOrigin,
   };
 }
