@@ -19,7 +19,7 @@ import { LocalStore } from "../../src/store/local.ts";
 import type { BlobStore, PutOptions } from "../../src/store/types.ts";
 import { makeTempDir, removeDir } from "../_helpers/temp.ts";
 import { startWriter } from "../_helpers/writer.ts";
-import { OutageStore, pointerOf, waitUntil } from "./_outage.ts";
+import { OutageStore, pointerOf, pointerSequence, waitUntil } from "./_outage.ts";
 
 async function rows(store: BlobStore, name: string, sequence: number, dir: string): Promise<string[]> {
   const { manifest } = await loadSequence(store, name, sequence);
@@ -178,12 +178,22 @@ describe("replicator regressions", () => {
       const options = { hostname: "h", spoolDir: join(work, "spool"), ...FAST };
       a.down = true;
       let replicator = await Replicator.start(path, { ...options, stores: [a, b] });
+      const name = replicator.name;
+      let ahead = 0;
       for (const v of ["a", "b", "c"]) {
         await db.execute({ sql: "INSERT INTO t(v) VALUES (?)", args: [v] });
-        await replicator.flush({ timeoutMs: 300 });
+        // B publishes while A is down. Wait for the snapshot holding this row: on a loaded machine a fixed
+        // wait lets two commits share one snapshot, and B's sequence is then not the number of commits.
+        await waitUntil(
+          async () => {
+            ahead = await pointerSequence(b, name);
+            return ahead > 0 && (await rows(b, name, ahead, work)).includes(v);
+          },
+          20_000,
+          `B's snapshot holding "${v}"`,
+        );
       }
-      const name = replicator.name;
-      assert.equal((await pointerOf(b, name))?.sequence, 3);
+      assert.deepEqual(await rows(b, name, ahead, work), ["a", "b", "c"]);
       await replicator.close({ flush: false });
       await rm(join(work, "spool"), { recursive: true });
       a.down = false;
@@ -196,7 +206,7 @@ describe("replicator regressions", () => {
         assert.equal(flushed.pending, 0);
         assert.equal(replicator.error, null);
         const pb = await pointerOf(b, name);
-        assert.ok((pb?.sequence ?? 0) > 3, `B moved past its old pointer (${pb?.sequence})`);
+        assert.ok((pb?.sequence ?? 0) > ahead, `B moved past its old pointer ${ahead} (${pb?.sequence})`);
         assert.deepEqual(await rows(b, name, pb?.sequence ?? 0, work), ["a", "b", "c"]);
       } finally {
         await replicator.close({ flush: false });
@@ -217,7 +227,9 @@ describe("replicator regressions", () => {
       const options = { stores: [store], hostname: "h", spoolDir: join(work, "spool"), ...FAST };
       store.down = true;
       let replicator = await Replicator.start(path, options);
-      assert.equal((await replicator.flush({ timeoutMs: 200 })).pending, 1);
+      // At least one capture waits in the spool (a loaded machine may capture the state twice).
+      const pending = (await replicator.flush({ timeoutMs: 200 })).pending;
+      assert.ok(pending >= 1, `${pending} pending`);
       const name = replicator.name;
       await replicator.close({ flush: false });
       const pendingDir = join(work, "spool", "replicate", name, "pending");
