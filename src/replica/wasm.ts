@@ -40,8 +40,35 @@ import { type ReplicaVfs, replicaVfs, type Sqlite3, type VfsHost } from "./vfs.t
 
 let shared: Promise<Sqlite3> | undefined;
 
+/**
+ * sqlite-wasm's VFSes Tessera never uses. Left on, each start of the OPFS ones in a worker of an isolated
+ * page fetches `sqlite3-opfs-async-proxy.js` (which the bundle does not ship) and logs the failure, and
+ * kvvfs reads `localStorage` as it starts, which throws in a sandboxed iframe and so failed every open there.
+ */
+const UNUSED_VFSES = ["opfs", "opfs-vfs", "opfs-wl", "opfs-sahpool", "kvvfs"];
+
+interface Sqlite3ApiConfig {
+  disable?: { vfs?: Record<string, unknown> };
+  [name: string]: unknown;
+}
+
+/**
+ * Sets `globalThis.sqlite3ApiConfig`, which sqlite-wasm reads as it starts (and then deletes), to turn off
+ * the OPFS VFSes; a config the caller set is kept, and a VFS it names under `disable.vfs` is left as it says.
+ */
+function disableUnusedVfses(): void {
+  const scope = globalThis as { sqlite3ApiConfig?: Sqlite3ApiConfig };
+  const given = scope.sqlite3ApiConfig ?? {};
+  const vfs: Record<string, unknown> = Object.fromEntries(UNUSED_VFSES.map((name) => [name, true]));
+  scope.sqlite3ApiConfig = {
+    ...given,
+    disable: { ...given.disable, vfs: { ...vfs, ...given.disable?.vfs } },
+  };
+}
+
 /** Loads sqlite-wasm once per process (or realm) and returns the module. */
 export function loadSqlite3(): Promise<Sqlite3> {
+  if (shared === undefined) disableUnusedVfses();
   shared ??= sqlite3InitModule().catch((error: unknown) => {
     shared = undefined;
     throw error;

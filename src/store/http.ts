@@ -22,7 +22,9 @@ export interface HttpStoreOptions extends Partial<RetryPolicy> {
 }
 
 /**
- * A read-only {@linkcode BlobStore} at a base URL: key `a/b` is read from `<base>/a/b`.
+ * A read-only {@linkcode BlobStore} at a base URL: key `a/b` is read from `<base>/a/b`. A query in the base
+ * URL (a CDN's signed token, `?sig=…`) is sent with every request, after the key (`<base>/a/b?sig=…`), and
+ * never shown in errors or the description. A fragment is refused.
  *
  * @example
  * ```ts
@@ -32,31 +34,39 @@ export interface HttpStoreOptions extends Partial<RetryPolicy> {
  * ```
  */
 export class HttpStore implements BlobStore {
-  /** The base URL, without a trailing slash. */
+  /** The base URL, without a trailing slash or its query (which may hold a token, so is never shown). */
   readonly url: string;
   readonly description: string;
   readonly capabilities = Object.freeze({ write: false, list: false, conditionalPut: false });
+  /** The base URL's query (`?…` or empty), sent with every request after the key. */
+  readonly #query: string;
   readonly #headers: Record<string, string>;
   readonly #policy: RetryPolicy;
   readonly #fetch: typeof fetch | undefined;
 
   constructor(baseUrl: string, options: HttpStoreOptions = {}) {
+    const shown = describeUrl(baseUrl);
     let url: URL;
     try {
       url = new URL(baseUrl);
     } catch {
-      throw new TypeError(`Cannot open an HTTP store at "${baseUrl}": expected an http or https URL`);
+      throw new TypeError(`Cannot open an HTTP store at "${shown}": expected an http or https URL`);
     }
     if (url.protocol !== "http:" && url.protocol !== "https:") {
-      throw new TypeError(
-        `Cannot open an HTTP store at "${describeUrl(baseUrl)}": expected an http or https URL`,
-      );
+      throw new TypeError(`Cannot open an HTTP store at "${shown}": expected an http or https URL`);
     }
     if (url.username || url.password) {
       throw new TypeError("Cannot open an HTTP store with credentials in its URL: pass them in `headers`");
     }
+    if (baseUrl.includes("#")) {
+      throw new TypeError(
+        `Cannot open an HTTP store at "${shown.split("#")[0]}": its URL has a fragment ("#…"), which is ` +
+          "never sent to the server; remove it",
+      );
+    }
     this.url = `${url.origin}${url.pathname.replace(/\/+$/, "")}`;
     this.description = this.url;
+    this.#query = url.search;
     this.#headers = { ...options.headers };
     this.#policy = resolveRetryPolicy(options);
     this.#fetch = options.fetch;
@@ -130,17 +140,18 @@ export class HttpStore implements BlobStore {
     signal: AbortSignal | undefined,
     accept: readonly number[],
   ): Promise<HttpResponse> {
-    const url = `${this.url}/${encodeKey(key)}`;
+    const url = `${this.url}/${encodeKey(key)}${this.#query}`;
     const outcome = await sendWithRetries(
       () => ({ method, url, headers: new Headers({ ...this.#headers, ...extra }) }),
       { policy: this.#policy, signal, fetch: this.#fetch, shouldRetry: (r) => isRetriableStatus(r.status) },
     );
     const tries = `${outcome.attempts} ${outcome.attempts === 1 ? "attempt" : "attempts"}`;
     if (!outcome.ok) {
+      const { message, cause } = outcome.failure;
       throw new TesseraError(
         "HTTP_REQUEST_FAILED",
-        `HTTP ${method} of "${url}" failed after ${tries}: ${outcome.failure.message}`,
-        { cause: outcome.failure.cause },
+        `HTTP ${method} of "${describeUrl(url)}" failed after ${tries}: ${this.#hideQuery(message)}`,
+        { cause: this.#query ? this.#hideQuery(cause) : cause },
       );
     }
     const { status } = outcome.response;
@@ -148,8 +159,25 @@ export class HttpStore implements BlobStore {
     const hint = status === 401 || status === 403 ? "; check the store's access headers" : "";
     throw new TesseraError(
       "HTTP_REQUEST_FAILED",
-      `HTTP ${method} of "${url}" failed after ${tries}: status ${status}${hint}`,
+      `HTTP ${method} of "${describeUrl(url)}" failed after ${tries}: status ${status}${hint}`,
     );
+  }
+
+  /**
+   * `value` (a message, or an error and its causes, copied) without the base URL's query: runtimes quote
+   * the URL they failed to fetch (Deno: "error sending request for url (…?sig=…)").
+   */
+  #hideQuery<T>(value: T): T {
+    if (!this.#query) return value;
+    if (typeof value === "string") {
+      const base = this.url.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+      const quoted = new RegExp(`(${base}[^\\s?"')]*)\\?[^\\s"')]*`, "g");
+      return value.replace(quoted, "$1").replaceAll(this.#query.slice(1), "…") as T;
+    }
+    if (!(value instanceof Error)) return value;
+    const copy = new Error(this.#hideQuery(value.message), { cause: this.#hideQuery(value.cause) });
+    copy.name = value.name;
+    return copy as T;
   }
 
   #readOnly(action: string, key: string): TesseraError {

@@ -118,6 +118,9 @@ export interface SiteOptions {
   fetch?: ((request: Request) => Response | undefined | Promise<Response | undefined>) | undefined;
   /** Sends COOP and COEP, so pages are cross-origin isolated (SharedArrayBuffer, the offload worker). */
   isolated?: boolean;
+  /** Lets pages of any origin load the directories' files (`Access-Control-Allow-Origin: *`), as a
+   * sandboxed iframe (an opaque origin) needs. */
+  cors?: boolean;
 }
 
 /** A loopback site. */
@@ -165,6 +168,7 @@ export async function startSite(options: SiteOptions): Promise<Site> {
         headers: {
           "content-type": TYPES[extname(file)] ?? "application/octet-stream",
           "cache-control": "no-store",
+          ...(options.cors ? { "access-control-allow-origin": "*" } : {}),
         },
       });
     }

@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { readdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import type { Browser, BrowserContext, Page } from "playwright-core";
+import type { Browser, BrowserContext, ConsoleMessage, Page } from "playwright-core";
 import { readPackContents } from "../../src/chunk/pack.ts";
 import { LocalStore } from "../../src/store/local.ts";
 import type { BlobStore } from "../../src/store/types.ts";
@@ -25,7 +25,8 @@ interface PageGlobals {
   replica?: Web.Replica;
 }
 
-const PAGE = `<!doctype html><meta charset="utf-8"><title>tessera test</title>
+// No favicon request: its 404 would be a console error, and a test asserts the page logs none.
+const PAGE = `<!doctype html><meta charset="utf-8"><title>tessera test</title><link rel="icon" href="data:,">
 <script type="module">import * as tessera from "/dist/tessera.js"; globalThis.tessera = tessera;</script>`;
 
 const WORKER = `import { HttpStore, openReplica } from "/dist/tessera.js";
@@ -337,6 +338,16 @@ describe("a replica in chromium", () => {
       isolated: true,
     });
     const context = await browser.newContext();
+    // The page's and the worker's console errors: sqlite-wasm must not try to start OPFS VFSes Tessera never
+    // uses (they fetch sqlite3-opfs-async-proxy.js, which the bundle does not ship, and log the 404).
+    const consoleErrors: string[] = [];
+    const collect = (message: ConsoleMessage) => {
+      if (message.type() === "error") consoleErrors.push(message.text());
+    };
+    context.on("page", (page) => {
+      page.on("console", collect);
+      page.on("worker", (worker) => worker.on("console", collect));
+    });
     try {
       const page = await openPage(context, isolated);
       assert.equal(
@@ -357,9 +368,65 @@ describe("a replica in chromium", () => {
       assert.equal(memory.lazy, true);
       assert.ok((memory.offloaded ?? 0) > 0, `the scan ran in the worker: ${JSON.stringify(memory)}`);
       assert.ok(isolated.requests.some((r) => r.path === "/dist/tessera-worker.js" && r.status === 200));
+      assert.deepEqual(isolated.requests.filter((r) => r.path.includes("opfs-async-proxy")), []);
+      assert.deepEqual(consoleErrors, [], JSON.stringify(isolated.requests.filter((r) => r.status >= 400)));
     } finally {
       await context.close();
       await isolated.stop();
+    }
+  });
+
+  it("opens in a sandboxed iframe (an opaque origin, no OPFS, no localStorage), with the cache off and saying why", async () => {
+    const frame = (url: string) =>
+      `<script type="module">
+const t = await import("${url}/dist/tessera.js");
+try {
+  const r = await t.openReplica("app", { store: new t.HttpStore("${url}/v1/objects"), pollIntervalMs: 0 });
+  const q = await r.execute("SELECT count(*) FROM t");
+  const cache = new t.OpfsChunkCache();
+  await cache.ready();
+  parent.postMessage({ n: Number(q.rows[0][0]), origin: String(self.origin), disabled: String(cache.disabledReason) }, "*");
+} catch (e) { parent.postMessage({ error: String(e && (e.code || e.name)) + ": " + String(e && e.message || e) }, "*"); }
+</script>`;
+    let url = "";
+    const sandboxed = await startSite({
+      pages: { "/": PAGE },
+      directories: { "/dist/": await browserBundle() },
+      cors: true,
+      fetch: async (request) => {
+        if (new URL(request.url).pathname !== "/sandboxed") {
+          return await objectsEndpoint(new LocalStore(storeDir), ["app"])(request);
+        }
+        const doc = frame(url).replaceAll("&", "&amp;").replaceAll('"', "&quot;");
+        return new Response(
+          `<!doctype html><script>addEventListener("message", (e) => { globalThis.answer = e.data; });</script>` +
+            `<iframe sandbox="allow-scripts" srcdoc="${doc}"></iframe>`,
+          { headers: { "content-type": "text/html" } },
+        );
+      },
+    });
+    url = sandboxed.url;
+    const context = await browser.newContext();
+    try {
+      const page = await context.newPage();
+      await page.goto(`${sandboxed.url}/sandboxed`);
+      const answer = await (await page.waitForFunction(
+        () => (globalThis as { answer?: unknown }).answer,
+        null,
+        {
+          timeout: 30_000,
+        },
+      )).jsonValue() as { n?: number; origin?: string; disabled?: string; error?: string };
+      const expected = Number(await sqliteCli(db, "SELECT count(*) FROM t;"));
+      assert.deepEqual(
+        { n: answer.n, origin: answer.origin },
+        { n: expected, origin: "null" },
+        JSON.stringify(answer),
+      );
+      assert.match(answer.disabled ?? "", /^Cannot open OPFS chunk cache "tessera-chunks": /);
+    } finally {
+      await context.close();
+      await sandboxed.stop();
     }
   });
 
