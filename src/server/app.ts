@@ -389,9 +389,9 @@ export function createApp(options: AppOptions): TesseraApp {
 
   if (objects !== undefined) {
     for (const path of [OBJECTS_PATH, `${OBJECTS_PATH}/*`]) {
-      // Hono answers HEAD with the GET route, dropping the body; the endpoint sees the method.
-      app.get(path, (c) => objects.answer(c.req.raw));
-      app.options(path, () => objects.preflight());
+      // Every method, so that writes get the endpoint's 405 (with CORS) rather than the generic 404. Hono
+      // answers HEAD with the GET route, dropping the body; the endpoint sees the method.
+      app.all(path, (c) => objects.handle(c.req.raw));
     }
   }
 

@@ -78,6 +78,8 @@ export class Metrics {
   readonly #latency = new Map<string, Histogram>();
   readonly #objects = new Map<string, number>();
   readonly #objectBytes = new Map<string, number>();
+  #objectBuffered = 0;
+  #objectRefusals = 0;
   readonly #started = Date.now();
 
   /** Records a request: its route, status and duration in seconds. */
@@ -96,12 +98,27 @@ export class Metrics {
 
   /**
    * Records an answer of the objects endpoint: the kind of object asked for (`pointer`, `manifest`, `chunk`,
-   * `pack`, or `other` for keys it does not serve), its status and the object bytes sent.
+   * `pack`, or `other` for keys it does not serve) and its status.
    */
-  observeObject(kind: string, status: number, bytes: number): void {
+  observeObject(kind: string, status: number): void {
     const key = `${kind}\u0000${status}`;
     this.#objects.set(key, (this.#objects.get(key) ?? 0) + 1);
+    this.#objectBytes.set(kind, this.#objectBytes.get(kind) ?? 0);
+  }
+
+  /** Records the bytes of an object's body its client took, once it took all it will. */
+  sentObjectBytes(kind: string, bytes: number): void {
     this.#objectBytes.set(kind, (this.#objectBytes.get(kind) ?? 0) + bytes);
+  }
+
+  /** Records the bytes of object bodies waiting for their clients now. */
+  objectsBuffered(bytes: number): void {
+    this.#objectBuffered = bytes;
+  }
+
+  /** Records an answer refused because too many bytes of object bodies were waiting for their clients. */
+  objectBufferRefused(): void {
+    this.#objectRefusals++;
   }
 
   /** The text of `GET /metrics`; with `gauges.objects`, the objects endpoint's counters too. */
@@ -147,11 +164,23 @@ export class Metrics {
       family(
         "tessera_object_sent_bytes_total",
         "counter",
-        "Bytes of objects /v1/objects sent (200 and 206 bodies), by object kind.",
+        "Bytes of object bodies (200 and 206) /v1/objects clients took, by object kind.",
       );
       for (const [kind, n] of this.#objectBytes) {
         out.push(`tessera_object_sent_bytes_total${labels({ kind })} ${n}`);
       }
+      family(
+        "tessera_object_buffered_bytes",
+        "gauge",
+        "Bytes of object bodies read from the store that clients have not taken yet.",
+      );
+      out.push(`tessera_object_buffered_bytes ${this.#objectBuffered}`);
+      family(
+        "tessera_object_buffer_refusals_total",
+        "counter",
+        "Answers of /v1/objects refused (503) because maxBufferedBytes were waiting for clients.",
+      );
+      out.push(`tessera_object_buffer_refusals_total ${this.#objectRefusals}`);
     }
 
     const rows: [string, string, string, (d: string, r: Replica) => number | undefined][] = [

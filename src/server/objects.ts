@@ -6,25 +6,32 @@
  * - chunks, packs and manifests never change once written: a year's `Cache-Control` with `immutable`;
  * - a database's pointer changes with every publish: `no-cache`, so a poll revalidates with its ETag and an
  *   unchanged pointer costs a 304;
- * - every other key (leases, other databases, anything outside the layout) answers 404 exactly as a missing
- *   object does, with `no-store`, so a CDN never keeps a miss of a key that appears later.
+ * - every other key (leases, other databases, anything outside the layout), and every other spelling of a
+ *   key's path, answers 404 exactly as a missing object does, with `no-store`, so a CDN never keeps a miss
+ *   of a key that appears later.
  *
  * Ranges (`bytes=A-B`, `bytes=A-`, `bytes=-N`), `If-None-Match`, `If-Range`, an optional bearer token
- * (auth.ts) and CORS. docs/SERVER.md, "Objects endpoint and static hosting", has the header table.
+ * (auth.ts), CORS, and a budget of bytes waiting for slow readers. docs/SERVER.md, "Objects endpoint and
+ * static hosting", has the header table.
  *
  * @module
  */
 
+import { errorMessage } from "../errors.ts";
 import { sha256Hex } from "../bytes.ts";
 import { parseChunkKey, parseManifestKey, parsePackKey, pointerKey } from "../manifest/keys.ts";
 import { isDatabaseName as isStoredName } from "../manifest/naming.ts";
-import type { BlobStore, Range } from "../store/types.ts";
+import { encodeKey } from "../s3/endpoint.ts";
+import type { BlobInfo, BlobStore, Range } from "../store/types.ts";
 import { checkTokens, Gate } from "./auth.ts";
 import { errorResponse, ServerError } from "./errors.ts";
 import type { Metrics } from "./metrics.ts";
 
 /** The path the endpoint answers under: key `a/b` is `${OBJECTS_PATH}/a/b`. */
 export const OBJECTS_PATH = "/v1/objects";
+
+/** The default of `ObjectsOptions.maxBufferedBytes`: 256 MiB. */
+export const DEFAULT_MAX_BUFFERED_BYTES = 256 * 1024 * 1024;
 
 /** Options of the objects endpoint (`AppOptions.objects`). */
 export interface ObjectsOptions {
@@ -43,10 +50,17 @@ export interface ObjectsOptions {
   tokens?: readonly string[] | undefined;
   /**
    * The `Access-Control-Allow-Origin` sent: `"*"` or one origin (`https://app.example.com`) whose pages may
-   * read the objects.
+   * read the objects. It says which pages may read an answer, not who may ask: it is no access control.
    * @default {"*" when public; none, so only same-origin pages can read, with tokens}
    */
   corsOrigin?: string | undefined;
+  /**
+   * The most bytes of object bodies held in memory for clients that have not read them yet. A body counts
+   * from when it is read from the store until the client has taken it all, or went away; an answer that
+   * would pass the budget is `503 UNAVAILABLE` (one object is always sent when nothing else waits).
+   * @default {268435456 (256 MiB)}
+   */
+  maxBufferedBytes?: number | undefined;
 }
 
 /** What a served key holds: how it is cached, and how it is counted in `/metrics`. */
@@ -55,17 +69,34 @@ export type ObjectKind = "pointer" | "manifest" | "chunk" | "pack";
 /** The response headers the endpoint exposes to pages on other origins. */
 export const EXPOSED_HEADERS = "ETag, Content-Range, Content-Length, Accept-Ranges, Last-Modified";
 const ALLOWED_HEADERS = "Range, If-None-Match, If-Range, Authorization";
+const ALLOWED_METHODS = "GET, HEAD, OPTIONS";
 const IMMUTABLE = "max-age=31536000, immutable";
 // Auth.ts checks tokens per name; the endpoint has one.
 const GATE_NAME = "objects";
+// Bodies go out in pieces, each handed over only when the runtime asks for more (once it has written the
+// last): a body is done when its client has taken nearly all of it, not when the runtime queued it.
+const PIECE_BYTES = 64 * 1024;
+// Manifests' tags made of their bytes, kept so that a HEAD or a revalidation reads nothing.
+const MANIFEST_TAGS = 4096;
+// What a body is taken to need before it is read, so that a full budget refuses before reading: writers fill
+// a pack to about 8 MiB (PACK_TARGET_BYTES) and a chunk object holds at most 1 MiB; the rest are small.
+const EXPECTED_BYTES: Record<ObjectKind, number> = {
+  pack: 9 * 1024 * 1024,
+  chunk: 1024 * 1024 + 64,
+  manifest: 1024 * 1024,
+  pointer: 4096,
+};
+// Larger positions than any object has stand for "past the end" (and keep `end - start + 1` exact).
+const FAR = 2 ** 52;
 
 /** A range asked for: `offset`/`length` (`bytes=A-B`, `bytes=A-`) or the last `suffix` bytes (`bytes=-N`). */
 type Asked = { offset: number; length: number | undefined } | { suffix: number };
 
 /**
  * The range of a `Range` header, or `undefined` when there is none or it is not one range of bytes (a
- * server may then answer with the whole object, as RFC 9110 allows). Reads what `rangeHeader`
- * (src/net/range.ts) writes for `HttpStore` and S3.
+ * server may then answer with the whole object, as RFC 9110 allows). The unit is case-insensitive, empty
+ * list elements (`bytes=1-2,`) are skipped as RFC 9110's lists allow, and positions past 2^52 read as 2^52,
+ * which every object ends before. Reads what `rangeHeader` (src/net/range.ts) writes for `HttpStore` and S3.
  *
  * @example Parse the three forms
  * ```ts
@@ -75,19 +106,22 @@ type Asked = { offset: number; length: number | undefined } | { suffix: number }
  * ```
  */
 export function parseRangeHeader(value: string | null): Asked | undefined {
-  const match = /^bytes=(\d*)-(\d*)$/.exec(value?.trim() ?? "");
+  const set = /^bytes=(.*)$/i.exec(value?.trim() ?? "")?.[1];
+  if (set === undefined) return undefined;
+  const specs = set.split(",").map((spec) => spec.trim()).filter((spec) => spec !== "");
+  const match = specs.length === 1 ? /^(\d*)-(\d*)$/.exec(specs[0]!) : null;
   if (!match) return undefined;
   const [, first = "", last = ""] = match;
-  if (first === "") {
-    const suffix = Number(last);
-    return last === "" || !Number.isSafeInteger(suffix) ? undefined : { suffix };
-  }
-  const offset = Number(first);
-  const end = last === "" ? undefined : Number(last);
-  if (!Number.isSafeInteger(offset) || (end !== undefined && (!Number.isSafeInteger(end) || end < offset))) {
-    return undefined;
-  }
-  return { offset, length: end === undefined ? undefined : end - offset + 1 };
+  if (first === "") return last === "" ? undefined : { suffix: position(BigInt(last)) };
+  const start = BigInt(first);
+  const end = last === "" ? undefined : BigInt(last);
+  if (end !== undefined && end < start) return undefined;
+  const offset = position(start);
+  return { offset, length: end === undefined ? undefined : position(end) - offset + 1 };
+}
+
+function position(value: bigint): number {
+  return value > BigInt(FAR) ? FAR : Number(value);
 }
 
 /**
@@ -114,6 +148,18 @@ function matches(tags: readonly string[], etag: string): boolean {
   return tags.some((tag) => tag === "*" || tag === etag);
 }
 
+/**
+ * The `[start, end)` bytes a range asks of an object of `size` bytes, cut to the object, or `undefined`
+ * when it asks for none of them (a 416).
+ */
+function bounds(asked: Asked, size: number): [number, number] | undefined {
+  if ("suffix" in asked) {
+    return asked.suffix === 0 || size === 0 ? undefined : [Math.max(0, size - asked.suffix), size];
+  }
+  if (asked.offset >= size) return undefined;
+  return [asked.offset, asked.length === undefined ? size : Math.min(size, asked.offset + asked.length)];
+}
+
 /** The store's objects over HTTP; `createApp` routes `OBJECTS_PATH` here. */
 export class ObjectEndpoint {
   readonly #store: BlobStore;
@@ -123,6 +169,9 @@ export class ObjectEndpoint {
   readonly #scope: "public" | "private";
   readonly #cors: Record<string, string>;
   readonly #metrics: Metrics;
+  readonly #maxBuffered: number;
+  readonly #manifestTags = new Map<string, string>();
+  #buffered = 0;
 
   /** Checks `options` (`TypeError` for a bad one) and counts requests into `metrics`. */
   constructor(options: ObjectsOptions, metrics: Metrics) {
@@ -151,6 +200,13 @@ export class ObjectEndpoint {
           'origin such as "https://app.example.com" (scheme, host and port; no path)',
       );
     }
+    const maxBuffered = options.maxBufferedBytes ?? DEFAULT_MAX_BUFFERED_BYTES;
+    if (!Number.isSafeInteger(maxBuffered) || maxBuffered < 1) {
+      throw new TypeError(
+        `Cannot serve the store's objects with maxBufferedBytes ${maxBuffered}: expected a whole number of ` +
+          "bytes from 1",
+      );
+    }
     this.#store = options.store;
     this.#databases = new Set(options.databases);
     this.#pointers = new Set(options.databases.map(pointerKey));
@@ -160,11 +216,17 @@ export class ObjectEndpoint {
       ? {}
       : { "access-control-allow-origin": origin, "access-control-expose-headers": EXPOSED_HEADERS };
     this.#metrics = metrics;
+    this.#maxBuffered = maxBuffered;
   }
 
   /** The CORS headers every answer carries (none without an allowed origin). */
   get corsHeaders(): Readonly<Record<string, string>> {
     return this.#cors;
+  }
+
+  /** Bytes of object bodies read from the store and not yet taken by their clients. */
+  get bufferedBytes(): number {
+    return this.#buffered;
   }
 
   /** What `key` holds, or `undefined` when the endpoint does not serve it. */
@@ -175,6 +237,11 @@ export class ObjectEndpoint {
     if (manifest && this.#databases.has(manifest.name)) return "manifest";
     if (this.#pointers.has(key)) return "pointer";
     return undefined;
+  }
+
+  /** Answers any request of `OBJECTS_PATH` or under it: `GET`, `HEAD`, `OPTIONS`, and 405 to the rest. */
+  handle(request: Request): Promise<Response> | Response {
+    return request.method === "OPTIONS" ? this.preflight() : this.answer(request);
   }
 
   /** The answer to an `OPTIONS` preflight of a page on another origin. */
@@ -190,78 +257,174 @@ export class ObjectEndpoint {
     return new Response(null, { status: 204, headers });
   }
 
-  /** Answers a `GET` or `HEAD` of `${OBJECTS_PATH}/<key>`. */
+  /** Answers a request of `${OBJECTS_PATH}/<key>`: `GET` and `HEAD`, and 405 to any other method. */
   async answer(request: Request): Promise<Response> {
-    const key = keyOf(new URL(request.url).pathname);
+    const key = keyOf(request.url);
     const kind = key === undefined ? undefined : this.kind(key);
     let response: Response;
     try {
-      if (this.#gate !== undefined) {
-        await (await this.#gate).check(request.headers.get("authorization"), GATE_NAME);
+      if (request.method !== "GET" && request.method !== "HEAD") {
+        response = this.#error(
+          new ServerError(
+            405,
+            "METHOD_NOT_ALLOWED",
+            `The objects endpoint answers ${ALLOWED_METHODS}, not ${request.method}`,
+          ),
+          { allow: ALLOWED_METHODS },
+        );
+      } else {
+        if (this.#gate !== undefined) {
+          await (await this.#gate).check(request.headers.get("authorization"), GATE_NAME);
+        }
+        response = kind === undefined ? this.#missing() : await this.#read(request, key!, kind);
       }
-      response = kind === undefined ? this.#missing() : await this.#read(request, key!, kind);
     } catch (error) {
-      response = this.#refusal(error);
+      response = this.#refusal(error, kind);
     }
-    const sent = request.method === "GET" && (response.status === 200 || response.status === 206);
-    const bytes = sent ? Number(response.headers.get("content-length")) : 0;
-    this.#metrics.observeObject(kind ?? "other", response.status, bytes);
+    this.#metrics.observeObject(kind ?? "other", response.status);
     return response;
   }
 
   async #read(request: Request, key: string, kind: ObjectKind): Promise<Response> {
+    const isHead = request.method === "HEAD";
     const tags = parseEntityTags(request.headers.get("if-none-match"));
-    if (request.method === "HEAD") {
+    let etag = this.#fixedTag(key, kind);
+    let size: number | undefined;
+    if (isHead || tags.length > 0) {
+      // What the store knows without reading the object answers a HEAD, and a revalidation that matches.
       const info = await this.#store.head(key);
       if (info.status === "not_found") return this.#missing();
-      const etag = strongTag(info.etag) ?? await this.#derivedTag(key);
-      if (etag === undefined) return this.#missing();
-      if (matches(tags, etag)) return this.#notModified(kind, etag, info.lastModified);
-      return this.#object(kind, 200, etag, info.lastModified, { "content-length": String(info.size) });
+      const known = etag ?? (kind === "pointer" ? strongTag(info.etag) : undefined);
+      if (known !== undefined && matches(tags, known)) {
+        return this.#notModified(kind, known, info.lastModified);
+      }
+      if (known !== undefined && isHead) return this.#object(kind, 200, known, info, info.size, null);
+      size = info.size;
     }
-    let range: Range | undefined;
     const asked = parseRangeHeader(request.headers.get("range"));
-    if (asked !== undefined && "suffix" in asked) {
-      const info = await this.#store.head(key);
-      if (info.status === "not_found") return this.#missing();
-      if (asked.suffix === 0 || info.size === 0) return this.#unsatisfiable(info.size);
-      range = { offset: Math.max(0, info.size - asked.suffix) };
-    } else if (asked !== undefined) {
-      range = { offset: asked.offset, length: asked.length };
-    }
-    // One strong tag asked for is the store's own when it matches: the store answers not_modified itself.
-    const only = tags.length === 1 && tags[0] !== "*" ? tags[0] : undefined;
-    let got = await this.#store.get(key, { range, ifNoneMatch: only });
-    if (got.status === "not_found") return this.#missing();
-    if (got.status === "not_modified") return this.#notModified(kind, got.etag, undefined);
-    let etag = strongTag(got.etag) ??
-      (range === undefined ? `"${await sha256Hex(got.body)}"` : await this.#derivedTag(key));
-    if (etag === undefined) return this.#missing();
-    if (matches(tags, etag)) return this.#notModified(kind, etag, got.lastModified);
     const ifRange = request.headers.get("if-range");
-    if (range !== undefined && ifRange !== null && ifRange !== etag) {
-      // The copy the client holds part of is not this one (or it named it by date): the whole object.
-      range = undefined;
-      got = await this.#store.get(key);
+    if (etag === undefined) {
+      // A pointer, which may change between two reads (so one read decides everything), or an object whose
+      // tag is made of its bytes: read whole, once.
+      const held = this.#reserve(size ?? EXPECTED_BYTES[kind]);
+      if (held === undefined) return this.#busy();
+      try {
+        const got = await this.#store.get(key);
+        if (got.status !== "ok") return this.#missing();
+        etag = (kind === "pointer" ? strongTag(got.etag) : undefined) ?? `"${await sha256Hex(got.body)}"`;
+        if (kind === "manifest") this.#remember(key, etag);
+        if (matches(tags, etag)) return this.#notModified(kind, etag, got.lastModified);
+        if (isHead) return this.#object(kind, 200, etag, got, got.size, null);
+        // The copy the client holds part of is not this one (or it named it by date): the whole object.
+        const wanted = ifRange === null || ifRange === etag ? asked : undefined;
+        const part = wanted === undefined ? [0, got.size] : bounds(wanted, got.size);
+        if (part === undefined) return this.#unsatisfiable(got.size);
+        const body = wanted === undefined ? got.body : got.body.slice(part[0], part[1]);
+        return this.#send(kind, etag, got, wanted === undefined ? undefined : part[0], body, held);
+      } finally {
+        this.#release(held);
+      }
+    }
+    // A chunk, a pack, or a manifest whose tag is known: only the bytes sent are read.
+    const wanted = ifRange === null || ifRange === etag ? asked : undefined;
+    let range: Range | undefined;
+    if (wanted !== undefined && "suffix" in wanted) {
+      if (size === undefined) {
+        const info = await this.#store.head(key);
+        if (info.status === "not_found") return this.#missing();
+        size = info.size;
+      }
+      const part = bounds(wanted, size);
+      if (part === undefined) return this.#unsatisfiable(size);
+      range = { offset: part[0] };
+      size = part[1] - part[0];
+    } else if (wanted !== undefined) {
+      range = { offset: wanted.offset, length: wanted.length };
+      size = Math.min(size ?? Infinity, wanted.length ?? Infinity);
+    }
+    const held = this.#reserve(Math.min(size ?? Infinity, EXPECTED_BYTES[kind]));
+    if (held === undefined) return this.#busy();
+    try {
+      const got = await this.#store.get(key, { range });
       if (got.status !== "ok") return this.#missing();
-      etag = strongTag(got.etag) ?? `"${await sha256Hex(got.body)}"`;
+      if (range !== undefined && range.offset >= got.size) return this.#unsatisfiable(got.size);
+      return this.#send(kind, etag, got, range?.offset, got.body, held);
+    } finally {
+      this.#release(held);
     }
-    const { body, size, lastModified } = got;
-    if (range === undefined) {
-      return this.#object(kind, 200, etag, lastModified, { "content-length": String(body.length) }, body);
-    }
-    if (range.offset >= size) return this.#unsatisfiable(size);
-    const last = range.offset + body.length - 1;
-    return this.#object(kind, 206, etag, lastModified, {
-      "content-length": String(body.length),
-      "content-range": `bytes ${range.offset}-${last}/${size}`,
-    }, body);
   }
 
-  // A strong tag made of the bytes, for stores whose own tag is weak or missing: read whole, hashed.
-  async #derivedTag(key: string): Promise<string | undefined> {
-    const got = await this.#store.get(key);
-    return got.status === "ok" ? `"${await sha256Hex(got.body)}"` : undefined;
+  // A tag that needs no read: a chunk's or a pack's id (a pack's is the SHA-256 of its bytes, a chunk's of
+  // the bytes it decodes to; neither key is ever rewritten), or a manifest's tag made before.
+  #fixedTag(key: string, kind: ObjectKind): string | undefined {
+    if (kind === "chunk" || kind === "pack") return `"${key.slice(key.lastIndexOf("/") + 1)}"`;
+    return kind === "manifest" ? this.#manifestTags.get(key) : undefined;
+  }
+
+  #remember(key: string, etag: string): void {
+    if (this.#manifestTags.size >= MANIFEST_TAGS) {
+      this.#manifestTags.delete(this.#manifestTags.keys().next().value!);
+    }
+    this.#manifestTags.set(key, etag);
+  }
+
+  /**
+   * Room for a body of about `bytes` before it is read, or `undefined` when there is none: the bytes then
+   * count against the budget until `#release` (or `#send`, which holds them until the client took them).
+   */
+  #reserve(bytes: number): { bytes: number } | undefined {
+    if (this.#buffered > 0 && this.#buffered + bytes > this.#maxBuffered) return undefined;
+    this.#hold(bytes);
+    return { bytes };
+  }
+
+  #release(held: { bytes: number }): void {
+    this.#hold(-held.bytes);
+    held.bytes = 0;
+  }
+
+  // A 200 or 206 of `body`, whose bytes count against the budget until its client has taken them all, or
+  // went away.
+  #send(
+    kind: ObjectKind,
+    etag: string,
+    info: BlobInfo,
+    start: number | undefined,
+    body: Uint8Array,
+    held: { bytes: number },
+  ): Response {
+    const size = body.length;
+    this.#hold(size - held.bytes);
+    held.bytes = 0;
+    let sent = 0;
+    let done = false;
+    const finish = () => {
+      if (done) return;
+      done = true;
+      this.#hold(-size);
+      this.#metrics.sentObjectBytes(kind, sent);
+    };
+    const stream = new ReadableStream<Uint8Array>({
+      pull: (controller) => {
+        const piece = body.subarray(sent, sent + PIECE_BYTES);
+        sent += piece.length;
+        if (piece.length > 0) controller.enqueue(piece);
+        if (sent >= size) {
+          controller.close();
+          finish();
+        }
+      },
+      cancel: finish,
+    }, { highWaterMark: 0 });
+    if (start === undefined) return this.#object(kind, 200, etag, info, size, stream);
+    return this.#object(kind, 206, etag, info, size, stream, {
+      "content-range": `bytes ${start}-${start + size - 1}/${info.size}`,
+    });
+  }
+
+  #hold(bytes: number): void {
+    this.#buffered += bytes;
+    this.#metrics.objectsBuffered(this.#buffered);
   }
 
   #cacheControl(kind: ObjectKind): string {
@@ -273,20 +436,22 @@ export class ObjectEndpoint {
     kind: ObjectKind,
     status: 200 | 206,
     etag: string,
-    lastModified: Date | undefined,
-    extra: Record<string, string>,
-    body: Uint8Array | null = null,
+    info: BlobInfo,
+    length: number,
+    body: ReadableStream<Uint8Array> | null,
+    extra: Record<string, string> = {},
   ): Response {
     const headers: Record<string, string> = {
       "content-type": "application/octet-stream",
       "cache-control": this.#cacheControl(kind),
       "accept-ranges": "bytes",
       etag,
+      "content-length": String(length),
       ...extra,
       ...this.#cors,
     };
-    if (lastModified !== undefined) headers["last-modified"] = lastModified.toUTCString();
-    return new Response(body as Uint8Array<ArrayBuffer> | null, { status, headers });
+    if (info.lastModified !== undefined) headers["last-modified"] = info.lastModified.toUTCString();
+    return new Response(body, { status, headers });
   }
 
   #notModified(kind: ObjectKind, etag: string, lastModified: Date | undefined): Response {
@@ -306,38 +471,71 @@ export class ObjectEndpoint {
     });
   }
 
-  // Missing, refused and malformed keys all answer this, so no answer tells one from another.
+  // Missing, refused and malformed keys, and other spellings of a key, all answer this, so no answer tells
+  // one from another.
   #missing(): Response {
-    return errorResponse(new ServerError(404, "NOT_FOUND", "No such object"), {
+    return this.#error(new ServerError(404, "NOT_FOUND", "No such object"));
+  }
+
+  #busy(): Response {
+    this.#metrics.objectBufferRefused();
+    return this.#error(
+      new ServerError(
+        503,
+        "UNAVAILABLE",
+        "The server holds as many bytes of objects as it may for clients still reading them: retry shortly",
+      ),
+      { "retry-after": "1" },
+    );
+  }
+
+  // Every refusal carries its length, so a HEAD's answer has the headers of the GET's.
+  #error(error: ServerError, extra: Record<string, string> = {}): Response {
+    const text = JSON.stringify({ message: error.message, code: error.code });
+    return errorResponse(error, {
       "cache-control": "no-store",
+      "content-length": String(new TextEncoder().encode(text).length),
+      ...extra,
       ...this.#cors,
     });
   }
 
-  #refusal(error: unknown): Response {
-    const headers: Record<string, string> = { "cache-control": "no-store", ...this.#cors };
+  #refusal(error: unknown, kind: ObjectKind | undefined): Response {
     if (error instanceof ServerError) {
-      if (error.status === 401) headers["www-authenticate"] = "Bearer";
-      return errorResponse(error, headers);
+      return this.#error(error, error.status === 401 ? { "www-authenticate": "Bearer" } : {});
     }
-    // The store's own message names its URL and the key: not for callers. A retry may find it back.
-    headers["retry-after"] = "1";
-    return errorResponse(
+    // The store's own message stays in the server's log: it may name the store's URL.
+    console.error(`tessera: /v1/objects could not read a ${kind ?? "key"} from the store: ${logLine(error)}`);
+    return this.#error(
       new ServerError(503, "UNAVAILABLE", "The store could not be read: retry shortly"),
-      headers,
+      { "retry-after": "1" },
     );
   }
 }
 
-/** The key a request path names under `OBJECTS_PATH`, percent-decoded; `undefined` when it names none. */
-function keyOf(pathname: string): string | undefined {
+// An error's message on one line, with no URL's query or credentials (a presigned URL's signature).
+function logLine(error: unknown): string {
+  const line = errorMessage(error).split("\n")[0]!.slice(0, 500);
+  return line.replace(/\b([a-z][a-z0-9+.-]*:\/\/)[^/\s"'@]*@/gi, "$1").replace(/\?[^\s"']*/g, "?…");
+}
+
+/**
+ * The key a request names under `OBJECTS_PATH`, or `undefined` unless its path is exactly the one `HttpStore`
+ * builds for that key (`encodeKey`), with no query: every other spelling (dot segments where the runtime
+ * passes them on, escapes of `/` or of letters, a `?`) would be another CDN cache key reaching the server.
+ */
+function keyOf(url: string): string | undefined {
+  const start = url.indexOf("/", url.indexOf("//") + 2);
+  const target = start < 0 ? "" : url.slice(start);
   const prefix = `${OBJECTS_PATH}/`;
-  if (!pathname.startsWith(prefix)) return undefined;
+  if (!target.startsWith(prefix) || /[?#]/.test(target)) return undefined;
+  let key: string;
   try {
-    return decodeURIComponent(pathname.slice(prefix.length));
+    key = decodeURIComponent(target.slice(prefix.length));
   } catch {
     return undefined;
   }
+  return target === prefix + encodeKey(key) ? key : undefined;
 }
 
 /**

@@ -6,11 +6,12 @@
  */
 
 import { hostname } from "node:os";
+import { resolve } from "node:path";
 import { TesseraError } from "../errors.ts";
 import { isDatabaseName as isStoredName, parseSource } from "../manifest/naming.ts";
 import { openStore } from "../store/open.ts";
-import { invalid, type Json, keys, secret } from "./_config_fields.ts";
-import { isCorsOrigin, type ObjectsOptions } from "./objects.ts";
+import { invalid, type Json, keys, number, secret } from "./_config_fields.ts";
+import { DEFAULT_MAX_BUFFERED_BYTES, isCorsOrigin, type ObjectsOptions } from "./objects.ts";
 
 /** What the objects config needs of each database served. */
 interface DatabaseConfig {
@@ -28,9 +29,44 @@ export interface ObjectsConfig {
   public: boolean;
   tokens: string[];
   corsOrigin: string | undefined;
+  /** The most bytes of object bodies waiting for slow clients (`ObjectsOptions.maxBufferedBytes`). */
+  maxBufferedBytes: number;
+  /**
+   * The sources of the databases that need a token and read `store` (or stores a `config` names): public
+   * objects must expose none of them, which `openObjects` checks again once `tessera://` sources are names.
+   */
+  guarded: string[];
 }
 
-const OBJECTS = ["store", "databases", "public", "tokens", "corsOrigin"] as const;
+const OBJECTS = ["store", "databases", "public", "tokens", "corsOrigin", "maxBufferedBytes"] as const;
+
+/**
+ * A store URL in one spelling, so that two spellings of one store compare equal: a directory as the
+ * `file://` URL of its absolute path, and no trailing slash (`/s`, `/s/`, `file:///s` and `file:///s/` are
+ * one store, as `s3://b/p` and `s3://b/p/` are).
+ *
+ * @example Two spellings of one directory
+ * ```ts
+ * import { normalizeStoreUrl } from "./objects_config.ts";
+ * console.log(normalizeStoreUrl("/backups/"), normalizeStoreUrl("file:///backups")); // file:///backups file:///backups
+ * ```
+ */
+export function normalizeStoreUrl(url: string): string {
+  const scheme = /^([a-z][a-z0-9+.-]*):/i.exec(url)?.[1]?.toLowerCase();
+  if (scheme === undefined || scheme.length === 1) return `file://${resolve(url)}`;
+  if (scheme === "file") {
+    try {
+      const parsed = new URL(url);
+      if (parsed.host === "" || parsed.host === "localhost") {
+        return `file://${resolve(decodeURIComponent(parsed.pathname))}`;
+      }
+    } catch {
+      // Not a URL openStore opens either: compared as written.
+    }
+    return url;
+  }
+  return `${scheme}${url.slice(scheme.length).replace(/\/+$/, "")}`;
+}
 
 /** Checks `objects`: `true` (every default) or an object; the defaults come from the databases served. */
 export function parseObjectsConfig(
@@ -60,6 +96,10 @@ export function parseObjectsConfig(
       })`,
     );
   }
+  const served = normalizeStoreUrl(store);
+  const readers = [...databases].filter(([, db]) =>
+    db.stores.some((url) => normalizeStoreUrl(url) === served)
+  );
   let names: string[];
   if (raw.databases !== undefined) {
     if (!Array.isArray(raw.databases)) invalid(where, "objects.databases is not a list of database names");
@@ -74,7 +114,7 @@ export function parseObjectsConfig(
       return name;
     });
   } else {
-    names = [...databases.values()].filter((db) => db.stores.includes(store)).map((db) => db.source);
+    names = readers.map(([, db]) => db.source);
   }
   if (names.length === 0) {
     invalid(
@@ -104,6 +144,21 @@ export function parseObjectsConfig(
         "(it defaults to public only when every database is)",
     );
   }
+  // A database whose stores a Tessera or Verneuil config names may read this store too.
+  const guarded = [...databases].filter(([, db]) =>
+    !db.public && (db.stores.length === 0 || readers.some(([, reader]) => reader === db))
+  );
+  const exposed = guarded.find(([, db]) => names.includes(db.source));
+  if (isPublic && exposed !== undefined) {
+    const [name, db] = exposed;
+    invalid(
+      where,
+      `objects are public, but they serve database ${JSON.stringify(db.source)}, which databases.${name} ` +
+        "guards with tokens: anyone could read its pointer, manifests and chunks at /v1/objects without a " +
+        `token. Give "objects.tokens" instead of "public" (the database's tokens, or others), make ` +
+        `databases.${name} public, or leave it out of "objects.databases"`,
+    );
+  }
   if (
     raw.corsOrigin !== undefined && (typeof raw.corsOrigin !== "string" ||
       !isCorsOrigin(raw.corsOrigin))
@@ -120,6 +175,14 @@ export function parseObjectsConfig(
     public: isPublic,
     tokens,
     corsOrigin: raw.corsOrigin as string | undefined,
+    maxBufferedBytes: number(
+      raw.maxBufferedBytes,
+      "objects.maxBufferedBytes",
+      where,
+      1,
+      DEFAULT_MAX_BUFFERED_BYTES,
+    ),
+    guarded: guarded.map(([, db]) => db.source),
   };
 }
 
@@ -129,10 +192,22 @@ export async function openObjects(
   env: Record<string, string | undefined>,
 ): Promise<ObjectsOptions> {
   const host = env.TESSERA_HOSTNAME ?? hostname();
-  const names = await Promise.all(config.databases.map(async (source) => {
-    if (!source.startsWith("tessera://")) return source;
-    return (await parseSource(source, { hostname: host })).name;
-  }));
+  const nameOf = async (source: string) =>
+    source.startsWith("tessera://") ? (await parseSource(source, { hostname: host })).name : source;
+  const names = await Promise.all(config.databases.map(nameOf));
+  if (config.public) {
+    // The config compared sources as written; a tessera:// source and the name it derives are one database.
+    for (const source of config.guarded) {
+      const name = await nameOf(source);
+      if (names.includes(name)) {
+        throw new TesseraError(
+          "CONFIG_INVALID",
+          `Cannot serve the store's objects publicly: they serve database "${name}" (${source}), which ` +
+            'needs a token: give "objects.tokens" instead of "public", or make the database public',
+        );
+      }
+    }
+  }
   let store;
   try {
     store = openStore(config.store, { env });
@@ -149,5 +224,6 @@ export async function openObjects(
     public: config.public,
     tokens: config.tokens,
     corsOrigin: config.corsOrigin,
+    maxBufferedBytes: config.maxBufferedBytes,
   };
 }

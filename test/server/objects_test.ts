@@ -5,17 +5,21 @@
  */
 
 import assert from "node:assert/strict";
+import { Buffer } from "node:buffer";
+import { cp } from "node:fs/promises";
 import { connect } from "node:net";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { createClient } from "@libsql/client";
 import fc from "fast-check";
 import { sha256Hex } from "../../src/bytes.ts";
 import { TesseraError } from "../../src/errors.ts";
 import { leaseKey, manifestKey, pointerKey } from "../../src/manifest/keys.ts";
+import { parseSource } from "../../src/manifest/naming.ts";
 import { rangeHeader } from "../../src/net/range.ts";
 import { createApp, type TesseraApp } from "../../src/server/app.ts";
 import { openServerDatabases, parseServerConfig } from "../../src/server/config.ts";
+import { openObjects } from "../../src/server/objects_config.ts";
 import {
   EXPOSED_HEADERS,
   type ObjectsOptions,
@@ -145,17 +149,43 @@ describe("parseRangeHeader() and parseEntityTags()", () => {
         (text) => {
           const parsed = parseRangeHeader(text);
           if (parsed === undefined) return;
-          assert.match(text.trim(), /^bytes=\d*-\d*$/);
+          assert.match(text.trim(), /^bytes=[ ,]*\d*-\d*[ ,]*$/);
           if ("suffix" in parsed) assert.ok(Number.isSafeInteger(parsed.suffix) && parsed.suffix >= 0);
           else assert.ok(parsed.offset >= 0 && (parsed.length === undefined || parsed.length >= 1));
         },
       ),
     );
     for (
-      const text of ["bytes=5-4", "bytes=-", "bytes=1-2,4-5", "bytes=99999999999999999-", "items=0-1", null]
+      const text of [
+        "bytes=5-4",
+        "bytes=-",
+        "bytes=1-2,4-5",
+        "bytes=1-2,,3-4",
+        "bytes=,",
+        "bytes=99999999999999999999-99999999999999999998",
+        "items=0-1",
+        "bytes 0-1",
+        null,
+      ]
     ) {
       assert.equal(parseRangeHeader(text), undefined, String(text));
     }
+  });
+
+  it("parseRangeHeader() takes the unit in any case, skips empty list elements, and reads huge positions as past the end", () => {
+    const far = 2 ** 52;
+    const cases: [string, unknown][] = [
+      ["Bytes=0-1", { offset: 0, length: 2 }],
+      ["BYTES=5-", { offset: 5, length: undefined }],
+      ["bytes=1-2,", { offset: 1, length: 2 }],
+      ["bytes=, 1-2 ,", { offset: 1, length: 2 }],
+      ["bytes=0-99999999999999999999", { offset: 0, length: far + 1 }],
+      ["bytes=99999999999999999999-", { offset: far, length: undefined }],
+      ["bytes=99999999999999999999-999999999999999999999", { offset: far, length: 1 }],
+      ["bytes=-99999999999999999999", { suffix: far }],
+      [`bytes=${"9".repeat(5000)}-`, { offset: far, length: undefined }],
+    ];
+    for (const [text, parsed] of cases) assert.deepEqual(parseRangeHeader(text), parsed, text);
   });
 
   it("parseEntityTags() reads lists, weak tags and *, never throwing on anything else", () => {
@@ -221,9 +251,11 @@ describe("the objects endpoint", () => {
     for (const key of [packs[0]!, manifests[0]!]) {
       const stored = await bytesOf(s.store, key);
       const size = stored.body.length;
+      // Not the store's tag: the SHA-256 of the bytes, which a pack's key holds and a manifest's is made once.
+      const etag = `"${await sha256Hex(stored.body)}"`;
       const base = {
         "cache-control": IMMUTABLE,
-        etag: stored.etag,
+        etag,
         "content-type": "application/octet-stream",
         "accept-ranges": "bytes",
         "last-modified": stored.date,
@@ -245,6 +277,9 @@ describe("the objects endpoint", () => {
         [`bytes=5-${size + 1000}`, 5, size - 1],
         ["bytes=-7", size - 7, size - 1],
         [`bytes=-${size + 5}`, 0, size - 1],
+        ["Bytes=0-1", 0, 1],
+        ["bytes=0-99999999999999999999", 0, size - 1],
+        ["bytes=2-4,", 2, 4],
       ];
       for (const [range, first, last] of ranges) {
         const part = await ask(key, { range });
@@ -256,7 +291,15 @@ describe("the objects endpoint", () => {
         });
         assert.deepEqual(new Uint8Array(await part.arrayBuffer()), stored.body.slice(first, last + 1));
       }
-      for (const range of [`bytes=${size}-`, `bytes=${size + 9}-${size + 20}`, "bytes=-0"]) {
+      for (
+        const range of [
+          `bytes=${size}-`,
+          `bytes=${size + 9}-${size + 20}`,
+          "bytes=-0",
+          "bytes=99999999999999999999-",
+          `bytes=${2 ** 53}-${2 ** 53 + 5}`,
+        ]
+      ) {
         const refused = await ask(key, { range });
         assert.equal(refused.status, 416, range);
         assert.equal(refused.headers.get("content-range"), `bytes */${size}`);
@@ -269,11 +312,21 @@ describe("the objects endpoint", () => {
         assert.equal(all.status, 200, range);
         assert.equal((await all.arrayBuffer()).byteLength, size);
       }
-      const cached = await ask(key, { "if-none-match": stored.etag, range: "bytes=0-9" });
+      const cached = await ask(key, { "if-none-match": etag, range: "bytes=0-9" });
       assert.equal(cached.status, 304, "If-None-Match is decided before Range");
-      assert.deepEqual(headersOf(cached), { "cache-control": IMMUTABLE, etag: stored.etag, ...CORS });
-      assert.equal((await ask(key, { "if-none-match": stored.etag }, "HEAD")).status, 304);
-      const same = await ask(key, { range: "bytes=1-2", "if-range": stored.etag });
+      assert.deepEqual(headersOf(cached), {
+        "cache-control": IMMUTABLE,
+        etag,
+        "last-modified": stored.date,
+        ...CORS,
+      });
+      for (const tags of ["*", `"other", W/${etag}`]) {
+        const poll = await ask(key, { "if-none-match": tags });
+        assert.equal(poll.status, 304, tags);
+        assert.deepEqual(headersOf(poll), headersOf(cached), tags);
+      }
+      assert.equal((await ask(key, { "if-none-match": etag }, "HEAD")).status, 304);
+      const same = await ask(key, { range: "bytes=1-2", "if-range": etag });
       assert.equal(same.status, 206);
       assert.deepEqual(new Uint8Array(await same.arrayBuffer()), stored.body.slice(1, 3));
       const stale = await ask(key, { range: "bytes=1-2", "if-range": '"another-copy"' });
@@ -287,11 +340,10 @@ describe("the objects endpoint", () => {
     const id = "ab".repeat(32);
     const key = `chunks/ab/${id}`;
     await s.store.put(key, new Uint8Array([1, 2, 3, 4, 5]));
-    const stored = await bytesOf(s.store, key);
     const response = await ask(key, { range: "bytes=1-3" });
     assert.equal(response.status, 206);
     assert.equal(response.headers.get("cache-control"), IMMUTABLE);
-    assert.equal(response.headers.get("etag"), stored.etag);
+    assert.equal(response.headers.get("etag"), `"${id}"`);
     assert.equal(response.headers.get("content-range"), "bytes 1-3/5");
     assert.deepEqual(new Uint8Array(await response.arrayBuffer()), new Uint8Array([2, 3, 4]));
   });
@@ -317,35 +369,230 @@ describe("the objects endpoint", () => {
       "dbs/app/pointer%00",
       "dbs/app/%E0%A4%A", // not UTF-8 once decoded
       "dbs/app/.tessera-upload",
+      // Other spellings of served keys: each would be one more CDN cache key reaching the server.
+      "dbs%2Fapp%2Fpointer",
+      "%64bs/app/pointer",
+      "dbs/app/poi%6Eter",
+      "dbs/app/pointer?",
+      "dbs/app/pointer?v=1",
+      `${manifestKey("app", 1)}?x`,
+      `${pointerKey("app")}/`,
     ];
     let first: Record<string, string> | undefined;
     for (const key of cases) {
-      for (const method of ["GET", "HEAD"]) {
-        const response = await ask(key, {}, method);
-        assert.equal(response.status, 404, `${method} ${key}`);
-        const body = await response.text();
-        assert.equal(body, method === "GET" ? MISSING : "", key);
-        const headers = headersOf(response);
-        assert.equal(headers["cache-control"], "no-store", key);
-        if (method === "GET") {
-          first ??= headers;
-          assert.deepEqual(headers, first, `${key} answers as every other 404`);
-        }
-      }
+      const get = await ask(key);
+      assert.equal(get.status, 404, `GET ${key}`);
+      assert.equal(await get.text(), MISSING, key);
+      const headers = headersOf(get);
+      assert.equal(headers["cache-control"], "no-store", key);
+      assert.equal(headers["content-length"], String(MISSING.length), key);
+      first ??= headers;
+      assert.deepEqual(headers, first, `${key} answers as every other 404`);
+      const head = await ask(key, {}, "HEAD");
+      assert.equal(head.status, 404, `HEAD ${key}`);
+      assert.equal(await head.text(), "", key);
+      assert.deepEqual(headersOf(head), headers, `HEAD ${key} has the GET's headers`);
     }
     const bare = await app.fetch(new Request("http://server/v1/objects"));
     assert.equal(bare.status, 404);
     assert.equal(await bare.text(), MISSING);
-    // Writes have no route: the generic 404, and nothing reached the store.
-    const put = await app.fetch(
-      new Request(`http://server/v1/objects/${chunk}`, { method: "PUT", body: "x" }),
-    );
-    assert.equal(put.status, 404);
-    await put.body?.cancel();
-    assert.equal((await s.store.head(chunk)).status, "not_found");
     // The missing manifest appears later: it is served then (no miss was cached, by the server or a CDN).
     const published = await s.sync();
     assert.equal((await ask(manifestKey("app", published))).status, 200);
+  });
+
+  it("answers every other method 405 with Allow, CORS and no-store, and writes nothing", async () => {
+    const chunk = `chunks/ef/${"ef".repeat(32)}`;
+    for (const method of ["POST", "PUT", "DELETE", "PATCH", "PROPFIND"]) {
+      for (const key of [chunk, pointerKey("app"), leaseKey("app")]) {
+        const body = method === "DELETE" || method === "PROPFIND" ? null : "x";
+        const response = await app.fetch(new Request(`http://server/v1/objects/${key}`, { method, body }));
+        assert.equal(response.status, 405, `${method} ${key}`);
+        const text = await response.text();
+        assert.deepEqual(JSON.parse(text), {
+          message: `The objects endpoint answers GET, HEAD, OPTIONS, not ${method}`,
+          code: "METHOD_NOT_ALLOWED",
+        });
+        assert.deepEqual(headersOf(response), {
+          allow: "GET, HEAD, OPTIONS",
+          "cache-control": "no-store",
+          "content-type": "application/json",
+          "content-length": String(text.length),
+          ...CORS,
+        });
+      }
+    }
+    assert.equal((await s.store.head(chunk)).status, "not_found");
+    assert.equal((await ask(pointerKey("app"))).status, 200);
+  });
+
+  it("reads nothing of a chunk or pack to answer a HEAD or a revalidation, and only the range asked for", async () => {
+    const counting = new (class extends PassThroughStore {
+      bytes = 0;
+      override async get(key: string, options?: GetOptions): Promise<GetResult> {
+        const got = await super.get(key, options);
+        if (got.status === "ok") this.bytes += got.body.length;
+        return got;
+      }
+    })(s.store);
+    const counted = objectsApp(counting);
+    try {
+      const get = (key: string, headers: Record<string, string> = {}, method = "GET") =>
+        counted.fetch(new Request(`http://server/v1/objects/${key}`, { method, headers }));
+      const id = "5a".repeat(32);
+      await s.store.put(`chunks/5a/${id}`, new Uint8Array(5000).fill(7));
+      const manifest = (await keysUnder(s.store, "dbs/app/manifests/"))[0]!;
+      const manifestSize = (await bytesOf(s.store, manifest)).body.length;
+      for (const key of [(await keysUnder(s.store, "packs/"))[0]!, `chunks/5a/${id}`, manifest]) {
+        const { body, date } = await bytesOf(s.store, key);
+        const etag = `"${await sha256Hex(body)}"`;
+        // A manifest's tag is made of its bytes once, by the first request that needs it.
+        const first = key === manifest ? manifestSize : 0;
+        const expected = key.startsWith("chunks/") ? `"${id}"` : etag;
+        counting.bytes = 0;
+        const head = await get(key, {}, "HEAD");
+        assert.equal(head.status, 200);
+        assert.equal(head.headers.get("etag"), expected);
+        assert.equal(head.headers.get("content-length"), String(body.length));
+        assert.equal(head.headers.get("last-modified"), date);
+        assert.equal(counting.bytes, first, `${key}: HEAD`);
+        for (const tags of ["*", expected, `"a", W/${expected}`]) {
+          counting.bytes = 0;
+          const poll = await get(key, { "if-none-match": tags });
+          assert.equal(poll.status, 304, tags);
+          assert.equal(poll.headers.get("last-modified"), date, "a 304 carries Last-Modified");
+          assert.equal(counting.bytes, 0, `${key}: If-None-Match ${tags}`);
+        }
+        counting.bytes = 0;
+        const part = await get(key, { range: "bytes=100-199" });
+        assert.equal(part.status, 206);
+        assert.deepEqual(new Uint8Array(await part.arrayBuffer()), body.slice(100, 200));
+        assert.equal(counting.bytes, 100, `${key}: a range of 100 bytes`);
+      }
+      // A missing chunk is 404 for a HEAD and a revalidation too, though its tag needs no read.
+      const missing = `chunks/5b/${"5b".repeat(32)}`;
+      assert.equal((await get(missing, {}, "HEAD")).status, 404);
+      assert.equal((await get(missing, { "if-none-match": `"${"5b".repeat(32)}"` })).status, 404);
+    } finally {
+      await counted.shutdown();
+    }
+  });
+
+  it("gives copies of one store the same ETags for chunks, packs and manifests, and each pointer the store's", async () => {
+    const chunk = `chunks/c0/${"c0".repeat(32)}`;
+    await s.store.put(chunk, new Uint8Array([9, 8, 7]));
+    const copy = join(s.dir, "store-copy");
+    await cp(join(s.dir, "store"), copy, { recursive: true });
+    const other = objectsApp(new LocalStore(copy));
+    try {
+      const keys = [
+        (await keysUnder(s.store, "packs/"))[0]!,
+        (await keysUnder(s.store, "dbs/app/manifests/"))[0]!,
+        chunk,
+      ];
+      for (const key of keys) {
+        const tag = async (target: TesseraApp, method: string) => {
+          const response = await target.fetch(new Request(`http://server/v1/objects/${key}`, { method }));
+          assert.equal(response.status, 200, key);
+          await response.body?.cancel();
+          return response.headers.get("etag");
+        };
+        const here = await tag(app, "GET");
+        assert.ok(here !== null && here !== (await bytesOf(s.store, key)).etag, "not the store's own tag");
+        assert.equal(await tag(other, "GET"), here, key);
+        assert.equal(await tag(other, "HEAD"), here, key);
+      }
+      const pointer = await other.fetch(new Request(`http://server/v1/objects/${pointerKey("app")}`));
+      assert.equal(
+        pointer.headers.get("etag"),
+        (await bytesOf(new LocalStore(copy), pointerKey("app"))).etag,
+      );
+      await pointer.body?.cancel();
+    } finally {
+      await other.shutdown();
+    }
+  });
+
+  it("keeps the bytes of bodies no client has read within maxBufferedBytes, and frees them once read or cancelled", async () => {
+    const budget = 250;
+    const busy = objectsApp(s.store, { maxBufferedBytes: budget });
+    const pack = (await keysUnder(s.store, "packs/"))[0]!;
+    const { body } = await bytesOf(s.store, pack);
+    const get = (headers: Record<string, string> = { range: "bytes=0-99" }) =>
+      busy.fetch(new Request(`http://server/v1/objects/${pack}`, { headers }));
+    const metrics = async () =>
+      (await (await busy.fetch(new Request("http://server/metrics"))).text()).split("\n")
+        .filter((line) => /^tessera_object_(buffer|sent)/.test(line)).sort();
+    try {
+      const held: Response[] = [];
+      for (let i = 0; i < 20; i++) {
+        const response = await get();
+        if (response.status === 206) held.push(response);
+        else {
+          assert.equal(response.status, 503);
+          assert.equal(response.headers.get("retry-after"), "1");
+          assert.equal(response.headers.get("cache-control"), "no-store");
+          assert.equal(response.headers.get("access-control-allow-origin"), "*");
+          assert.equal((await response.json()).code, "UNAVAILABLE");
+        }
+      }
+      assert.equal(held.length, 2, "two bodies of 100 bytes fit in 250, a third does not");
+      assert.deepEqual(await metrics(), [
+        "tessera_object_buffer_refusals_total 18",
+        "tessera_object_buffered_bytes 200",
+        'tessera_object_sent_bytes_total{kind="pack"} 0',
+      ]);
+      // What needs no body is answered all the same.
+      const head = await busy.fetch(new Request(`http://server/v1/objects/${pack}`, { method: "HEAD" }));
+      assert.equal(head.status, 200);
+      assert.equal((await get({ "if-none-match": head.headers.get("etag")! })).status, 304);
+      assert.deepEqual(new Uint8Array(await held[0]!.arrayBuffer()), body.slice(0, 100));
+      const next = await get();
+      assert.equal(next.status, 206, "a body read to its end frees its bytes");
+      await held[1]!.body!.cancel();
+      await next.body!.cancel();
+      assert.deepEqual(await metrics(), [
+        "tessera_object_buffer_refusals_total 18",
+        "tessera_object_buffered_bytes 0",
+        'tessera_object_sent_bytes_total{kind="pack"} 100',
+      ]);
+      // With nothing waiting, one object larger than the budget still goes out.
+      const whole = await get({});
+      assert.equal(whole.status, 200);
+      assert.deepEqual(new Uint8Array(await whole.arrayBuffer()), body);
+      assert.equal((await metrics())[1], "tessera_object_buffered_bytes 0");
+    } finally {
+      await busy.shutdown();
+    }
+  });
+
+  it("logs a store failure on one line, with no query or credentials of the store's URL, and answers 503", async () => {
+    const failing = new (class extends PassThroughStore {
+      override get(): Promise<GetResult> {
+        return Promise.reject(
+          new Error(
+            "GET of https://user:pa55@bucket.example/packs/x?X-Amz-Signature=s3cr3t failed\nsecond line",
+          ),
+        );
+      }
+    })(s.store);
+    const broken = objectsApp(failing);
+    const logged: string[] = [];
+    const error = console.error;
+    console.error = (...args: unknown[]) => void logged.push(args.map(String).join(" "));
+    try {
+      const pack = (await keysUnder(s.store, "packs/"))[0]!;
+      const response = await broken.fetch(new Request(`http://server/v1/objects/${pack}`));
+      assert.equal(response.status, 503);
+      assert.equal(response.headers.get("retry-after"), "1");
+      assert.doesNotMatch(await response.text(), /bucket|s3cr3t/);
+      assert.deepEqual(logged, [
+        "tessera: /v1/objects could not read a pack from the store: GET of https://bucket.example/packs/x?… failed",
+      ]);
+    } finally {
+      console.error = error;
+      await broken.shutdown();
+    }
   });
 
   it("gives the objects of a store with weak ETags (a static host, read with HttpStore) strong ETags of their bytes", async () => {
@@ -502,6 +749,8 @@ describe("the objects endpoint", () => {
         /pages of "https:\/\/app\.example\.com\/": expected "\*" or/,
       ],
       [{ corsOrigin: "app.example.com" }, /expected "\*" or an origin/],
+      [{ maxBufferedBytes: 0 }, /with maxBufferedBytes 0: expected a whole number of bytes from 1/],
+      [{ maxBufferedBytes: 1.5 }, /with maxBufferedBytes 1\.5: expected a whole number/],
     ];
     for (const [options, message] of cases) {
       assert.throws(() => objectsApp(s.store, options), (error: unknown) => {
@@ -516,8 +765,8 @@ describe("the objects endpoint", () => {
   it("counts answers by object kind and status in /metrics", async () => {
     const counted = objectsApp(s.store);
     try {
-      const get = (key: string, headers: Record<string, string> = {}) =>
-        counted.fetch(new Request(`http://server/v1/objects/${key}`, { headers }));
+      const get = (key: string, headers: Record<string, string> = {}, method = "GET") =>
+        counted.fetch(new Request(`http://server/v1/objects/${key}`, { method, headers }));
       const first = await get(pointerKey("app"));
       const etag = first.headers.get("etag")!;
       const size = (await first.arrayBuffer()).byteLength;
@@ -525,18 +774,31 @@ describe("the objects endpoint", () => {
       await get(pointerKey("app"), { "if-none-match": etag });
       const pack = (await keysUnder(s.store, "packs/"))[0]!;
       await (await get(pack, { range: "bytes=0-99" })).arrayBuffer();
+      // Bytes count once the client took them: none of a body never read, part of one it gave up on.
+      const unread = await get(pack, { range: "bytes=0-999" });
+      const cancelled = await get(pack);
+      const reader = cancelled.body!.getReader();
+      const piece = (await reader.read()).value!.length;
+      await reader.cancel();
       await (await get(leaseKey("app"))).arrayBuffer();
+      await (await get(pack, {}, "POST")).arrayBuffer();
       const text = await (await counted.fetch(new Request("http://server/metrics"))).text();
       const lines = text.split("\n").filter((line) => line.startsWith("tessera_object_"));
       assert.deepEqual(lines.sort(), [
+        "tessera_object_buffer_refusals_total 0",
+        "tessera_object_buffered_bytes 1000",
         'tessera_object_requests_total{kind="other",status="404"} 1',
-        'tessera_object_requests_total{kind="pack",status="206"} 1',
+        'tessera_object_requests_total{kind="pack",status="200"} 1',
+        'tessera_object_requests_total{kind="pack",status="206"} 2',
+        'tessera_object_requests_total{kind="pack",status="405"} 1',
         'tessera_object_requests_total{kind="pointer",status="200"} 1',
         'tessera_object_requests_total{kind="pointer",status="304"} 2',
         'tessera_object_sent_bytes_total{kind="other"} 0',
-        'tessera_object_sent_bytes_total{kind="pack"} 100',
+        `tessera_object_sent_bytes_total{kind="pack"} ${100 + piece}`,
         `tessera_object_sent_bytes_total{kind="pointer"} ${size}`,
       ]);
+      assert.ok(piece > 0 && piece < (await bytesOf(s.store, pack)).body.length);
+      await unread.body?.cancel();
       assert.match(text, /^tessera_http_requests_total\{route="\/v1\/objects\/\*",status="304"\} 2$/m);
     } finally {
       await counted.shutdown();
@@ -596,7 +858,7 @@ describe("a browser replica reading the objects endpoint with HttpStore", () => 
     }
   });
 
-  it("answers HEAD over a socket with the object's length and no body, and a path with .. with 404", async () => {
+  it("answers HEAD over a socket with the object's length and no body, a 404 HEAD as its GET, and other spellings 404", async () => {
     const recording = new RecordingStore(s.store);
     const app = objectsApp(recording);
     const server = await listen(app, { port: 0 });
@@ -633,6 +895,34 @@ describe("a browser replica reading the objects endpoint with HttpStore", () => 
         assert.ok(answer.endsWith(MISSING), path);
       }
       assert.deepEqual([...recording.gets, ...recording.heads].filter((k) => k.includes("other")), []);
+      const length = (answer: string) => /\r\ncontent-length: (\d+)\r\n/i.exec(answer)?.[1];
+      const missing = await raw("GET /v1/objects/dbs/app/lease");
+      assert.equal(length(missing), String(MISSING.length));
+      assert.equal(length(await raw("HEAD /v1/objects/dbs/app/lease")), String(MISSING.length));
+      // Other spellings of a served key. Deno hands the app the path as sent, which is then refused; Bun.serve
+      // resolves dot segments and backslashes first, so the app sees the key's own path (docs/SERVER.md).
+      const pointer = (await bytesOf(s.store, pointerKey("app"))).body;
+      for (
+        const path of [
+          "dbs/other/../app/pointer",
+          "dbs/app/%2e%2e/app/pointer",
+          "dbs/./app/pointer",
+          "dbs\\app\\pointer",
+          "../objects/dbs/app/pointer",
+        ]
+      ) {
+        const answer = await raw(`GET /v1/objects/${path}`);
+        if ("Deno" in globalThis) {
+          assert.match(answer, /^HTTP\/1\.1 404 /, path);
+          assert.ok(answer.endsWith(MISSING), path);
+        } else {
+          assert.match(answer, /^HTTP\/1\.1 200 /, path);
+          assert.ok(answer.endsWith(Buffer.from(pointer).toString("latin1")), path);
+        }
+      }
+      for (const path of ["dbs%2Fapp%2Fpointer", "%64bs/app/pointer", "dbs/app/pointer?v=2"]) {
+        assert.match(await raw(`GET /v1/objects/${path}`), /^HTTP\/1\.1 404 /, path);
+      }
     } finally {
       await server.close({ timeoutMs: 1000 });
     }
@@ -658,6 +948,8 @@ describe("the config's objects", () => {
         public: false,
         tokens: ["from-env-secret"],
         corsOrigin: "https://app.example.com",
+        maxBufferedBytes: 256 * 1024 * 1024,
+        guarded: ["app"],
       },
     );
     const open = parseServerConfig(
@@ -674,6 +966,8 @@ describe("the config's objects", () => {
       public: true,
       tokens: [],
       corsOrigin: undefined,
+      maxBufferedBytes: 256 * 1024 * 1024,
+      guarded: [],
     });
     assert.deepEqual(
       config({ public: true, databases: ["x", "tessera://db1/srv/y.db"] }).objects?.databases,
@@ -698,8 +992,27 @@ describe("the config's objects", () => {
       ],
       [{ tokens: ["env:NOT_SET"] }, /objects\.tokens\[0\] names the environment variable NOT_SET/],
       [
-        { public: true, corsOrigin: "https://x.example/path" },
+        { tokens: ["env:OBJECTS_TOKEN"], corsOrigin: "https://x.example/path" },
         /objects\.corsOrigin is "https:\/\/x\.example\/path"/,
+      ],
+      [
+        { tokens: ["env:OBJECTS_TOKEN"], maxBufferedBytes: 0 },
+        /objects\.maxBufferedBytes is 0; expected a whole number from 1/,
+      ],
+      // docs/SERVER.md's example once did this: a database behind a token, its objects open to anyone.
+      [
+        { public: true, corsOrigin: "https://app.example.com" },
+        /objects are public, but they serve database "app", which databases\.app guards with tokens: anyone could read its pointer, manifests and chunks at \/v1\/objects without a token\. Give "objects\.tokens" instead of "public" \(the database's tokens, or others\), make databases\.app public/,
+      ],
+      [
+        { public: true, databases: ["app"], store: "/backups/" },
+        /objects are public, but they serve database "app"/,
+      ],
+      // Its stores named by a config: it may read the objects' store.
+      [
+        { public: true, databases: ["app"], store: "file:///backups" },
+        /objects are public, but they serve database "app"/,
+        { store: undefined, config: { stores: ["file:///backups"] } },
       ],
       [
         { public: true },
@@ -719,6 +1032,71 @@ describe("the config's objects", () => {
         return true;
       });
     }
+  });
+
+  it("knows one store in any of its spellings: a path or a file:// URL, with or without a trailing slash", () => {
+    const spellings: [string, string][] = [
+      ["/s", "file:///s"],
+      ["file:///s", "/s/"],
+      ["file:///s/", "file://localhost/s"],
+      ["s", `file://${resolve("s")}`],
+      ["./s/", resolve("s")],
+      ["s3://bucket/prefix", "s3://bucket/prefix/"],
+      ["https://cdn.example/store/", "https://cdn.example/store"],
+    ];
+    for (const [top, objects] of spellings) {
+      const parsed = parseServerConfig(
+        { store: top, databases: { app: { public: true } }, objects: { store: objects } },
+        "test",
+      );
+      assert.deepEqual(parsed.objects?.databases, ["app"], `${top} and ${objects}`);
+    }
+    for (const [top, objects] of [["/s", "/t"], ["/s", "file:///s/t"], ["s3://bucket/a", "s3://bucket/b"]]) {
+      assert.throws(
+        () =>
+          parseServerConfig(
+            { store: top, databases: { app: { public: true } }, objects: { store: objects } },
+            "test",
+          ),
+        /objects serves no database/,
+        `${top} and ${objects}`,
+      );
+    }
+  });
+
+  it("refuses public objects of a database that needs a token once its tessera:// source is a name", async () => {
+    const source = "tessera://h/srv/x.db";
+    const { name } = await parseSource(source, { hostname: "h" });
+    const parsed = parseServerConfig(
+      {
+        store: "file:///backups",
+        databases: { x: { source, tokens: [TOKEN] }, open: { public: true } },
+        objects: { public: true, databases: [name, "open"] },
+      },
+      "test",
+    );
+    await assert.rejects(openObjects(parsed.objects!, { TESSERA_HOSTNAME: "h" }), (error: unknown) => {
+      assert.ok(error instanceof TesseraError);
+      assert.equal(error.code, "CONFIG_INVALID");
+      assert.match(
+        error.message,
+        new RegExp(
+          `they serve database "${
+            name.replace(/[.%]/g, "\\$&")
+          }" \\(tessera://h/srv/x\\.db\\), which needs a token: give "objects\\.tokens"`,
+        ),
+      );
+      return true;
+    });
+    const guarded = parseServerConfig(
+      {
+        store: "file:///backups",
+        databases: { x: { source, tokens: [TOKEN] } },
+        objects: { tokens: [TOKEN], databases: [name] },
+      },
+      "test",
+    );
+    assert.deepEqual((await openObjects(guarded.objects!, { TESSERA_HOSTNAME: "h" })).databases, [name]);
   });
 
   it("opens the objects' store, resolving tessera:// sources to names in the store", async () => {
