@@ -58,3 +58,53 @@ export function parseHttpDate(value: string | null): Date | undefined {
   const date = new Date(value);
   return Number.isNaN(date.getTime()) ? undefined : date;
 }
+
+// Larger positions than any object has stand for "past the end" (and keep `end - start + 1` exact).
+const FAR = 2 ** 52;
+
+/** A range asked for: `offset`/`length` (`bytes=A-B`, `bytes=A-`) or the last `suffix` bytes (`bytes=-N`). */
+export type AskedRange = { offset: number; length: number | undefined } | { suffix: number };
+
+/**
+ * The range of a `Range` header, or `undefined` when there is none or it is not one range of bytes (a
+ * server may then answer with the whole object, as RFC 9110 allows). The unit is case-insensitive, empty
+ * list elements (`bytes=1-2,`) are skipped as RFC 9110's lists allow, and positions past 2^52 read as 2^52,
+ * which every object ends before. Reads what `rangeHeader` writes for `HttpStore` and S3.
+ *
+ * @example Parse the three forms
+ * ```ts
+ * import { parseRangeHeader } from "./range.ts";
+ * console.log(parseRangeHeader("bytes=10-19"), parseRangeHeader("bytes=10-"), parseRangeHeader("bytes=-5"));
+ * // { offset: 10, length: 10 } { offset: 10, length: undefined } { suffix: 5 }
+ * ```
+ */
+export function parseRangeHeader(value: string | null): AskedRange | undefined {
+  const set = /^bytes=(.*)$/i.exec(value?.trim() ?? "")?.[1];
+  if (set === undefined) return undefined;
+  const specs = set.split(",").map((spec) => spec.trim()).filter((spec) => spec !== "");
+  const match = specs.length === 1 ? /^(\d*)-(\d*)$/.exec(specs[0]!) : null;
+  if (!match) return undefined;
+  const [, first = "", last = ""] = match;
+  if (first === "") return last === "" ? undefined : { suffix: position(BigInt(last)) };
+  const start = BigInt(first);
+  const end = last === "" ? undefined : BigInt(last);
+  if (end !== undefined && end < start) return undefined;
+  const offset = position(start);
+  return { offset, length: end === undefined ? undefined : position(end) - offset + 1 };
+}
+
+function position(value: bigint): number {
+  return value > BigInt(FAR) ? FAR : Number(value);
+}
+
+/**
+ * The `[start, end)` bytes a range asks of an object of `size` bytes, cut to the object, or `undefined`
+ * when it asks for none of them (a 416).
+ */
+export function askedBounds(asked: AskedRange, size: number): [number, number] | undefined {
+  if ("suffix" in asked) {
+    return asked.suffix === 0 || size === 0 ? undefined : [Math.max(0, size - asked.suffix), size];
+  }
+  if (asked.offset >= size) return undefined;
+  return [asked.offset, asked.length === undefined ? size : Math.min(size, asked.offset + asked.length)];
+}

@@ -21,6 +21,8 @@ import { errorMessage } from "../errors.ts";
 import { sha256Hex } from "../bytes.ts";
 import { parseChunkKey, parseManifestKey, parsePackKey, pointerKey } from "../manifest/keys.ts";
 import { isDatabaseName as isStoredName } from "../manifest/naming.ts";
+import { parseEntityTags, strongTag, tagsMatch } from "../net/etag.ts";
+import { askedBounds, parseRangeHeader } from "../net/range.ts";
 import { encodeKey } from "../s3/endpoint.ts";
 import type { BlobInfo, BlobStore, Range } from "../store/types.ts";
 import { checkTokens, Gate } from "./auth.ts";
@@ -86,80 +88,6 @@ const EXPECTED_BYTES: Record<ObjectKind, number> = {
   manifest: 1024 * 1024,
   pointer: 4096,
 };
-// Larger positions than any object has stand for "past the end" (and keep `end - start + 1` exact).
-const FAR = 2 ** 52;
-
-/** A range asked for: `offset`/`length` (`bytes=A-B`, `bytes=A-`) or the last `suffix` bytes (`bytes=-N`). */
-type Asked = { offset: number; length: number | undefined } | { suffix: number };
-
-/**
- * The range of a `Range` header, or `undefined` when there is none or it is not one range of bytes (a
- * server may then answer with the whole object, as RFC 9110 allows). The unit is case-insensitive, empty
- * list elements (`bytes=1-2,`) are skipped as RFC 9110's lists allow, and positions past 2^52 read as 2^52,
- * which every object ends before. Reads what `rangeHeader` (src/net/range.ts) writes for `HttpStore` and S3.
- *
- * @example Parse the three forms
- * ```ts
- * import { parseRangeHeader } from "./objects.ts";
- * console.log(parseRangeHeader("bytes=10-19"), parseRangeHeader("bytes=10-"), parseRangeHeader("bytes=-5"));
- * // { offset: 10, length: 10 } { offset: 10, length: undefined } { suffix: 5 }
- * ```
- */
-export function parseRangeHeader(value: string | null): Asked | undefined {
-  const set = /^bytes=(.*)$/i.exec(value?.trim() ?? "")?.[1];
-  if (set === undefined) return undefined;
-  const specs = set.split(",").map((spec) => spec.trim()).filter((spec) => spec !== "");
-  const match = specs.length === 1 ? /^(\d*)-(\d*)$/.exec(specs[0]!) : null;
-  if (!match) return undefined;
-  const [, first = "", last = ""] = match;
-  if (first === "") return last === "" ? undefined : { suffix: position(BigInt(last)) };
-  const start = BigInt(first);
-  const end = last === "" ? undefined : BigInt(last);
-  if (end !== undefined && end < start) return undefined;
-  const offset = position(start);
-  return { offset, length: end === undefined ? undefined : position(end) - offset + 1 };
-}
-
-function position(value: bigint): number {
-  return value > BigInt(FAR) ? FAR : Number(value);
-}
-
-/**
- * The entity tags of an `If-None-Match` header, weak ones as their strong form (it compares weakly).
- *
- * @example Parse a list
- * ```ts
- * import { parseEntityTags } from "./objects.ts";
- * console.log(parseEntityTags('"a", W/"b"')); // [ '"a"', '"b"' ]
- * ```
- */
-export function parseEntityTags(value: string | null): string[] {
-  return [...(value ?? "").matchAll(/\*|(?:W\/)?"[^"]*"/g)].map(([tag]) => tag.replace(/^W\//, ""));
-}
-
-// A strong entity tag as the store gave it (quoted, or a bare token to quote), else undefined.
-function strongTag(etag: string): string | undefined {
-  if (/^"[\x21\x23-\x7e]*"$/.test(etag)) return etag;
-  if (/^[\x21\x23-\x7e]+$/.test(etag) && !etag.startsWith("W/")) return `"${etag}"`;
-  return undefined;
-}
-
-function matches(tags: readonly string[], etag: string): boolean {
-  return tags.some((tag) => tag === "*" || tag === etag);
-}
-
-/**
- * The `[start, end)` bytes a range asks of an object of `size` bytes, cut to the object, or `undefined`
- * when it asks for none of them (a 416).
- */
-function bounds(asked: Asked, size: number): [number, number] | undefined {
-  if ("suffix" in asked) {
-    return asked.suffix === 0 || size === 0 ? undefined : [Math.max(0, size - asked.suffix), size];
-  }
-  if (asked.offset >= size) return undefined;
-  return [asked.offset, asked.length === undefined ? size : Math.min(size, asked.offset + asked.length)];
-}
-
 /** The store's objects over HTTP; `createApp` routes `OBJECTS_PATH` here. */
 export class ObjectEndpoint {
   readonly #store: BlobStore;
@@ -295,7 +223,7 @@ export class ObjectEndpoint {
       const info = await this.#store.head(key);
       if (info.status === "not_found") return this.#missing();
       const known = etag ?? (kind === "pointer" ? strongTag(info.etag) : undefined);
-      if (known !== undefined && matches(tags, known)) {
+      if (known !== undefined && tagsMatch(tags, known)) {
         return this.#notModified(kind, known, info.lastModified);
       }
       if (known !== undefined && isHead) return this.#object(kind, 200, known, info, info.size, null);
@@ -313,11 +241,11 @@ export class ObjectEndpoint {
         if (got.status !== "ok") return this.#missing();
         etag = (kind === "pointer" ? strongTag(got.etag) : undefined) ?? `"${await sha256Hex(got.body)}"`;
         if (kind === "manifest") this.#remember(key, etag);
-        if (matches(tags, etag)) return this.#notModified(kind, etag, got.lastModified);
+        if (tagsMatch(tags, etag)) return this.#notModified(kind, etag, got.lastModified);
         if (isHead) return this.#object(kind, 200, etag, got, got.size, null);
         // The copy the client holds part of is not this one (or it named it by date): the whole object.
         const wanted = ifRange === null || ifRange === etag ? asked : undefined;
-        const part = wanted === undefined ? [0, got.size] : bounds(wanted, got.size);
+        const part = wanted === undefined ? [0, got.size] : askedBounds(wanted, got.size);
         if (part === undefined) return this.#unsatisfiable(got.size);
         const body = wanted === undefined ? got.body : got.body.slice(part[0], part[1]);
         return this.#send(kind, etag, got, wanted === undefined ? undefined : part[0], body, held);
@@ -334,7 +262,7 @@ export class ObjectEndpoint {
         if (info.status === "not_found") return this.#missing();
         size = info.size;
       }
-      const part = bounds(wanted, size);
+      const part = askedBounds(wanted, size);
       if (part === undefined) return this.#unsatisfiable(size);
       range = { offset: part[0] };
       size = part[1] - part[0];

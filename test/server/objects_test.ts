@@ -20,12 +20,9 @@ import { rangeHeader } from "../../src/net/range.ts";
 import { createApp, type TesseraApp } from "../../src/server/app.ts";
 import { openServerDatabases, parseServerConfig } from "../../src/server/config.ts";
 import { openObjects } from "../../src/server/objects_config.ts";
-import {
-  EXPOSED_HEADERS,
-  type ObjectsOptions,
-  parseEntityTags,
-  parseRangeHeader,
-} from "../../src/server/objects.ts";
+import { parseEntityTags } from "../../src/net/etag.ts";
+import { parseRangeHeader } from "../../src/net/range.ts";
+import { EXPOSED_HEADERS, type ObjectsOptions } from "../../src/server/objects.ts";
 import { listen } from "../../src/server/serve.ts";
 import { HttpStore } from "../../src/store/http.ts";
 import { LocalStore } from "../../src/store/local.ts";
