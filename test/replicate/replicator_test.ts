@@ -46,6 +46,13 @@ describe("Replicator", () => {
         });
         try {
           await writer.waitFor(60);
+          // Snapshots are published while the writer goes on: wait for a second one rather than assume 60
+          // commits take long enough (on a loaded machine they may all land before the first publish ends).
+          await waitUntil(
+            async () => (await pointerSequence(store, replicator.name)) >= 2,
+            20_000,
+            "a second snapshot while the writer runs",
+          );
           const last = await writer.stop();
           const flushed = await replicator.flush({ timeoutMs: 20_000 });
           assert.equal(flushed.pending, 0);
