@@ -22,7 +22,8 @@
  * @module
  */
 
-import { OpfsChunkCache, type OpfsChunkCacheOptions } from "./chunk/opfs_cache.ts";
+import { checkOpfsCacheOptions, OpfsChunkCache, type OpfsChunkCacheOptions } from "./chunk/opfs_cache.ts";
+import { TesseraError } from "./errors.ts";
 import { openReplicaOn, type OpenReplicaOptions, type ReplicaSource } from "./replica/open_core.ts";
 import type { Replica } from "./replica/replica.ts";
 
@@ -109,7 +110,10 @@ let sharedOpfsCache: OpfsChunkCache | undefined;
 /**
  * Opens a read replica on the wasm engine (the only one here). A database named by `tessera:///PATH` needs
  * the `hostname` option: a browser has no host name of its own. In a browser, chunks are also kept in the
- * origin private file system (see `opfs`).
+ * origin private file system (see `opfs`). Every failure is a rejection: bad `opfs` options reject with
+ * `TypeError` or `RangeError` naming the option, on every runtime; a page without Web Crypto
+ * (`crypto.subtle`, which browsers offer only in secure contexts) rejects with `TesseraError`
+ * `UNSUPPORTED`.
  *
  * @example A replica that keeps no chunks on disk
  * ```ts
@@ -120,12 +124,36 @@ let sharedOpfsCache: OpfsChunkCache | undefined;
  * replica?.close();
  * ```
  */
-export function openReplica(source: ReplicaSource, options: WebOpenReplicaOptions = {}): Promise<Replica> {
+export async function openReplica(
+  source: ReplicaSource,
+  options: WebOpenReplicaOptions = {},
+): Promise<Replica> {
   const { opfs, ...rest } = options;
+  if (opfs !== undefined && opfs !== false) {
+    if (typeof opfs !== "object" || opfs === null) {
+      throw new TypeError(
+        `Cannot open a replica: opfs must be false or an object of OpfsChunkCache options, not ${
+          String(opfs)
+        }`,
+      );
+    }
+    checkOpfsCacheOptions(opfs, { action: "Cannot open a replica", name: "opfs" });
+  }
+  if (
+    typeof (globalThis as { crypto?: { subtle?: { digest?: unknown } } }).crypto?.subtle?.digest !==
+      "function"
+  ) {
+    throw new TesseraError(
+      "UNSUPPORTED",
+      "Cannot open a replica: this page has no Web Crypto (crypto.subtle), which verifies every chunk read; " +
+        "browsers offer it only in secure contexts: serve the page over HTTPS or from localhost " +
+        "(not plain http from another host, nor a data: or sandboxed frame)",
+    );
+  }
   if (rest.caches === undefined && opfs !== false && OpfsChunkCache.available()) {
     rest.caches = [
       opfs === undefined ? (sharedOpfsCache ??= new OpfsChunkCache()) : new OpfsChunkCache(opfs),
     ];
   }
-  return openReplicaOn({}, source, rest);
+  return await openReplicaOn({}, source, rest);
 }

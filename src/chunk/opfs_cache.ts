@@ -1,40 +1,25 @@
 /**
  * A chunk cache in the browser's Origin Private File System (OPFS): the browser's counterpart of
  * `directory_cache.ts`, kept across page loads and shared by the tabs and workers of one origin. Web APIs
- * only; where there is no OPFS (Deno, Bun, Node) the cache says so and stays empty.
+ * only; where there is no OPFS (Deno, Bun, Node) the cache says so and stays empty. The directory's files
+ * (the index, the scan) are in `_opfs_index.ts`.
  *
  * @module
  */
 
-import { sha256 } from "../bytes.ts";
-import { errorMessage } from "../errors.ts";
-import { CHUNK_HEADER_LENGTH, decodeChunk, encodeChunk, MAX_CHUNK_LENGTH } from "./codec.ts";
-import { type ChunkId, hexToId, ID_LENGTH, idsEqual, idToHex } from "./ids.ts";
+import { errorMessage, TesseraError } from "../errors.ts";
+import { decodeChunk, encodeChunk } from "./codec.ts";
+import { type ChunkId, idToHex } from "./ids.ts";
 import type { ChunkCache, ChunkGetOptions } from "./source.ts";
+import {
+  describeError,
+  IndexedDirectory,
+  isNamed,
+  type OpfsDirectoryHandle,
+  readChunkFile,
+} from "./_opfs_index.ts";
 
-/** The parts of a `FileSystemDirectoryHandle` the cache uses; a real one has them all. */
-export interface OpfsDirectoryHandle {
-  readonly name: string;
-  getDirectoryHandle(name: string, options?: { create?: boolean }): Promise<OpfsDirectoryHandle>;
-  getFileHandle(name: string, options?: { create?: boolean }): Promise<OpfsFileHandle>;
-  removeEntry(name: string): Promise<void>;
-  keys(): AsyncIterable<string>;
-}
-
-/** The parts of a `FileSystemFileHandle` the cache uses. */
-export interface OpfsFileHandle {
-  getFile(): Promise<
-    { readonly size: number; readonly lastModified: number; arrayBuffer(): Promise<ArrayBuffer> }
-  >;
-  createWritable(): Promise<OpfsWritable>;
-}
-
-/** The parts of a `FileSystemWritableFileStream` the cache uses. */
-export interface OpfsWritable {
-  write(data: Uint8Array): Promise<void>;
-  close(): Promise<void>;
-  abort(reason?: unknown): Promise<void>;
-}
+export type { OpfsDirectoryHandle, OpfsFile, OpfsFileHandle, OpfsWritable } from "./_opfs_index.ts";
 
 /** Options of {@linkcode OpfsChunkCache}. */
 export interface OpfsChunkCacheOptions {
@@ -45,7 +30,8 @@ export interface OpfsChunkCacheOptions {
    * header. Tabs sharing a directory should agree on it: each keeps its own when it writes.
    * @default {268435456 (256 MiB)} */
   capacityBytes?: number | undefined;
-  /** The directory `directory` is made in, instead of the origin's root (for tests).
+  /** The directory `directory` is made in, instead of the origin's root (for tests). The origin's root
+   * itself (`navigator.storage.getDirectory()`, whose name is "") is the default.
    * @default {navigator.storage.getDirectory()} */
   root?: OpfsDirectoryHandle | undefined;
 }
@@ -60,24 +46,35 @@ export interface OpfsChunkCacheStats {
   puts: number;
   /** Files deleted to make room. */
   evictions: number;
-  /** Files that failed verification; each was deleted and read as a miss. */
+  /** Files that failed verification or had a size no chunk has; each was deleted. */
   damaged: number;
-  /** Chunks not kept: the cache is disabled, the chunk is larger than the cache, or writing failed. */
+  /** Chunks not kept: the cache is disabled, the chunk is larger than it, too many were waiting, the lock
+   * stayed held for 30 s, or writing failed. */
   dropped: number;
-  /** The last error that made a read miss or a write drop, as a message. */
+  /** Times a change waited 1 s for the lock in vain (another tab or worker held it) and was put off. */
+  lockTimeouts: number;
+  /** The last error that made a read miss or a write drop, or the index be rebuilt, as a message. */
   lastError: string | undefined;
 }
 
 const DEFAULT_DIRECTORY = "tessera-chunks";
 const DEFAULT_CAPACITY_BYTES = 256 * 1024 * 1024;
-const INDEX_FILE = "tessera-index";
-const ID_FILE = /^[0-9a-f]{64}$/;
 /** Hits are recorded in the index at most this often (and by every write before it evicts). */
 const TOUCH_FLUSH_MS = 1000;
-/** A write that waits longer than this for another tab's lock is dropped, so a stuck tab stalls no read. */
-const LOCK_WAIT_MS = 30_000;
+/** How long one change waits for the lock before it is put off: a stuck tab must not hold up writes. */
+const LOCK_WAIT_MS = 1000;
+/** How long a change put off waits before it asks for the lock again. */
+const LOCK_RETRY_MS = 1000;
+/** A chunk still unwritten this long after `put`, for want of the lock, is dropped. */
+const LOCK_PATIENCE_MS = 30_000;
+/** How long {@linkcode OpfsChunkCache.usage} waits for the lock. */
+const USAGE_LOCK_WAIT_MS = 30_000;
 /** The most chunks written under one hold of the lock. */
 const MAX_BATCH = 64;
+/** The most bytes of chunks waiting to be written; a put beyond it is dropped. */
+const MAX_QUEUE_BYTES = 16 * 1024 * 1024;
+/** The most chunks waiting to be written; a put beyond it is dropped. */
+const MAX_QUEUE_CHUNKS = 1024;
 
 interface WebLocks {
   request<T>(
@@ -93,12 +90,14 @@ interface OpfsGlobals {
 }
 
 const web = (): OpfsGlobals => globalThis as unknown as OpfsGlobals;
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+const mib = (bytes: number) => `${(bytes / (1024 * 1024)).toFixed(1)} MiB`;
 
 interface Pending {
   name: string;
   object: Uint8Array;
-  done: () => void;
-  promise: Promise<void>;
+  /** When it was put (`Date.now()`). */
+  since: number;
 }
 
 /**
@@ -110,36 +109,35 @@ interface Pending {
  * **Files.** `<directory>/<id in hex>` holds the chunk object as `encodeChunk` makes it (uncoded: browsers
  * have no zstd compressor), so every read is verified against its id; a damaged file is deleted and read
  * as a miss, never served. `<directory>/tessera-index` lists each chunk's size and last use (44 bytes a
- * chunk, checked by a SHA-256); it is the byte total, so no write lists the directory. The browser writes
- * a file into a copy beside it (chromium: `<name>.crswap`) and swaps it in whole when it is closed, so a
- * reader never sees part of one; a chunk file exists, empty, while it is first written, and reads as a miss.
+ * chunk, checked by a SHA-256); it is the byte total, so no write lists the directory. The browser swaps a
+ * written file in whole when it is closed; a chunk file exists, empty, while it is first written, and reads
+ * as a miss.
  *
- * **Locks.** Reads take no lock: a file that vanishes under a read (another tab evicted it) or changes
- * during it is a miss, and a damaged file is deleted at once (the index forgets it at this cache's next
- * change). Everything that changes the index (writing chunks, evicting, recording hits,
- * forgetting damaged files, and the one directory scan each cache makes before its first change, which
- * adopts files the index lacks and forgets entries whose file is gone) runs under the exclusive Web Lock
- * {@linkcode OpfsChunkCache.lockName}, one hold for every chunk put meanwhile (up to 64).
+ * **Writes.** `put` queues the chunk and resolves at once (a put finding 1,024 chunks or 16 MiB waiting is
+ * dropped); the queue is written in the background, up to 64 chunks a change, and `settled()` waits for
+ * it. Reads take no lock. Every change of the index (writing, evicting, recording hits, forgetting damaged
+ * files, and the directory scan each cache makes before its first change, which adopts files the index
+ * lacks) runs under the exclusive Web Lock {@linkcode OpfsChunkCache.lockName}. A change waits 1 s for it;
+ * while another tab or worker holds it (busy, frozen, paused in a debugger) the change is tried again every
+ * second, and chunks still unwritten 30 s after their put are dropped: a stuck tab costs cache misses, never
+ * a read. A cache keeps the index it last wrote in memory and reads the file again only when another cache
+ * has changed it (told by its size and trailing SHA-256).
  *
- * **Recency.** The index orders uses with a counter. A write stamps its chunks as newest; a hit is noted
- * in memory and recorded by this cache's next change, or a second after the hit, whichever is first. So
- * another tab's eviction may not yet know of a hit made in the last second: least recently used is exact
- * within a tab and approximate across tabs.
+ * **Recency.** A write stamps its chunks as newest; a hit is recorded by this cache's next change, or a
+ * second after the hit: least recently used is exact within a tab and approximate across tabs.
  *
  * **Bound.** Under the lock, a write first deletes the least recently used files until the index total
- * plus the new chunks fits `capacityBytes`, then writes the index counting the new chunks, then writes
- * their files. So the chunk files never hold more than `capacityBytes` (the index adds 44 bytes a chunk),
- * whatever the number of tabs: a tab that dies mid-write leaves the index counting a file that is not
- * there (never the reverse), and the next scan corrects it. Two exceptions, both transient: a chunk file
- * rewritten in place (found damaged or a different size) keeps its old copy until the new one is swapped
- * in, and files the index lacks (written by something else, or after the index was deleted) count only
- * once a cache's first change scans the directory. A cache opened with a smaller capacity shrinks the
- * directory at its first change.
+ * plus the new chunks fits `capacityBytes`, then writes the index counting them, then their files. So the
+ * chunk files never hold more than `capacityBytes`, whatever the number of tabs: a tab that dies mid-write
+ * leaves the index counting a file that is not there (never the reverse). Transient exceptions: a chunk
+ * file rewritten in place keeps its old copy until the new one is swapped in, and files the index lacks
+ * count once a cache's first change scans the directory.
  *
- * **Failures.** A cache that cannot open the directory (no OPFS, a `SecurityError`, a full disk) answers
- * every read with a miss and drops every put, and {@linkcode OpfsChunkCache.disabledReason} says why. A
- * write refused for quota makes room for it once more (evicting at least its size) and tries again, then
- * drops it. `put` never rejects but for bad arguments; what it dropped is counted in `stats()`.
+ * **Failures.** A cache that cannot open the directory (no OPFS, a `SecurityError`) answers every read
+ * with a miss and drops every put; {@linkcode OpfsChunkCache.disabledReason} says why. A write refused for
+ * quota (the index or a chunk file) evicts the least recently used files and tries once more, then drops
+ * the chunk. `put` never rejects but for bad arguments; `stats()` counts what it dropped, and its
+ * `lastError` says why.
  *
  * @example A cache for a page, in front of a store
  * ```ts
@@ -160,15 +158,21 @@ export class OpfsChunkCache implements ChunkCache {
   readonly directory: string;
   /** The most bytes of chunk files kept. */
   readonly capacityBytes: number;
-  /** The name of the Web Lock every change to the cache is made under. */
+  /**
+   * The name of the Web Lock every change to the cache is made under: `tessera-chunk-cache:<directory>`
+   * in the origin's root (given or not), `tessera-chunk-cache:<root's name>/<directory>` in another root.
+   */
   readonly lockName: string;
   readonly #root: OpfsDirectoryHandle | undefined;
-  #opening: Promise<OpfsDirectoryHandle | undefined> | undefined;
+  #opening: Promise<IndexedDirectory | undefined> | undefined;
   #disabledReason: string | undefined;
-  #scanned = false;
   readonly #queue = new Map<string, Pending>();
+  /** The chunks queued or being written, and their bytes. */
+  #waiting = { chunks: 0, bytes: 0 };
   readonly #touched = new Set<string>();
   readonly #forgotten = new Set<string>();
+  /** When the lock was first found busy, while it still is. */
+  #busySince: number | undefined;
   #work: Promise<void> | undefined;
   #timer: ReturnType<typeof setTimeout> | undefined;
   readonly #stats: OpfsChunkCacheStats = {
@@ -178,6 +182,7 @@ export class OpfsChunkCache implements ChunkCache {
     evictions: 0,
     damaged: 0,
     dropped: 0,
+    lockTimeouts: 0,
     lastError: undefined,
   };
 
@@ -190,31 +195,17 @@ export class OpfsChunkCache implements ChunkCache {
   }
 
   constructor(options: OpfsChunkCacheOptions = {}) {
+    checkOpfsCacheOptions(options);
     const { directory = DEFAULT_DIRECTORY, capacityBytes = DEFAULT_CAPACITY_BYTES, root } = options;
-    if (
-      typeof directory !== "string" || directory === "" || /[/\\]/.test(directory) ||
-      /^\.\.?$/.test(directory)
-    ) {
-      throw new TypeError(
-        `Cannot open an OPFS chunk cache: directory ${JSON.stringify(directory)} is not one file name`,
-      );
-    }
-    if (!Number.isSafeInteger(capacityBytes) || capacityBytes < 1) {
-      throw new RangeError(
-        `Cannot open OPFS chunk cache "${directory}": capacityBytes ${capacityBytes} is not a positive integer`,
-      );
-    }
-    if (root !== undefined && typeof root?.getDirectoryHandle !== "function") {
-      throw new TypeError(`Cannot open OPFS chunk cache "${directory}": root is not a directory handle`);
-    }
     this.directory = directory;
     this.capacityBytes = capacityBytes;
     this.#root = root;
     this.description = `OPFS chunk cache "${directory}"`;
-    this.lockName = `tessera-chunk-cache:${root ? `${root.name}/` : ""}${directory}`;
+    // The origin's root is named "": given or not, it is one directory and must be one lock.
+    this.lockName = `tessera-chunk-cache:${root && root.name !== "" ? `${root.name}/` : ""}${directory}`;
     const lacking = missing(root !== undefined);
     if (lacking !== undefined) {
-      this.#disabledReason = `Cannot open OPFS chunk cache "${directory}": this runtime has no ${lacking}`;
+      this.#disabledReason = `Cannot open ${this.description}: this runtime has no ${lacking}`;
       this.#opening = Promise.resolve(undefined);
     }
   }
@@ -238,8 +229,11 @@ export class OpfsChunkCache implements ChunkCache {
     const { signal } = options;
     signal?.throwIfAborted();
     const name = idToHex(id);
-    const dir = await this.#open();
-    const object = dir && await readChunkFile(dir, name).catch((error) => void this.#note(error));
+    const dir = (await this.#open())?.handle;
+    const object = dir && await readChunkFile(dir, name).catch((error) => {
+      this.#note(`Cannot read chunk ${name} from ${this.description}: ${describeError(error)}`);
+      return undefined;
+    });
     signal?.throwIfAborted();
     if (object === undefined) {
       this.#stats.misses++;
@@ -248,9 +242,10 @@ export class OpfsChunkCache implements ChunkCache {
     let bytes: Uint8Array;
     try {
       bytes = await decodeChunk(id, object);
-    } catch {
+    } catch (error) {
       this.#stats.damaged++;
       this.#stats.misses++;
+      this.#note(`Deleted chunk ${name} from ${this.description}: ${errorMessage(error)}`);
       // Never serve a damaged file; the next put of this chunk writes it again.
       await dir!.removeEntry(name).catch(() => {});
       this.#forgotten.add(name);
@@ -264,7 +259,11 @@ export class OpfsChunkCache implements ChunkCache {
     return bytes;
   }
 
-  /** Keeps a chunk; resolves once it is written, or dropped (see `stats()`). */
+  /**
+   * Queues a chunk to be kept and resolves at once: the cache writes it in the background (see
+   * `settled()`), or drops it (see `stats()`) when it is disabled, the chunk is larger than the cache, too
+   * much already waits, or the lock stays held by another tab for 30 s.
+   */
   async put(id: ChunkId, bytes: Uint8Array): Promise<void> {
     const name = idToHex(id);
     // Copies `bytes`, so a caller changing them later changes nothing here.
@@ -273,56 +272,99 @@ export class OpfsChunkCache implements ChunkCache {
       this.#stats.dropped++;
       return;
     }
-    let pending = this.#queue.get(name);
-    if (pending === undefined) {
-      let done = () => {};
-      const promise = new Promise<void>((resolve) => (done = resolve));
-      pending = { name, object, done, promise };
-      this.#queue.set(name, pending);
+    if (this.#queue.has(name)) return;
+    const waiting = this.#waiting;
+    if (waiting.chunks >= MAX_QUEUE_CHUNKS || waiting.bytes + object.length > MAX_QUEUE_BYTES) {
+      this.#stats.dropped++;
+      this.#note(
+        `Cannot write chunk ${name} to ${this.description}: ${waiting.chunks} chunks ` +
+          `(${mib(waiting.bytes)}) already wait to be written (the lock "${this.lockName}" is held ` +
+          `by another tab or worker, or writing is slow); the chunk was not cached`,
+      );
+      return;
     }
+    this.#queue.set(name, { name, object, since: Date.now() });
+    waiting.chunks++;
+    waiting.bytes += object.length;
     void this.#pump();
-    return await pending.promise;
   }
 
-  /** Resolves once every put so far is written or dropped, and every hit so far is recorded. */
+  /**
+   * Resolves once every put so far is written or dropped, and every hit so far is recorded (or given up:
+   * while another tab holds the lock this takes up to 30 s).
+   */
   async settled(): Promise<void> {
     if (this.#timer !== undefined) clearTimeout(this.#timer);
     this.#timer = undefined;
-    while (this.#work || this.#queue.size > 0 || this.#touched.size > 0 || this.#forgotten.size > 0) {
-      await this.#pump();
-    }
+    while (this.#work || this.#hasWork()) await this.#pump();
   }
 
-  /** The chunks the cache's index counts now, and their bytes (zero when it is disabled). */
+  /**
+   * The chunks the cache's index counts now, and their bytes (zero when it is disabled). Rejects with a
+   * `TesseraError` when another tab or worker holds the cache's lock for 30 s.
+   */
   async usage(): Promise<{ chunks: number; bytes: number }> {
-    const dir = await this.#open();
-    if (!dir) return { chunks: 0, bytes: 0 };
-    return await this.#locked(async () => {
-      const { index } = await readIndex(dir);
-      return { chunks: index.size, bytes: index.total };
-    });
+    const directory = await this.#open();
+    if (!directory) return { chunks: 0, bytes: 0 };
+    const got = await this.#withLock(USAGE_LOCK_WAIT_MS, () => directory.index());
+    if (!got) {
+      throw new TesseraError(
+        "STORE_IO",
+        `Cannot count the chunks of ${this.description}: waited ${USAGE_LOCK_WAIT_MS / 1000} s for its ` +
+          `lock "${this.lockName}", held by another tab or worker; try again later`,
+      );
+    }
+    return { chunks: got.value.size, bytes: got.value.total };
   }
 
-  #open(): Promise<OpfsDirectoryHandle | undefined> {
+  #open(): Promise<IndexedDirectory | undefined> {
     this.#opening ??= (async () => {
       try {
         const root = this.#root ?? await web().navigator!.storage!.getDirectory!();
-        return await root.getDirectoryHandle(this.directory, { create: true });
+        const handle = await root.getDirectoryHandle(this.directory, { create: true });
+        return new IndexedDirectory(handle, {
+          description: this.description,
+          capacityBytes: this.capacityBytes,
+          report: {
+            evicted: (count) => void (this.#stats.evictions += count),
+            damaged: (count) => void (this.#stats.damaged += count),
+            note: (message) => this.#note(message),
+          },
+        });
       } catch (error) {
-        this.#disabledReason = `Cannot open OPFS chunk cache "${this.directory}": ${describeError(error)}`;
+        this.#disabledReason = `Cannot open ${this.description}: ${describeError(error)}${openHint(error)}`;
         return undefined;
       }
     })();
     return this.#opening;
   }
 
-  #locked<T>(callback: () => Promise<T>): Promise<T> {
-    const signal = AbortSignal.timeout(LOCK_WAIT_MS);
-    return web().navigator!.locks!.request(this.lockName, { mode: "exclusive", signal }, callback);
+  /** Runs `callback` under the lock, waiting at most `waitMs` for it: `undefined` when it did not get it. */
+  async #withLock<T>(waitMs: number, callback: () => Promise<T>): Promise<{ value: T } | undefined> {
+    let entered = false;
+    try {
+      const signal = AbortSignal.timeout(waitMs);
+      const value = await web().navigator!.locks!.request(
+        this.lockName,
+        { mode: "exclusive", signal },
+        () => {
+          entered = true;
+          return callback();
+        },
+      );
+      return { value };
+    } catch (error) {
+      if (!entered && isNamed(error, "TimeoutError", "AbortError")) return undefined;
+      throw error;
+    }
   }
 
-  #note(error: unknown): void {
-    this.#stats.lastError = describeError(error);
+  #note(message: string): void {
+    this.#stats.lastError = message;
+  }
+
+  #hasWork(): boolean {
+    return this.#queue.size > 0 || this.#touched.size > 0 || this.#forgotten.size > 0;
   }
 
   // Records hits and forgets damaged files soon, in one change, unless a change is already under way.
@@ -340,21 +382,25 @@ export class OpfsChunkCache implements ChunkCache {
       // Lets the puts of the current turn join the first batch (and keeps `#work` set until it is).
       await Promise.resolve();
       try {
-        while (this.#queue.size > 0 || this.#touched.size > 0 || this.#forgotten.size > 0) {
+        while (this.#hasWork()) {
           const batch = [...this.#queue.values()].slice(0, MAX_BATCH);
           for (const { name } of batch) this.#queue.delete(name);
           const touched = [...this.#touched];
           const forgotten = [...this.#forgotten];
           this.#touched.clear();
           this.#forgotten.clear();
-          const kept = await this.#change(batch, touched, forgotten).catch((error) => {
-            this.#note(error);
-            return new Set<string>();
-          });
-          for (const pending of batch) {
-            if (kept.has(pending.name)) this.#stats.puts++;
+          const kept = await this.#change(batch, touched, forgotten);
+          if (kept === undefined) {
+            this.#putOff(batch, touched, forgotten);
+            if (this.#hasWork()) await sleep(LOCK_RETRY_MS);
+            continue;
+          }
+          this.#busySince = undefined;
+          for (const { name, object } of batch) {
+            this.#waiting.chunks--;
+            this.#waiting.bytes -= object.length;
+            if (kept.has(name)) this.#stats.puts++;
             else this.#stats.dropped++;
-            pending.done();
           }
         }
       } finally {
@@ -364,79 +410,95 @@ export class OpfsChunkCache implements ChunkCache {
     return this.#work;
   }
 
-  async #change(batch: Pending[], touched: string[], forgotten: string[]): Promise<Set<string>> {
-    const dir = await this.#open();
-    if (!dir) return new Set();
+  // The lock was busy: puts the change back in front of the queue, and drops what waited too long.
+  #putOff(batch: Pending[], touched: string[], forgotten: string[]): void {
+    const now = Date.now();
+    this.#stats.lockTimeouts++;
+    this.#busySince ??= now - LOCK_WAIT_MS;
+    const queued = [...batch, ...this.#queue.values()];
+    this.#queue.clear();
+    const stale: Pending[] = [];
+    for (const pending of queued) {
+      if (now - pending.since < LOCK_PATIENCE_MS) this.#queue.set(pending.name, pending);
+      else stale.push(pending);
+    }
+    for (const { object } of stale) {
+      this.#waiting.chunks--;
+      this.#waiting.bytes -= object.length;
+      this.#stats.dropped++;
+    }
+    if (stale.length > 0) {
+      const what = stale.length === 1
+        ? `chunk ${stale[0]!.name}`
+        : `${stale.length} chunks (${stale[0]!.name} first)`;
+      this.#note(
+        `Cannot write ${what} to ${this.description}: waited ${LOCK_PATIENCE_MS / 1000} s for its lock ` +
+          `"${this.lockName}", held by another tab or worker (busy, frozen or paused in a debugger); ` +
+          `${stale.length === 1 ? "the chunk was" : "they were"} not cached`,
+      );
+    }
+    // Hits and damaged files are only bookkeeping: given up with the chunks, so `settled()` ends.
+    if (now - this.#busySince < LOCK_PATIENCE_MS) {
+      for (const name of touched) this.#touched.add(name);
+      for (const name of forgotten) this.#forgotten.add(name);
+    }
+  }
+
+  // One change under the lock: the names of the batch's chunks kept, or `undefined` when the lock was busy.
+  async #change(batch: Pending[], touched: string[], forgotten: string[]): Promise<Set<string> | undefined> {
+    const directory = await this.#open();
+    if (!directory) return new Set();
     try {
-      return await this.#locked(() => this.#update(dir, batch, touched, forgotten));
+      const got = await this.#withLock(LOCK_WAIT_MS, () => directory.change({ batch, touched, forgotten }));
+      return got?.value;
     } catch (error) {
       // The directory itself is gone (the site's data was cleared): make it again next time.
-      if (isNamed(error, "NotFoundError")) {
-        this.#opening = undefined;
-        this.#scanned = false;
-      }
-      throw error;
+      if (isNamed(error, "NotFoundError")) this.#opening = undefined;
+      const lost = batch.length === 0
+        ? ""
+        : `; ${batch.length === 1 ? "1 chunk was" : `${batch.length} chunks were`} not cached`;
+      this.#note(
+        error instanceof TesseraError
+          ? `${error.message}${lost}`
+          : `Cannot change ${this.description}: ${describeError(error)}${lost}`,
+      );
+      return new Set();
     }
   }
+}
 
-  // Under the lock. Returns the names of the batch's chunks that are kept.
-  async #update(
-    dir: OpfsDirectoryHandle,
-    batch: Pending[],
-    touched: string[],
-    forgotten: string[],
-  ): Promise<Set<string>> {
-    const { index, whole } = await readIndex(dir);
-    if (!whole || !this.#scanned) {
-      await scan(dir, index);
-      this.#scanned = true;
-    }
-    for (const name of forgotten) index.delete(name);
-    for (const name of touched) index.touch(name);
-    const kept = new Set<string>();
-    const writes: Pending[] = [];
-    for (const pending of batch) {
-      const held = index.get(pending.name);
-      // Another tab wrote it meanwhile: a use, not a write.
-      if (held === pending.object.length && (await fileSize(dir, pending.name)) === held) {
-        index.touch(pending.name);
-        kept.add(pending.name);
-      } else {
-        index.delete(pending.name);
-        writes.push(pending);
-      }
-    }
-    let incoming = writes.reduce((sum, w) => sum + w.object.length, 0);
-    while (incoming > this.capacityBytes) incoming -= writes.shift()!.object.length;
-    await this.#evict(dir, index, index.oldest(index.total + incoming - this.capacityBytes));
-    for (const w of writes) index.add(w.name, w.object.length);
-    // The index counts the files before they exist, so the files never hold more than it says.
-    await writeIndex(dir, index);
-    let failed = await writeFiles(dir, writes);
-    const refused = failed.filter(([, error]) => isNamed(error, "QuotaExceededError")).map(([w]) => w);
-    if (refused.length > 0) {
-      const need = refused.reduce((sum, w) => sum + w.object.length, 0);
-      await this.#evict(dir, index, index.oldest(need, new Set(writes.map((w) => w.name))));
-      failed = [...failed.filter(([w]) => !refused.includes(w)), ...await writeFiles(dir, refused)];
-    }
-    for (const [w, error] of failed) {
-      this.#note(error);
-      index.delete(w.name);
-      await dir.removeEntry(w.name).catch(() => {});
-    }
-    if (refused.length > 0 || failed.length > 0) await writeIndex(dir, index);
-    for (const w of writes) if (!failed.some(([f]) => f === w)) kept.add(w.name);
-    return kept;
+/** How {@linkcode checkOpfsCacheOptions} words its errors. */
+export interface OpfsOptionsWording {
+  /** What failed, starting each message. @default {"Cannot open an OPFS chunk cache"} */
+  action?: string;
+  /** What the caller calls the options, prefixed to each option's name ("opfs": "opfs.directory").
+   * @default {none} */
+  name?: string;
+}
+
+/**
+ * Throws `TypeError` or `RangeError` naming the option, unless `options` are options of
+ * {@linkcode OpfsChunkCache}.
+ */
+export function checkOpfsCacheOptions(options: unknown, wording: OpfsOptionsWording = {}): void {
+  const { action = "Cannot open an OPFS chunk cache", name } = wording;
+  const field = (option: string) => (name === undefined ? option : `${name}.${option}`);
+  if (typeof options !== "object" || options === null) {
+    throw new TypeError(`${action}: ${name ?? "the options"} must be an object, not ${String(options)}`);
   }
-
-  async #evict(dir: OpfsDirectoryHandle, index: Index, names: string[]): Promise<void> {
-    await Promise.all(names.map(async (name) => {
-      index.delete(name);
-      this.#stats.evictions++;
-      // Missing means someone else got there first; a file held open by a writer that is not a cache
-      // stays, and the next scan counts it again.
-      await dir.removeEntry(name).catch(() => {});
-    }));
+  const { directory, capacityBytes, root } = options as OpfsChunkCacheOptions;
+  if (
+    directory !== undefined &&
+    (typeof directory !== "string" || directory === "" || /[/\\]/.test(directory) ||
+      /^\.\.?$/.test(directory))
+  ) {
+    throw new TypeError(`${action}: ${field("directory")} ${JSON.stringify(directory)} is not one file name`);
+  }
+  if (capacityBytes !== undefined && (!Number.isSafeInteger(capacityBytes) || capacityBytes < 1)) {
+    throw new RangeError(`${action}: ${field("capacityBytes")} ${capacityBytes} is not a positive integer`);
+  }
+  if (root !== undefined && typeof root?.getDirectoryHandle !== "function") {
+    throw new TypeError(`${action}: ${field("root")} is not a directory handle`);
   }
 }
 
@@ -452,203 +514,18 @@ function missing(rootGiven: boolean): string | undefined {
     }
   }
   if (typeof navigator?.locks?.request !== "function") return "Web Locks (navigator.locks)";
+  if (typeof AbortSignal?.timeout !== "function") return "AbortSignal.timeout";
   return undefined;
 }
 
-async function readChunkFile(dir: OpfsDirectoryHandle, name: string): Promise<Uint8Array | undefined> {
-  try {
-    const file = await (await dir.getFileHandle(name)).getFile();
-    // Empty while it is first written: the browser fills it when the writer closes.
-    if (file.size === 0) return undefined;
-    return new Uint8Array(await file.arrayBuffer());
-  } catch (error) {
-    // Evicted by another tab, or replaced while read.
-    if (isNamed(error, "NotFoundError", "NotReadableError")) return undefined;
-    throw error;
+/** What to do about a directory the cache could not open. */
+function openHint(error: unknown): string {
+  if (isNamed(error, "SecurityError")) {
+    return " (storage is not allowed here: a sandboxed or opaque-origin frame, or site data blocked in the " +
+      "browser's settings); chunks are read from the store every time";
   }
-}
-
-async function fileSize(dir: OpfsDirectoryHandle, name: string): Promise<number | undefined> {
-  try {
-    return (await (await dir.getFileHandle(name)).getFile()).size;
-  } catch {
-    return undefined;
+  if (isNamed(error, "QuotaExceededError")) {
+    return " (the origin's storage is full: free other site data); chunks are read from the store every time";
   }
-}
-
-/** Writes each file; answers the ones that failed, with their errors. */
-async function writeFiles(dir: OpfsDirectoryHandle, writes: Pending[]): Promise<[Pending, unknown][]> {
-  const results = await Promise.all(writes.map(async (w): Promise<[Pending, unknown] | undefined> => {
-    try {
-      await writeFile(dir, w.name, w.object);
-      return undefined;
-    } catch (error) {
-      return [w, error];
-    }
-  }));
-  return results.filter((r) => r !== undefined);
-}
-
-async function writeFile(dir: OpfsDirectoryHandle, name: string, bytes: Uint8Array): Promise<void> {
-  const writable = await (await dir.getFileHandle(name, { create: true })).createWritable();
-  try {
-    await writable.write(bytes);
-  } catch (error) {
-    await writable.abort().catch(() => {});
-    throw error;
-  }
-  // The browser swaps the written copy in whole here.
-  await writable.close();
-}
-
-/** Each chunk's size and last use, and their total; uses are ordered by a counter kept with them. */
-class Index {
-  readonly #entries = new Map<string, { size: number; stamp: number }>();
-  next = 1;
-  total = 0;
-
-  get size(): number {
-    return this.#entries.size;
-  }
-
-  get(name: string): number | undefined {
-    return this.#entries.get(name)?.size;
-  }
-
-  entries(): IterableIterator<[string, { size: number; stamp: number }]> {
-    return this.#entries.entries();
-  }
-
-  add(name: string, size: number, stamp = this.next++): void {
-    this.delete(name);
-    this.#entries.set(name, { size, stamp });
-    this.total += size;
-  }
-
-  touch(name: string): void {
-    const entry = this.#entries.get(name);
-    if (entry) entry.stamp = this.next++;
-  }
-
-  delete(name: string): void {
-    const entry = this.#entries.get(name);
-    if (!entry) return;
-    this.#entries.delete(name);
-    this.total -= entry.size;
-  }
-
-  /** The least recently used chunks, oldest first, holding at least `bytes` (all there are, if fewer). */
-  oldest(bytes: number, keep: ReadonlySet<string> = new Set()): string[] {
-    if (bytes <= 0) return [];
-    const names: string[] = [];
-    let freed = 0;
-    const byAge = [...this.#entries].filter(([name]) => !keep.has(name))
-      .sort(([a, x], [b, y]) => x.stamp - y.stamp || (a < b ? -1 : 1));
-    for (const [name, { size }] of byAge) {
-      if (freed >= bytes) break;
-      names.push(name);
-      freed += size;
-    }
-    return names;
-  }
-}
-
-// The index file: "TSCI", version 1, 3 zero bytes, the entry count (u32) and the next stamp (f64); then per
-// chunk its id (32 bytes), file size (u32) and last use (f64); then the SHA-256 of all that. Little-endian.
-const INDEX_MAGIC = [0x54, 0x53, 0x43, 0x49];
-const INDEX_HEADER = 20;
-const INDEX_ENTRY = ID_LENGTH + 12;
-
-async function readIndex(dir: OpfsDirectoryHandle): Promise<{ index: Index; whole: boolean }> {
-  let bytes: Uint8Array;
-  try {
-    bytes = new Uint8Array(await (await (await dir.getFileHandle(INDEX_FILE)).getFile()).arrayBuffer());
-  } catch (error) {
-    if (isNamed(error, "NotFoundError")) return { index: new Index(), whole: false };
-    throw error;
-  }
-  const index = await decodeIndex(bytes);
-  return index ? { index, whole: true } : { index: new Index(), whole: false };
-}
-
-async function decodeIndex(bytes: Uint8Array): Promise<Index | undefined> {
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  if (bytes.length < INDEX_HEADER + 32 || INDEX_MAGIC.some((b, i) => bytes[i] !== b) || bytes[4] !== 1) {
-    return undefined;
-  }
-  const count = view.getUint32(8, true);
-  const body = INDEX_HEADER + count * INDEX_ENTRY;
-  if (bytes.length !== body + 32 || !idsEqual(await sha256(bytes.subarray(0, body)), bytes.subarray(body))) {
-    return undefined;
-  }
-  const index = new Index();
-  index.next = view.getFloat64(12, true);
-  for (let at = INDEX_HEADER; at < body; at += INDEX_ENTRY) {
-    const size = view.getUint32(at + ID_LENGTH, true);
-    const stamp = view.getFloat64(at + ID_LENGTH + 4, true);
-    if (
-      size <= CHUNK_HEADER_LENGTH || size > CHUNK_HEADER_LENGTH + MAX_CHUNK_LENGTH || !(stamp < index.next)
-    ) {
-      return undefined;
-    }
-    index.add(idToHex(bytes.subarray(at, at + ID_LENGTH)), size, stamp);
-  }
-  return index.size === count ? index : undefined;
-}
-
-async function writeIndex(dir: OpfsDirectoryHandle, index: Index): Promise<void> {
-  const body = INDEX_HEADER + index.size * INDEX_ENTRY;
-  const bytes = new Uint8Array(body + 32);
-  const view = new DataView(bytes.buffer);
-  bytes.set(INDEX_MAGIC, 0);
-  bytes[4] = 1;
-  view.setUint32(8, index.size, true);
-  view.setFloat64(12, index.next, true);
-  let at = INDEX_HEADER;
-  for (const [name, { size, stamp }] of index.entries()) {
-    bytes.set(hexToId(name), at);
-    view.setUint32(at + ID_LENGTH, size, true);
-    view.setFloat64(at + ID_LENGTH + 4, stamp, true);
-    at += INDEX_ENTRY;
-  }
-  bytes.set(await sha256(bytes.subarray(0, body)), body);
-  await writeFile(dir, INDEX_FILE, bytes);
-}
-
-/**
- * Makes `index` match the directory: forgets entries whose file is gone, deletes empty chunk files (a
- * write that never finished: none runs while the lock is held) and adopts the other files it lacks as
- * older than every entry, ordered by their modification times.
- */
-async function scan(dir: OpfsDirectoryHandle, index: Index): Promise<void> {
-  const names = new Set<string>();
-  for await (const name of dir.keys()) if (ID_FILE.test(name)) names.add(name);
-  for (const [name] of [...index.entries()]) if (!names.has(name)) index.delete(name);
-  const adopted: { name: string; size: number; time: number }[] = [];
-  for (const name of names) {
-    if (index.get(name) !== undefined) continue;
-    try {
-      const file = await (await dir.getFileHandle(name)).getFile();
-      if (file.size === 0) await dir.removeEntry(name);
-      else adopted.push({ name, size: file.size, time: file.lastModified });
-    } catch {
-      // Gone meanwhile, or held by a writer that is not a cache: the next scan looks again.
-    }
-  }
-  adopted.sort((a, b) => a.time - b.time || (a.name < b.name ? -1 : 1));
-  let oldest = index.next;
-  for (const [, { stamp }] of index.entries()) oldest = Math.min(oldest, stamp);
-  adopted.forEach(({ name, size }, i) => index.add(name, size, oldest - adopted.length + i));
-}
-
-function isNamed(error: unknown, ...names: string[]): boolean {
-  return names.includes((error as { name?: unknown } | null)?.name as string);
-}
-
-function describeError(error: unknown): string {
-  const name = (error as { name?: unknown } | null)?.name;
-  const message = errorMessage(error);
-  return typeof name === "string" && name !== "Error" && !message.startsWith(name)
-    ? `${name}: ${message}`
-    : message;
+  return "; chunks are read from the store every time";
 }

@@ -7,7 +7,7 @@
  * @module
  */
 
-import { CHUNK_HEADER_LENGTH, encodeChunk } from "../../src/chunk/codec.ts";
+import { CHUNK_HEADER_LENGTH, encodeChunk, MAX_CHUNK_LENGTH } from "../../src/chunk/codec.ts";
 import { idToHex } from "../../src/chunk/ids.ts";
 import { OpfsChunkCache, type OpfsDirectoryHandle, type OpfsFileHandle } from "../../src/chunk/opfs_cache.ts";
 import {
@@ -126,6 +126,7 @@ const opfsTarget: CacheSuiteTarget = {
       make: () => new OpfsChunkCache({ root: {} as OpfsDirectoryHandle }),
       error: TypeError,
     },
+    { what: "null options", make: () => new OpfsChunkCache(null as never), error: TypeError },
   ],
 };
 
@@ -133,44 +134,111 @@ async function opfsCache(
   location: string,
   chunks: number,
   root?: OpfsDirectoryHandle,
+  chunkSize = SIZE,
 ): Promise<OpfsChunkCache> {
   return new OpfsChunkCache({
     root: root ?? await testRoot(),
     directory: location,
-    capacityBytes: roomBytes(chunks),
+    capacityBytes: roomBytes(chunks, chunkSize),
   });
 }
 
-/** `real`, but the first `refusals.left` writes of chunk files fail as a full disk's would. */
-function quotaRoot(real: OpfsDirectoryHandle, refusals: { left: number }): OpfsDirectoryHandle {
-  const file = (handle: OpfsFileHandle): OpfsFileHandle => ({
-    getFile: () => handle.getFile(),
-    async createWritable() {
-      const writable = await handle.createWritable();
-      return {
-        async write(data) {
-          if (refusals.left > 0) {
-            refusals.left--;
-            throw new DOMException("The origin's quota is used up", "QuotaExceededError");
-          }
-          await writable.write(data);
-        },
-        close: () => writable.close(),
-        abort: (reason) => writable.abort(reason),
-      };
-    },
-  });
+/** What {@linkcode wrapRoot} changes of the handles it wraps. */
+interface Wrapping {
+  /** The file handle the cache gets for `name`. */
+  file?(name: string, handle: OpfsFileHandle): OpfsFileHandle;
+  /** Called on each listing of a directory. */
+  listed?(): void;
+}
+
+/** `real` and every handle got through it, with the changes of `wrapping`. */
+function wrapRoot(real: OpfsDirectoryHandle, wrapping: Wrapping): OpfsDirectoryHandle {
   const dir = (handle: OpfsDirectoryHandle): OpfsDirectoryHandle => ({
     name: handle.name,
     getDirectoryHandle: async (name, options) => dir(await handle.getDirectoryHandle(name, options)),
     getFileHandle: async (name, options) => {
       const got = await handle.getFileHandle(name, options);
-      return ID_FILE.test(name) ? file(got) : got;
+      return wrapping.file ? wrapping.file(name, got) : got;
     },
     removeEntry: (name) => handle.removeEntry(name),
-    keys: () => handle.keys(),
+    keys: () => {
+      wrapping.listed?.();
+      return handle.keys();
+    },
   });
   return dir(real);
+}
+
+/** Writes the quota refuses next, counted down as they are refused. */
+interface Refusals {
+  /** Writes of chunk files. */
+  chunks: number;
+  /** Writes of the index file. */
+  index: number;
+  /** Opening any file for writing (`createWritable`). */
+  opens: number;
+}
+
+/**
+ * `real`, but writes fail as a full disk's would, as `refusals` says. As chromium's does, a writer's
+ * `abort()` resolves before the browser lets go of the file (a moment later), so a file deleted at once
+ * is still held.
+ */
+function quotaRoot(real: OpfsDirectoryHandle, refusals: Partial<Refusals>): OpfsDirectoryHandle {
+  const refuse = (what: keyof Refusals) => {
+    if ((refusals[what] ?? 0) <= 0) return;
+    refusals[what]!--;
+    throw new DOMException("The origin's quota is used up", "QuotaExceededError");
+  };
+  return wrapRoot(real, {
+    file: (name, handle) => ({
+      getFile: () => handle.getFile(),
+      async createWritable() {
+        refuse("opens");
+        const writable = await handle.createWritable();
+        return {
+          async write(data) {
+            refuse(ID_FILE.test(name) ? "chunks" : "index");
+            await writable.write(data);
+          },
+          close: () => writable.close(),
+          abort: (reason) => {
+            setTimeout(() => void writable.abort(reason).catch(() => {}), 50);
+            return Promise.resolve();
+          },
+        };
+      },
+    }),
+  });
+}
+
+/** Holds `cache`'s lock, as another tab would, until `release()`. */
+async function holdLock(lockName: string): Promise<{ release(): Promise<void> }> {
+  let release = () => {};
+  let granted = () => {};
+  const got = new Promise<void>((resolve) => (granted = resolve));
+  const held = locks().request(lockName, () => {
+    granted();
+    return new Promise<void>((resolve) => (release = resolve));
+  });
+  await got;
+  return {
+    release: async () => {
+      release();
+      await held;
+    },
+  };
+}
+
+async function until(what: string, condition: () => boolean | Promise<boolean>): Promise<void> {
+  for (let waited = 0; !(await condition()); waited += 50) {
+    check(waited < 20_000, `${what} did not happen within 20 s`);
+    await sleep(50);
+  }
+}
+
+async function hasFile(location: string, id: Uint8Array): Promise<boolean> {
+  return (await heldIn(await locationDir(location))).ids.includes(idToHex(id));
 }
 
 /** What only the OPFS cache does; run on a page and in a worker like the suite. */
@@ -192,14 +260,17 @@ export const OPFS_CASES: readonly CacheCase[] = [
       const location = await newLocation();
       const cache = await opfsCache(location, 2);
       const [x, y, z] = await Promise.all([1, 2, 3].map((seed) => noiseChunk(SIZE, seed)));
-      for (const c of [x!, y!, z!]) await cache.put(c.id, c.bytes);
+      for (const c of [x!, y!, z!]) {
+        await cache.put(c.id, c.bytes);
+        await cache.settled();
+      }
       checkBytes(await cache.get(z!.id), z!.bytes, "z");
       check((await cache.get(x!.id)) === undefined, "x was kept past the capacity");
       await writeRaw(await locationDir(location), idToHex(y!.id), new Uint8Array([1, 2, 3]));
       check((await cache.get(y!.id)) === undefined, "a damaged y was served");
       await cache.settled();
       const { lastError: _, ...counts } = cache.stats();
-      const expected = { hits: 1, misses: 2, puts: 3, evictions: 1, damaged: 1, dropped: 0 };
+      const expected = { hits: 1, misses: 2, puts: 3, evictions: 1, damaged: 1, dropped: 0, lockTimeouts: 0 };
       check(JSON.stringify(counts) === JSON.stringify(expected), `stats ${JSON.stringify(counts)}`);
       const usage = await cache.usage();
       check(usage.chunks === 1 && usage.bytes === roomBytes(1), `usage ${JSON.stringify(usage)}`);
@@ -217,6 +288,7 @@ export const OPFS_CASES: readonly CacheCase[] = [
       check((await heldIn(dir)).ids.includes(idToHex(x.id)), "the empty file was deleted by a read");
       check(cache.stats().damaged === 0, "an empty file counted as damaged");
       await cache.put(x.id, x.bytes);
+      await cache.settled();
       checkBytes(await cache.get(x.id), x.bytes, "the chunk written over the empty file");
     },
   },
@@ -234,13 +306,15 @@ export const OPFS_CASES: readonly CacheCase[] = [
     name: "a put refused for quota evicts the least recently used and is written on the second try",
     async run() {
       const location = await newLocation();
-      const refusals = { left: 0 };
+      const refusals: Partial<Refusals> = {};
       const cache = await opfsCache(location, 4, quotaRoot(await testRoot(), refusals));
       const [a, b, c] = await Promise.all([7, 8, 9].map((seed) => noiseChunk(SIZE, seed)));
       await cache.put(a!.id, a!.bytes);
       await cache.put(b!.id, b!.bytes);
-      refusals.left = 1;
+      await cache.settled();
+      refusals.chunks = 1;
       await cache.put(c!.id, c!.bytes);
+      await cache.settled();
       checkBytes(await cache.get(c!.id), c!.bytes, "the chunk written on the second try");
       check((await cache.get(a!.id)) === undefined, "the least recently used chunk was not evicted");
       checkBytes(await cache.get(b!.id), b!.bytes, "b");
@@ -252,12 +326,14 @@ export const OPFS_CASES: readonly CacheCase[] = [
     name: "a put refused for quota twice is dropped, leaving neither a file nor an index entry",
     async run() {
       const location = await newLocation();
-      const refusals = { left: 0 };
+      const refusals: Partial<Refusals> = {};
       const cache = await opfsCache(location, 4, quotaRoot(await testRoot(), refusals));
       const [a, c] = await Promise.all([10, 11].map((seed) => noiseChunk(SIZE, seed)));
       await cache.put(a!.id, a!.bytes);
-      refusals.left = 2;
+      await cache.settled();
+      refusals.chunks = 2;
       await cache.put(c!.id, c!.bytes);
+      await cache.settled();
       check((await cache.get(c!.id)) === undefined, "a dropped chunk was a hit");
       const { ids } = await heldIn(await locationDir(location));
       check(ids.length === 0, `files left: ${ids.join()}`);
@@ -265,8 +341,13 @@ export const OPFS_CASES: readonly CacheCase[] = [
       check(usage.chunks === 0 && usage.bytes === 0, `usage ${JSON.stringify(usage)}`);
       const stats = cache.stats();
       check(stats.dropped === 1, `dropped ${stats.dropped}`);
-      check(/QuotaExceededError/.test(stats.lastError ?? ""), `lastError ${stats.lastError}`);
+      const said = new RegExp(
+        `^Cannot write chunk ${idToHex(c!.id)} to OPFS chunk cache "${location}": QuotaExceededError: .*` +
+          "the origin's storage is full.*; the chunk was not cached$",
+      );
+      check(said.test(stats.lastError ?? ""), `lastError ${stats.lastError}`);
       await cache.put(c!.id, c!.bytes);
+      await cache.settled();
       checkBytes(await cache.get(c!.id), c!.bytes, "the chunk put once the disk has room");
     },
   },
@@ -301,14 +382,20 @@ export const OPFS_CASES: readonly CacheCase[] = [
       const first = await opfsCache(location, 8);
       const xs = await Promise.all([13, 14, 15].map((seed) => noiseChunk(SIZE, seed)));
       for (const x of xs) await first.put(x.id, x.bytes);
+      await first.settled();
       await writeRaw(await locationDir(location), "tessera-index", new TextEncoder().encode("damaged"));
       const second = await opfsCache(location, 8);
       for (const [i, x] of xs.entries()) checkBytes(await second.get(x.id), x.bytes, `chunk ${i}`);
       const y = await noiseChunk(SIZE, 16);
       await second.put(y.id, y.bytes);
+      await second.settled();
       const usage = await second.usage();
       check(usage.chunks === 4 && usage.bytes === roomBytes(4), `usage ${JSON.stringify(usage)}`);
+      const said = `The index of OPFS chunk cache "${location}" (tessera-index) failed its check: ` +
+        "7 bytes, shorter than any index; rebuilt it from the directory";
+      check(second.stats().lastError === said, `lastError ${second.stats().lastError}`);
       await first.put(xs[0]!.id, xs[0]!.bytes);
+      await first.settled();
       check((await first.usage()).chunks === 4, "the first cache counts the rebuilt index differently");
     },
   },
@@ -326,8 +413,10 @@ export const OPFS_CASES: readonly CacheCase[] = [
       checkBytes(await cache.get(stray.id), stray.bytes, "the stray file, verified");
       const xs = await Promise.all([18, 19, 20].map((seed) => noiseChunk(SIZE, seed)));
       await cache.put(xs[0]!.id, xs[0]!.bytes);
+      await cache.settled();
       check((await cache.usage()).chunks === 2, "the stray file was not adopted");
       for (const x of xs.slice(1)) await cache.put(x.id, x.bytes);
+      await cache.settled();
       check((await cache.get(stray.id)) === undefined, "the adopted file was not evicted first");
       for (const [i, x] of xs.entries()) checkBytes(await cache.get(x.id), x.bytes, `chunk ${i}`);
     },
@@ -339,6 +428,7 @@ export const OPFS_CASES: readonly CacheCase[] = [
       const [writer, reader] = [await opfsCache(location, 3), await opfsCache(location, 3)];
       const [a, b, c, d] = await Promise.all([21, 22, 23, 24].map((seed) => noiseChunk(SIZE, seed)));
       for (const x of [a!, b!, c!]) await writer.put(x.id, x.bytes);
+      await writer.settled();
       const dir = await locationDir(location);
       const before = await fileText(dir, "tessera-index");
       checkBytes(await reader.get(a!.id), a!.bytes, "a read by the second cache");
@@ -348,9 +438,229 @@ export const OPFS_CASES: readonly CacheCase[] = [
         await sleep(100);
       }
       await writer.put(d!.id, d!.bytes);
+      await writer.settled();
       const { ids } = await heldIn(await locationDir(location));
       check(ids.includes(idToHex(a!.id)), "a, read through the second cache, was evicted");
       check(!ids.includes(idToHex(b!.id)), "b, the least recently used, was kept");
+    },
+  },
+  {
+    name: "a put whose index write is refused for quota evicts the least recently used and is written",
+    async run() {
+      const location = await newLocation();
+      const refusals: Partial<Refusals> = {};
+      const cache = await opfsCache(location, 4, quotaRoot(await testRoot(), refusals));
+      const [a, b, c, d] = await Promise.all([25, 26, 27, 28].map((seed) => noiseChunk(SIZE, seed)));
+      for (const x of [a!, b!]) {
+        await cache.put(x.id, x.bytes);
+        await cache.settled();
+      }
+      refusals.index = 1;
+      await cache.put(c!.id, c!.bytes);
+      await cache.settled();
+      checkBytes(await cache.get(c!.id), c!.bytes, "the chunk written once the index had room");
+      check(!(await hasFile(location, a!.id)), "the least recently used chunk was not evicted");
+      let stats = cache.stats();
+      check(stats.evictions >= 1 && stats.dropped === 0, `stats ${JSON.stringify(stats)}`);
+      // Opening the index for writing is refused the same way.
+      refusals.opens = 1;
+      await cache.put(d!.id, d!.bytes);
+      await cache.settled();
+      checkBytes(await cache.get(d!.id), d!.bytes, "the chunk written once the index could be opened");
+      stats = cache.stats();
+      check(stats.dropped === 0, `stats ${JSON.stringify(stats)}`);
+      const usage = await cache.usage();
+      const { ids, bytes } = await heldIn(await locationDir(location));
+      check(
+        usage.chunks === ids.length && usage.bytes === bytes,
+        `usage ${JSON.stringify(usage)}, files ${ids}`,
+      );
+    },
+  },
+  {
+    name: "a put whose index write is refused for quota twice is dropped, and a later put is written",
+    async run() {
+      const location = await newLocation();
+      const refusals: Partial<Refusals> = {};
+      const cache = await opfsCache(location, 4, quotaRoot(await testRoot(), refusals));
+      const [a, c] = await Promise.all([29, 30].map((seed) => noiseChunk(SIZE, seed)));
+      await cache.put(a!.id, a!.bytes);
+      await cache.settled();
+      refusals.index = 2;
+      await cache.put(c!.id, c!.bytes);
+      await cache.settled();
+      check((await cache.get(c!.id)) === undefined, "a dropped chunk was a hit");
+      check(!(await hasFile(location, c!.id)), "the dropped chunk's file was written");
+      const { dropped, lastError } = cache.stats();
+      check(dropped === 1, `dropped ${dropped}`);
+      const said =
+        `Cannot write the index of OPFS chunk cache "${location}" (tessera-index): QuotaExceededError`;
+      check(
+        lastError?.startsWith(said) && lastError.endsWith("; 1 chunk was not cached"),
+        `lastError ${lastError}`,
+      );
+      await cache.put(c!.id, c!.bytes);
+      await cache.settled();
+      checkBytes(await cache.get(c!.id), c!.bytes, "the chunk put once the disk has room");
+    },
+  },
+  {
+    name: "put() resolves at once while another tab holds the lock, and settled() waits for the write",
+    async run() {
+      const location = await newLocation();
+      const cache = await opfsCache(location, 4);
+      const x = await noiseChunk(SIZE, 31);
+      const other = await holdLock(cache.lockName);
+      await cache.put(x.id, x.bytes);
+      check(
+        cache.stats().dropped === 0,
+        `a put waiting for the lock was dropped: ${JSON.stringify(cache.stats())}`,
+      );
+      let settled = false;
+      const settling = cache.settled().then(() => void (settled = true));
+      await until("a lock timeout", () => cache.stats().lockTimeouts > 0);
+      check(!settled, "settled() resolved while the write waited for the lock");
+      check(!(await hasFile(location, x.id)), "the chunk was written while another tab held the lock");
+      await other.release();
+      await settling;
+      checkBytes(await cache.get(x.id), x.bytes, "the chunk written once the lock was released");
+      const { puts, dropped } = cache.stats();
+      check(puts === 1 && dropped === 0, `stats ${JSON.stringify(cache.stats())}`);
+    },
+  },
+  {
+    name: "puts beyond the 16 MiB that may wait for the lock are dropped, and the rest written after it",
+    async run() {
+      const location = await newLocation();
+      const cache = await opfsCache(location, 32, undefined, MAX_CHUNK_LENGTH);
+      const xs = await Promise.all(
+        Array.from({ length: 16 }, (_, i) => noiseChunk(MAX_CHUNK_LENGTH, 40 + i)),
+      );
+      const other = await holdLock(cache.lockName);
+      for (const x of xs) await cache.put(x.id, x.bytes);
+      const { dropped, lastError } = cache.stats();
+      check(dropped === 1, `dropped ${dropped}`);
+      const said = `Cannot write chunk ${idToHex(xs[15]!.id)} to OPFS chunk cache "${location}": 15 chunks`;
+      check(
+        lastError?.startsWith(said) && lastError.endsWith("; the chunk was not cached"),
+        `lastError ${lastError}`,
+      );
+      await other.release();
+      await cache.settled();
+      for (const [i, x] of xs.slice(0, 15).entries()) {
+        checkBytes(await cache.get(x.id), x.bytes, `chunk ${i}`);
+      }
+      check(cache.stats().puts === 15, `puts ${cache.stats().puts}`);
+    },
+  },
+  {
+    name: "a cache given the origin's root shares the default cache's lock",
+    async run() {
+      const directory = `default-${await newLocation()}`;
+      const plain = new OpfsChunkCache({ directory });
+      const rooted = new OpfsChunkCache({ directory, root: await opfsRoot() });
+      check(rooted.lockName === plain.lockName, `lock names ${rooted.lockName} and ${plain.lockName}`);
+      const x = await noiseChunk(SIZE, 32);
+      const other = await holdLock(plain.lockName);
+      await rooted.put(x.id, x.bytes);
+      const dir = await (await opfsRoot()).getDirectoryHandle(directory);
+      const written = () => dir.getFileHandle(idToHex(x.id)).then(() => true, () => false);
+      await until(
+        "a lock timeout or the write",
+        async () => rooted.stats().lockTimeouts > 0 || await written(),
+      );
+      check(!(await written()), "the chunk was written while the default cache's lock was held");
+      await other.release();
+      await rooted.settled();
+      checkBytes(await plain.get(x.id), x.bytes, "the chunk, read through the default cache");
+      const root = await opfsRoot() as unknown as { removeEntry(name: string, o: object): Promise<void> };
+      await root.removeEntry(directory, { recursive: true });
+    },
+  },
+  {
+    name: "a scan deletes a chunk file of a size no chunk has, so the index stays whole and is not rescanned",
+    async run() {
+      const location = await newLocation();
+      let listings = 0;
+      const counted = wrapRoot(await testRoot(), { listed: () => void listings++ });
+      const a = await opfsCache(location, 8, counted);
+      const [x, y, z] = await Promise.all([33, 34, 35].map((seed) => noiseChunk(SIZE, seed)));
+      await a.put(x!.id, x!.bytes);
+      await a.settled();
+      const stray = "ab".repeat(32);
+      await writeRaw(await locationDir(location), stray, new Uint8Array([1, 2, 3, 4, 5]));
+      // Another tab's cache scans the directory at its first change.
+      const b = await opfsCache(location, 8);
+      await b.put(y!.id, y!.bytes);
+      await b.settled();
+      check(!(await heldIn(await locationDir(location))).ids.includes(stray), "the 5-byte file was kept");
+      check(b.stats().damaged === 1, `damaged ${b.stats().damaged}`);
+      const before = listings;
+      await a.put(z!.id, z!.bytes);
+      await a.settled();
+      check(listings === before, "the first cache scanned the directory again");
+      check(a.stats().lastError === undefined, `lastError ${a.stats().lastError}`);
+      check((await a.usage()).chunks === 3, `usage ${JSON.stringify(await a.usage())}`);
+    },
+  },
+  {
+    name: "a damaged file another tab wrote again before this cache's next change stays in the index",
+    async run() {
+      const location = await newLocation();
+      const [a, b] = [await opfsCache(location, 4), await opfsCache(location, 4)];
+      const x = await noiseChunk(SIZE, 36);
+      await b.put(x.id, x.bytes);
+      await b.settled();
+      const damaged = encodeChunk(x.bytes, { codec: "none" });
+      damaged[100] = damaged[100]! ^ 1;
+      await writeRaw(await locationDir(location), idToHex(x.id), damaged);
+      check((await a.get(x.id)) === undefined, "a damaged file was served");
+      await b.put(x.id, x.bytes);
+      await b.settled();
+      await a.settled();
+      checkBytes(await b.get(x.id), x.bytes, "the chunk written again");
+      const usage = await b.usage();
+      check(usage.chunks === 1 && usage.bytes === roomBytes(1), `usage ${JSON.stringify(usage)}`);
+    },
+  },
+  {
+    name: "a change reads the index file only when another cache has changed it",
+    async run() {
+      const location = await newLocation();
+      let reads = 0;
+      const readsSoFar = () => reads;
+      const counted = wrapRoot(await testRoot(), {
+        file: (name, handle) =>
+          name !== "tessera-index" ? handle : {
+            createWritable: () => handle.createWritable(),
+            getFile: async () => {
+              const file = await handle.getFile();
+              return {
+                size: file.size,
+                lastModified: file.lastModified,
+                arrayBuffer: () => (reads++, file.arrayBuffer()),
+                slice: (start, end) => file.slice(start, end),
+              };
+            },
+          },
+      });
+      const a = await opfsCache(location, 8, counted);
+      const xs = await Promise.all([37, 38, 39, 40, 41].map((seed) => noiseChunk(SIZE, seed)));
+      for (const x of xs.slice(0, 3)) {
+        await a.put(x.id, x.bytes);
+        await a.settled();
+      }
+      checkBytes(await a.get(xs[0]!.id), xs[0]!.bytes, "a hit");
+      await a.settled();
+      check(readsSoFar() === 0, `the index was read ${reads} times, though only this cache wrote it`);
+      const b = await opfsCache(location, 8);
+      await b.put(xs[3]!.id, xs[3]!.bytes);
+      await b.settled();
+      await a.put(xs[4]!.id, xs[4]!.bytes);
+      await a.settled();
+      check(readsSoFar() === 1, `the index was read ${reads} times after another cache changed it once`);
+      const usage = await a.usage();
+      check(usage.chunks === 5 && usage.bytes === roomBytes(5), `usage ${JSON.stringify(usage)}`);
     },
   },
 ];

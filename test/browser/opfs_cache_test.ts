@@ -7,11 +7,13 @@
  */
 
 import assert from "node:assert/strict";
+import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import type { Browser, BrowserContext, Page } from "playwright-core";
 import { OpfsChunkCache } from "../../src/chunk/opfs_cache.ts";
 import { MemoryStore } from "../../src/store/memory.ts";
+import { openReplica } from "../../src/web.ts";
 import type * as Web from "../../src/web.ts";
 import { syncDatabase } from "../../src/write/sync.ts";
 import {
@@ -32,6 +34,17 @@ const PAGE = `<!doctype html><meta charset="utf-8"><title>OPFS cache tests</titl
 <script type="module" src="/t/page.js"></script>`;
 
 const CHUNK_OBJECT = 1024 + 12;
+
+/** `opfs` options openReplica must reject, the error class and the message, on every runtime. */
+const BAD_OPFS_OPTIONS = [
+  [
+    null,
+    TypeError,
+    "Cannot open a replica: opfs must be false or an object of OpfsChunkCache options, not null",
+  ],
+  [{ capacityBytes: 0 }, RangeError, "Cannot open a replica: opfs.capacityBytes 0 is not a positive integer"],
+  [{ directory: "a/b" }, TypeError, 'Cannot open a replica: opfs.directory "a/b" is not one file name'],
+] as const;
 
 describe("OpfsChunkCache outside a browser", () => {
   it("is unavailable, and a cache made anyway answers misses, drops puts and says why", async () => {
@@ -55,8 +68,19 @@ describe("OpfsChunkCache outside a browser", () => {
       evictions: 0,
       damaged: 0,
       dropped: 1,
+      lockTimeouts: 0,
       lastError: undefined,
     });
+  });
+
+  it("openReplica() rejects bad opfs options, never throwing, with an error naming the option", async () => {
+    for (const [opfs, error, said] of BAD_OPFS_OPTIONS) {
+      let opening: Promise<unknown> | undefined;
+      assert.doesNotThrow(() => {
+        opening = openReplica("app", { store: new MemoryStore(), opfs: opfs as never });
+      }, `opfs ${JSON.stringify(opfs)} threw`);
+      await assert.rejects(opening!, (thrown) => thrown instanceof error && thrown.message === said);
+    }
   });
 
   it("rejects a bad id or bad bytes as any cache does", async () => {
@@ -182,8 +206,26 @@ describe("OpfsChunkCache in chromium", () => {
   });
 });
 
+// The replicas' default OPFS cache is private to the bundle: the page finds it by the puts it gets, so a
+// test can wait for its background writes (\`settleCaches()\`) instead of guessing when they end.
 const REPLICA_PAGE = `<!doctype html><meta charset="utf-8"><title>replica</title>
-<script type="module">import * as tessera from "/dist/tessera.js"; globalThis.tessera = tessera;</script>`;
+<script type="module">
+import * as tessera from "/dist/tessera.js";
+const caches = new Set();
+const put = tessera.OpfsChunkCache.prototype.put;
+tessera.OpfsChunkCache.prototype.put = function (...args) {
+  caches.add(this);
+  return put.apply(this, args);
+};
+globalThis.settleCaches = () => Promise.all([...caches].map((cache) => cache.settled()));
+globalThis.tessera = tessera;
+</script>`;
+
+/** What the replica page offers. */
+interface ReplicaPage {
+  tessera: typeof Web;
+  settleCaches(): Promise<void>;
+}
 
 describe("openReplica in chromium", () => {
   let dir: string;
@@ -210,10 +252,11 @@ describe("openReplica in chromium", () => {
     });
     const [bundle, chromium] = await Promise.all([browserBundle(), launchChromium()]);
     browser = chromium;
+    const objects = objectsEndpoint(store, ["app"], { noStore: true });
     site = await startSite({
       pages: { "/": REPLICA_PAGE },
       directories: { "/dist/": bundle },
-      fetch: objectsEndpoint(store, ["app"], { noStore: true }),
+      fetch: async (request) => (await dataFramePages(request, bundle)) ?? await objects(request),
     });
   });
 
@@ -226,12 +269,16 @@ describe("openReplica in chromium", () => {
   const chunkDownloads = () =>
     site.requests.filter((r) => /^\/v1\/objects\/(chunks|packs)\//.test(r.path)).length;
 
-  /** Opens the replica on a fresh load of the page, queries it, and waits until the OPFS cache stops growing. */
-  async function query(page: Page, extra: Record<string, unknown> = {}) {
+  /**
+   * Opens the replica on a fresh load of the page and queries it, timing both; unless `settle` is false,
+   * then waits for the cache's writes and counts its chunks.
+   */
+  async function query(page: Page, options: { extra?: Record<string, unknown>; settle?: boolean } = {}) {
     await page.goto(`${site.url}/`);
     await page.waitForFunction(() => "tessera" in globalThis, null, { timeout: 30_000 });
-    return await page.evaluate(async ({ store, extra }) => {
-      const { tessera } = globalThis as unknown as { tessera: typeof Web };
+    const { row, ms } = await page.evaluate(async ({ store, extra }) => {
+      const { tessera } = globalThis as unknown as ReplicaPage;
+      const started = performance.now();
       const replica = await tessera.openReplica("app", {
         store: new tessera.HttpStore(store),
         pollIntervalMs: 0,
@@ -239,18 +286,20 @@ describe("openReplica in chromium", () => {
         ...extra,
       });
       const result = await replica.execute("SELECT count(*), sum(length(v)) FROM t");
+      const ms = performance.now() - started;
       replica.close();
-      // The replica's cache writes run in the background: wait until two looks a moment apart agree.
-      const cache = new tessera.OpfsChunkCache();
-      let chunks = -1;
-      for (;;) {
-        await new Promise((resolve) => setTimeout(resolve, 300));
-        const now = (await cache.usage()).chunks;
-        if (now === chunks) break;
-        chunks = now;
-      }
-      return { row: result.columns.map((_, i) => String(result.rows[0]![i])), chunks };
-    }, { store: `${site.url}/v1/objects`, extra });
+      return { row: result.columns.map((_, i) => String(result.rows[0]![i])), ms };
+    }, { store: `${site.url}/v1/objects`, extra: options.extra ?? {} });
+    return { row, ms, chunks: options.settle === false ? -1 : await settledChunks(page) };
+  }
+
+  /** Waits for the writes of the page's OPFS caches, then counts the chunks of the default one. */
+  function settledChunks(page: Page): Promise<number> {
+    return page.evaluate(async () => {
+      const { tessera, settleCaches } = globalThis as unknown as ReplicaPage;
+      await settleCaches();
+      return (await new tessera.OpfsChunkCache().usage()).chunks;
+    });
   }
 
   it("keeps the chunks a replica fetched in OPFS, and after a reload reads them from there, not the store", async () => {
@@ -264,15 +313,144 @@ describe("openReplica in chromium", () => {
 
       site.reset();
       const again = await query(page);
-      assert.deepEqual(again, first);
+      assert.deepEqual([again.row, again.chunks], [first.row, first.chunks]);
       assert.equal(chunkDownloads(), 0, "the reload downloaded chunks OPFS held");
 
       site.reset();
-      const off = await query(page, { opfs: false });
+      const off = await query(page, { extra: { opfs: false } });
       assert.deepEqual(off.row, expected);
       assert.ok(chunkDownloads() > 0, "with opfs: false the chunks still came from OPFS");
     } finally {
       await context.close();
     }
   });
+
+  it("opens and queries a replica as fast while another tab holds the OPFS cache's lock, which then catches up", async () => {
+    const context = await browser.newContext();
+    try {
+      const page = await context.newPage();
+      const holder = await context.newPage();
+      await holder.goto(`${site.url}/`);
+      for (const load of ["eager", "lazy"] as const) {
+        await clearOpfs(holder);
+        const free = await query(page, { extra: { load } });
+        assert.deepEqual(free.row, expected);
+        await clearOpfs(holder);
+        await holder.evaluate(() =>
+          new Promise<void>((granted) => {
+            const { locks } = navigator as unknown as {
+              locks: { request(name: string, callback: () => Promise<void>): Promise<void> };
+            };
+            void locks.request("tessera-chunk-cache:tessera-chunks", () => {
+              granted();
+              return new Promise((release) => ((globalThis as { release?: () => void }).release = release));
+            });
+          })
+        );
+        const held = await query(page, { extra: { load }, settle: false });
+        assert.deepEqual(held.row, expected);
+        // Waiting for the lock cost 30 s a batch of cache writes: a hundred times an open's time.
+        assert.ok(
+          held.ms < 10 * free.ms,
+          `${load}: ${Math.round(held.ms)} ms with the lock held, ${Math.round(free.ms)} ms without`,
+        );
+        await holder.evaluate(() => (globalThis as unknown as { release(): void }).release());
+        assert.equal(await settledChunks(page), free.chunks, `${load}: the cache did not catch up`);
+      }
+    } finally {
+      await context.close();
+    }
+  });
+
+  it("openReplica() rejects bad opfs options in a page, never throwing", async () => {
+    const page = await browser.newPage();
+    try {
+      await page.goto(`${site.url}/`);
+      await page.waitForFunction(() => "tessera" in globalThis, null, { timeout: 30_000 });
+      const outcomes = await page.evaluate(async ({ store, cases }) => {
+        const { tessera } = globalThis as unknown as { tessera: typeof Web };
+        const out: string[] = [];
+        for (const opfs of cases) {
+          try {
+            await tessera.openReplica("app", { store: new tessera.HttpStore(store), opfs: opfs as never })
+              .then(
+                (replica) => (replica.close(), out.push("opened")),
+                (error) => out.push(`rejected ${error.name}: ${error.message}`),
+              );
+          } catch (error) {
+            out.push(`threw ${(error as Error).name}: ${(error as Error).message}`);
+          }
+        }
+        return out;
+      }, { store: `${site.url}/v1/objects`, cases: BAD_OPFS_OPTIONS.map(([opfs]) => opfs) });
+      assert.deepEqual(
+        outcomes,
+        BAD_OPFS_OPTIONS.map(([, error, said]) => `rejected ${error.name}: ${said}`),
+      );
+    } finally {
+      await page.close();
+    }
+  });
+
+  it("openReplica() in a frame without crypto.subtle rejects with UNSUPPORTED, saying to serve over HTTPS", async () => {
+    const page = await browser.newPage();
+    try {
+      await page.goto(`${site.url}/data-frame`);
+      const said = await page.waitForFunction(() => (globalThis as { said?: unknown }).said, null, {
+        timeout: 30_000,
+      }).then((handle) => handle.jsonValue()) as { secure: boolean; code?: string; message?: string };
+      assert.equal(said.secure, false, "the data: frame is a secure context");
+      assert.equal(said.code, "UNSUPPORTED", JSON.stringify(said));
+      assert.match(
+        said.message ?? "",
+        /no Web Crypto \(crypto\.subtle\).*serve the page over HTTPS or from localhost/,
+      );
+    } finally {
+      await page.close();
+    }
+  });
 });
+
+/** Empties the default OPFS cache's directory, from a page of the site. */
+async function clearOpfs(page: Page): Promise<void> {
+  await page.evaluate(async () => {
+    const { storage } = navigator as unknown as {
+      storage: { getDirectory(): Promise<{ removeEntry(name: string, options: object): Promise<void> }> };
+    };
+    await (await storage.getDirectory()).removeEntry("tessera-chunks", { recursive: true }).catch(() => {});
+  });
+}
+
+/**
+ * `/data-frame`: a page whose data: frame (an opaque origin, not a secure context) opens a replica with the
+ * bundle, served with CORS under `/cdist/`, and posts what happened to the page (`globalThis.said`).
+ */
+async function dataFramePages(request: Request, bundle: string): Promise<Response | undefined> {
+  const url = new URL(request.url);
+  if (url.pathname.startsWith("/cdist/")) {
+    const name = url.pathname.slice("/cdist/".length);
+    if (!/^[\w.-]+$/.test(name)) return undefined;
+    const body = await readFile(join(bundle, name)).catch(() => undefined);
+    if (!body) return undefined;
+    const type = name.endsWith(".wasm") ? "application/wasm" : "text/javascript";
+    return new Response(body, { headers: { "content-type": type, "access-control-allow-origin": "*" } });
+  }
+  if (url.pathname !== "/data-frame") return undefined;
+  const frame = `<script type="module">
+const said = { secure: self.isSecureContext };
+try {
+  const tessera = await import("${url.origin}/cdist/tessera.js");
+  const replica = await tessera.openReplica("app", { store: new tessera.HttpStore("${url.origin}/v1/objects") });
+  replica.close();
+  said.opened = true;
+} catch (error) {
+  said.code = error.code;
+  said.message = String(error.message);
+}
+parent.postMessage(said, "*");
+</script>`;
+  const page = `<!doctype html><meta charset="utf-8"><title>data: frame</title>
+<script>addEventListener("message", (event) => { globalThis.said = event.data; });</script>
+<iframe src="data:text/html;base64,${btoa(frame)}"></iframe>`;
+  return new Response(page, { headers: { "content-type": "text/html; charset=utf-8" } });
+}

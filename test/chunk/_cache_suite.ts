@@ -2,6 +2,8 @@
  * What every persistent {@linkcode ChunkCache} must do, written once and run against each: the directory
  * cache under Deno and Bun (`cache_test.ts`), the OPFS cache in chromium, on a page and in a worker
  * (`../browser/opfs_cache_test.ts`). No `node:` module and no node:assert, so it bundles for a browser.
+ * A cache may write in the background (the OPFS cache's `put` resolves once the chunk is queued): the cases
+ * call `settled()` before they look for what was put.
  *
  * @module
  */
@@ -92,6 +94,7 @@ export const CACHE_CASES: readonly CacheCase[] = [
       const sizes = [1, 4096 + 7, 65536, MAX_CHUNK_LENGTH];
       const xs = await Promise.all(sizes.map((size, i) => noiseChunk(size, 10 + i)));
       for (const x of xs) await cache.put(x.id, x.bytes);
+      await settle(cache);
       for (const [i, x] of xs.entries()) {
         checkBytes(await cache.get(x.id), x.bytes, `the ${sizes[i]}-byte chunk`);
       }
@@ -107,6 +110,7 @@ export const CACHE_CASES: readonly CacheCase[] = [
       const input = x!.bytes.slice();
       await cache.put(x!.id, input);
       input.fill(0);
+      await settle(cache);
       const first = await cache.get(x!.id);
       checkBytes(first, x!.bytes, "the first read");
       first!.fill(1);
@@ -122,6 +126,7 @@ export const CACHE_CASES: readonly CacheCase[] = [
       await cache.put(x!.id, x!.bytes);
       await cache.put(x!.id, x!.bytes);
       await Promise.all([cache.put(x!.id, x!.bytes), cache.put(x!.id, x!.bytes)]);
+      await settle(cache);
       const { ids, bytes } = await target.held(location);
       check(ids.length === 1, `${ids.length} files for one chunk`);
       check(bytes === SIZE + CHUNK_HEADER_LENGTH, `${bytes} bytes for one chunk object`);
@@ -146,6 +151,7 @@ export const CACHE_CASES: readonly CacheCase[] = [
         ["a header alone", object.subarray(0, CHUNK_HEADER_LENGTH)],
       ];
       for (const x of xs) await cache.put(x.id, x.bytes);
+      await settle(cache);
       for (const [i, [, bytes]] of damages.entries()) await target.damage(location, xs[i]!.id, bytes);
       for (const [i, [what]] of damages.entries()) {
         check((await cache.get(xs[i]!.id)) === undefined, `${what} was served`);
@@ -156,6 +162,7 @@ export const CACHE_CASES: readonly CacheCase[] = [
         check(!ids.includes(idToHex(xs[i]!.id)), `the file with ${what} was not deleted`);
       }
       for (const x of xs) await cache.put(x.id, x.bytes);
+      await settle(cache);
       for (const [i, x] of xs.entries()) checkBytes(await cache.get(x.id), x.bytes, `chunk ${i} put again`);
     },
   },
@@ -167,10 +174,12 @@ export const CACHE_CASES: readonly CacheCase[] = [
       const [x, y] = await chunks(2, 50);
       await cache.put(x!.id, x!.bytes);
       await cache.put(y!.id, y!.bytes);
+      await settle(cache);
       await target.remove(location, x!.id);
       check((await cache.get(x!.id)) === undefined, "a deleted chunk was a hit");
       checkBytes(await cache.get(y!.id), y!.bytes, "the other chunk");
       await cache.put(x!.id, x!.bytes);
+      await settle(cache);
       checkBytes(await cache.get(x!.id), x!.bytes, "the chunk put again");
     },
   },
@@ -198,6 +207,7 @@ export const CACHE_CASES: readonly CacheCase[] = [
       const [x, y] = await chunks(2, 70);
       await a!.put(x!.id, x!.bytes);
       await b!.put(y!.id, y!.bytes);
+      await settle(a!, b!);
       checkBytes(await b!.get(x!.id), x!.bytes, "b reading a's chunk");
       checkBytes(await a!.get(y!.id), y!.bytes, "a reading b's chunk");
     },
@@ -272,6 +282,7 @@ export const CACHE_CASES: readonly CacheCase[] = [
       const [a, b, c, d] = await chunks(4, 400);
       for (const x of [a!, b!, c!]) {
         await cache.put(x.id, x.bytes);
+        await settle(cache);
         await target.tick?.();
       }
       checkBytes(await cache.get(a!.id), a!.bytes, "a");
@@ -293,6 +304,7 @@ export const CACHE_CASES: readonly CacheCase[] = [
       const [a, b, c, d] = await chunks(4, 500);
       for (const x of [a!, b!, c!]) {
         await writer.put(x.id, x.bytes);
+        await settle(writer);
         await target.tick?.();
       }
       checkBytes(await reader.get(a!.id), a!.bytes, "a read by the second cache");
