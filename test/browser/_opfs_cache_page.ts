@@ -430,10 +430,12 @@ export const OPFS_CASES: readonly CacheCase[] = [
       for (const x of [a!, b!, c!]) await writer.put(x.id, x.bytes);
       await writer.settled();
       const dir = await locationDir(location);
-      const before = await fileText(dir, "tessera-index");
+      // Under the lock: a file read while another is swapped in fails.
+      const index = () => locks().request(writer.lockName, () => fileText(dir, "tessera-index"));
+      const before = await index();
       checkBytes(await reader.get(a!.id), a!.bytes, "a read by the second cache");
       // Only the reader's record of its hit can change the index now.
-      for (let waited = 0; (await fileText(dir, "tessera-index")) === before; waited += 100) {
+      for (let waited = 0; (await index()) === before; waited += 100) {
         check(waited < 10_000, "the hit was not recorded within 10 s");
         await sleep(100);
       }
