@@ -131,23 +131,20 @@ export async function openReplica(
   const { opfs, ...rest } = options;
   if (opfs !== undefined && opfs !== false) {
     if (typeof opfs !== "object" || opfs === null) {
+      const given = String(opfs);
       throw new TypeError(
-        `Cannot open a replica: opfs must be false or an object of OpfsChunkCache options, not ${
-          String(opfs)
-        }`,
+        `Cannot open a replica: opfs must be false or an object of OpfsChunkCache options, not ${given}`,
       );
     }
     checkOpfsCacheOptions(opfs, { action: "Cannot open a replica", name: "opfs" });
   }
-  if (
-    typeof (globalThis as { crypto?: { subtle?: { digest?: unknown } } }).crypto?.subtle?.digest !==
-      "function"
-  ) {
+  const { crypto } = globalThis as { crypto?: { subtle?: { digest?: unknown } } };
+  if (typeof crypto?.subtle?.digest !== "function") {
     throw new TesseraError(
       "UNSUPPORTED",
-      "Cannot open a replica: this page has no Web Crypto (crypto.subtle), which verifies every chunk read; " +
-        "browsers offer it only in secure contexts: serve the page over HTTPS or from localhost " +
-        "(not plain http from another host, nor a data: or sandboxed frame)",
+      "Cannot open a replica: this page has no Web Crypto (crypto.subtle), which verifies every chunk " +
+        "read; browsers offer it only in secure contexts: serve the page over HTTPS or from localhost " +
+        "(not over plain http from another host, nor from a data: URL)",
     );
   }
   if (rest.caches === undefined && opfs !== false && OpfsChunkCache.available()) {

@@ -34,6 +34,9 @@ export interface OpfsChunkCacheOptions {
    * itself (`navigator.storage.getDirectory()`, whose name is "") is the default.
    * @default {navigator.storage.getDirectory()} */
   root?: OpfsDirectoryHandle | undefined;
+  /** How long a chunk put while another tab or worker holds the cache's lock waits to be written before
+   * it is dropped (a frozen tab must not keep chunks queued forever). @default {30000} */
+  lockPatienceMs?: number | undefined;
 }
 
 /** What an {@linkcode OpfsChunkCache} did since it was made. */
@@ -49,7 +52,7 @@ export interface OpfsChunkCacheStats {
   /** Files that failed verification or had a size no chunk has; each was deleted. */
   damaged: number;
   /** Chunks not kept: the cache is disabled, the chunk is larger than it, too many were waiting, the lock
-   * stayed held for 30 s, or writing failed. */
+   * stayed held for `lockPatienceMs` (30 s), or writing failed. */
   dropped: number;
   /** Times a change waited 1 s for the lock in vain (another tab or worker held it) and was put off. */
   lockTimeouts: number;
@@ -65,8 +68,8 @@ const TOUCH_FLUSH_MS = 1000;
 const LOCK_WAIT_MS = 1000;
 /** How long a change put off waits before it asks for the lock again. */
 const LOCK_RETRY_MS = 1000;
-/** A chunk still unwritten this long after `put`, for want of the lock, is dropped. */
-const LOCK_PATIENCE_MS = 30_000;
+/** A chunk still unwritten this long after `put`, for want of the lock, is dropped (by default). */
+const DEFAULT_LOCK_PATIENCE_MS = 30_000;
 /** How long {@linkcode OpfsChunkCache.usage} waits for the lock. */
 const USAGE_LOCK_WAIT_MS = 30_000;
 /** The most chunks written under one hold of the lock. */
@@ -164,11 +167,12 @@ export class OpfsChunkCache implements ChunkCache {
    */
   readonly lockName: string;
   readonly #root: OpfsDirectoryHandle | undefined;
+  readonly #lockPatienceMs: number;
   #opening: Promise<IndexedDirectory | undefined> | undefined;
   #disabledReason: string | undefined;
   readonly #queue = new Map<string, Pending>();
   /** The chunks queued or being written, and their bytes. */
-  #waiting = { chunks: 0, bytes: 0 };
+  readonly #waiting = { chunks: 0, bytes: 0 };
   readonly #touched = new Set<string>();
   readonly #forgotten = new Set<string>();
   /** When the lock was first found busy, while it still is. */
@@ -196,10 +200,16 @@ export class OpfsChunkCache implements ChunkCache {
 
   constructor(options: OpfsChunkCacheOptions = {}) {
     checkOpfsCacheOptions(options);
-    const { directory = DEFAULT_DIRECTORY, capacityBytes = DEFAULT_CAPACITY_BYTES, root } = options;
+    const {
+      directory = DEFAULT_DIRECTORY,
+      capacityBytes = DEFAULT_CAPACITY_BYTES,
+      root,
+      lockPatienceMs = DEFAULT_LOCK_PATIENCE_MS,
+    } = options;
     this.directory = directory;
     this.capacityBytes = capacityBytes;
     this.#root = root;
+    this.#lockPatienceMs = lockPatienceMs;
     this.description = `OPFS chunk cache "${directory}"`;
     // The origin's root is named "": given or not, it is one directory and must be one lock.
     this.lockName = `tessera-chunk-cache:${root && root.name !== "" ? `${root.name}/` : ""}${directory}`;
@@ -231,7 +241,9 @@ export class OpfsChunkCache implements ChunkCache {
     const name = idToHex(id);
     const dir = (await this.#open())?.handle;
     const object = dir && await readChunkFile(dir, name).catch((error) => {
-      this.#note(`Cannot read chunk ${name} from ${this.description}: ${describeError(error)}`);
+      this.#note(
+        `Cannot read chunk ${name} from ${this.description}: ${describeError(error)}; read as a miss`,
+      );
       return undefined;
     });
     signal?.throwIfAborted();
@@ -245,7 +257,10 @@ export class OpfsChunkCache implements ChunkCache {
     } catch (error) {
       this.#stats.damaged++;
       this.#stats.misses++;
-      this.#note(`Deleted chunk ${name} from ${this.description}: ${errorMessage(error)}`);
+      this.#note(
+        `Chunk ${name} in ${this.description} failed verification (${errorMessage(error)}); ` +
+          "deleted it and read it as a miss",
+      );
       // Never serve a damaged file; the next put of this chunk writes it again.
       await dir!.removeEntry(name).catch(() => {});
       this.#forgotten.add(name);
@@ -419,7 +434,7 @@ export class OpfsChunkCache implements ChunkCache {
     this.#queue.clear();
     const stale: Pending[] = [];
     for (const pending of queued) {
-      if (now - pending.since < LOCK_PATIENCE_MS) this.#queue.set(pending.name, pending);
+      if (now - pending.since < this.#lockPatienceMs) this.#queue.set(pending.name, pending);
       else stale.push(pending);
     }
     for (const { object } of stale) {
@@ -432,13 +447,14 @@ export class OpfsChunkCache implements ChunkCache {
         ? `chunk ${stale[0]!.name}`
         : `${stale.length} chunks (${stale[0]!.name} first)`;
       this.#note(
-        `Cannot write ${what} to ${this.description}: waited ${LOCK_PATIENCE_MS / 1000} s for its lock ` +
-          `"${this.lockName}", held by another tab or worker (busy, frozen or paused in a debugger); ` +
+        `Cannot write ${what} to ${this.description}: waited ${this.#lockPatienceMs / 1000} s for its lock ` +
+          `"${this.lockName}", held by another tab or worker of the site (busy, frozen or paused in a ` +
+          "debugger: reload or close it); " +
           `${stale.length === 1 ? "the chunk was" : "they were"} not cached`,
       );
     }
     // Hits and damaged files are only bookkeeping: given up with the chunks, so `settled()` ends.
-    if (now - this.#busySince < LOCK_PATIENCE_MS) {
+    if (now - this.#busySince < this.#lockPatienceMs) {
       for (const name of touched) this.#touched.add(name);
       for (const name of forgotten) this.#forgotten.add(name);
     }
@@ -453,7 +469,9 @@ export class OpfsChunkCache implements ChunkCache {
       return got?.value;
     } catch (error) {
       // The directory itself is gone (the site's data was cleared): make it again next time.
-      if (isNamed(error, "NotFoundError")) this.#opening = undefined;
+      if (isNamed(error, "NotFoundError") || isNamed((error as { cause?: unknown }).cause, "NotFoundError")) {
+        this.#opening = undefined;
+      }
       const lost = batch.length === 0
         ? ""
         : `; ${batch.length === 1 ? "1 chunk was" : `${batch.length} chunks were`} not cached`;
@@ -486,7 +504,7 @@ export function checkOpfsCacheOptions(options: unknown, wording: OpfsOptionsWord
   if (typeof options !== "object" || options === null) {
     throw new TypeError(`${action}: ${name ?? "the options"} must be an object, not ${String(options)}`);
   }
-  const { directory, capacityBytes, root } = options as OpfsChunkCacheOptions;
+  const { directory, capacityBytes, root, lockPatienceMs } = options as OpfsChunkCacheOptions;
   if (
     directory !== undefined &&
     (typeof directory !== "string" || directory === "" || /[/\\]/.test(directory) ||
@@ -496,6 +514,11 @@ export function checkOpfsCacheOptions(options: unknown, wording: OpfsOptionsWord
   }
   if (capacityBytes !== undefined && (!Number.isSafeInteger(capacityBytes) || capacityBytes < 1)) {
     throw new RangeError(`${action}: ${field("capacityBytes")} ${capacityBytes} is not a positive integer`);
+  }
+  if (lockPatienceMs !== undefined && (!Number.isSafeInteger(lockPatienceMs) || lockPatienceMs < 1)) {
+    throw new RangeError(
+      `${action}: ${field("lockPatienceMs")} ${lockPatienceMs} is not a positive integer (milliseconds)`,
+    );
   }
   if (root !== undefined && typeof root?.getDirectoryHandle !== "function") {
     throw new TypeError(`${action}: ${field("root")} is not a directory handle`);

@@ -44,6 +44,11 @@ const BAD_OPFS_OPTIONS = [
   ],
   [{ capacityBytes: 0 }, RangeError, "Cannot open a replica: opfs.capacityBytes 0 is not a positive integer"],
   [{ directory: "a/b" }, TypeError, 'Cannot open a replica: opfs.directory "a/b" is not one file name'],
+  [
+    { lockPatienceMs: 0.5 },
+    RangeError,
+    "Cannot open a replica: opfs.lockPatienceMs 0.5 is not a positive integer (milliseconds)",
+  ],
 ] as const;
 
 describe("OpfsChunkCache outside a browser", () => {
@@ -190,6 +195,19 @@ describe("OpfsChunkCache in chromium", () => {
     } finally {
       await other.close();
     }
+  });
+
+  it("a cache whose site data was cleared makes its directory again at its next change", async () => {
+    const [x, y, z] = [5000, 5001, 5002];
+    await tests(page).putChunks("/cleared", [x, y, z]);
+    const cdp = await profile.context.newCDPSession(page);
+    await cdp.send("Storage.clearDataForOrigin", { origin: site.url, storageTypes: "all" });
+    await cdp.detach();
+    assert.deepEqual(await tests(page).readChunks("/cleared", [x]), { hits: 0, wrong: [] });
+    // The change that finds the directory gone loses its chunk; the next one makes it again.
+    await tests(page).putChunks("/cleared", [y]);
+    await tests(page).putChunks("/cleared", [z]);
+    assert.deepEqual(await tests(page).readChunks("/cleared", [z]), { hits: 1, wrong: [] });
   });
 
   it("finds the chunks it kept after the browser is closed and opened again on its profile", async () => {
