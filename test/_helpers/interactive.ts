@@ -7,6 +7,7 @@
  */
 
 import { type ChildProcess, spawn } from "node:child_process";
+import { join } from "node:path";
 import process from "node:process";
 import { isDeno, ROOT } from "./run.ts";
 
@@ -22,6 +23,8 @@ export interface Interactive {
    * the end of the match and consumes it.
    */
   next(pattern: RegExp): Promise<string>;
+  /** Everything written to stdout so far, consumed or not. */
+  stdout(): string;
   /** Everything written to stderr so far. */
   stderr(): string;
   /** Closes stdin and waits for the exit code. */
@@ -37,8 +40,23 @@ export interface Interactive {
   signal(name: "SIGTERM" | "SIGINT"): void;
 }
 
+/** How {@linkcode startInteractive} runs its child. */
+export interface InteractiveOptions {
+  /** Variables set for the child, over this process's own (or alone, with `inheritEnv: false`). */
+  env?: Record<string, string>;
+  /** Whether the child gets this process's environment. @default {true} */
+  inheritEnv?: boolean;
+  /** Runs the script under the project's Deno whatever runtime runs the tests, with these flags in place of
+   * `-A` (permissions denied by default). */
+  denoFlags?: string[];
+}
+
+/** The project's Deno, from npm. */
+export const DENO = join(ROOT, "node_modules/deno/deno");
+
 /**
- * Starts `script` (relative to the repository root) with `args`, under Deno (`deno run -A`) or Bun.
+ * Starts `script` (relative to the repository root) with `args`, under Deno (`deno run -A`) or Bun, the
+ * runtime running the tests, or under Deno with `denoFlags`.
  *
  * @example
  * ```ts
@@ -52,12 +70,17 @@ export interface Interactive {
 export function startInteractive(
   script: string,
   args: string[],
-  options: { env?: Record<string, string> } = {},
+  options: InteractiveOptions = {},
 ): Interactive {
-  const argv = isDeno ? ["run", "-A", script, ...args] : [script, ...args];
-  const child: ChildProcess = spawn(process.execPath, argv, {
+  const { env = {}, inheritEnv = true, denoFlags } = options;
+  const [command, argv] = denoFlags
+    ? [DENO, ["run", ...denoFlags, script, ...args]]
+    : isDeno
+    ? [process.execPath, ["run", "-A", script, ...args]]
+    : [process.execPath, [script, ...args]];
+  const child: ChildProcess = spawn(command, argv, {
     cwd: ROOT,
-    env: { ...process.env, NO_COLOR: "1", ...options.env },
+    env: { ...(inheritEnv ? process.env : {}), NO_COLOR: "1", ...env },
     stdio: ["pipe", "pipe", "pipe"],
   });
   let out = "";
@@ -114,6 +137,7 @@ export function startInteractive(
   return {
     write: (text) => child.stdin?.write(text),
     next,
+    stdout: () => out,
     stderr: () => err,
     end: async () => {
       child.stdin?.end();

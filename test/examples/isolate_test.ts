@@ -6,7 +6,6 @@
  */
 
 import assert from "node:assert/strict";
-import { type ChildProcess, spawn } from "node:child_process";
 import { join } from "node:path";
 import process from "node:process";
 import { after, before, describe, it } from "node:test";
@@ -14,11 +13,11 @@ import { createClient } from "@libsql/client";
 import isolate from "../../examples/isolate.ts";
 import { syncDatabase } from "../../src/write/sync.ts";
 import { LocalStore } from "../../src/store/local.ts";
+import { type Interactive, startInteractive } from "../_helpers/interactive.ts";
 import { ROOT, sqliteCli } from "../_helpers/run.ts";
 import { startStaticServer, type StaticServer } from "../_helpers/static_server.ts";
 import { makeTempDir, removeDir } from "../_helpers/temp.ts";
 
-const DENO = join(ROOT, "node_modules/deno/deno");
 const TOKEN = "reader-token";
 const WASM = join(ROOT, "node_modules/@sqlite.org/sqlite-wasm/dist/sqlite3.wasm");
 
@@ -30,33 +29,19 @@ describe("examples/isolate.ts", () => {
   let db: string;
   let storeDir: string;
   let web: StaticServer;
-  let child: ChildProcess | undefined;
-  let stderr = "";
+  let child: Interactive | undefined;
 
-  const spawnIsolate = (env: Record<string, string>) =>
-    spawn(
-      DENO,
-      [
-        "run",
-        "--no-prompt",
-        "--no-lock",
-        `--allow-read=${WASM}`,
-        "--allow-net=127.0.0.1",
-        "--allow-env",
-        "examples/isolate.ts",
-      ],
-      {
-        cwd: ROOT,
-        env: {
-          PATH: process.env.PATH ?? "",
-          DENO_DIR: process.env.DENO_DIR ?? join(dir, "deno-dir"),
-          NO_COLOR: "1",
-          PORT: "0",
-          ...env,
-        },
-        stdio: ["ignore", "pipe", "pipe"],
+  const startIsolate = (env: Record<string, string>) =>
+    startInteractive("examples/isolate.ts", [], {
+      denoFlags: ["--no-prompt", "--no-lock", `--allow-read=${WASM}`, "--allow-net=127.0.0.1", "--allow-env"],
+      inheritEnv: false,
+      env: {
+        PATH: process.env.PATH ?? "",
+        DENO_DIR: process.env.DENO_DIR ?? join(dir, "deno-dir"),
+        PORT: "0",
+        ...env,
       },
-    );
+    });
 
   const sync = () =>
     syncDatabase(db, {
@@ -81,23 +66,14 @@ describe("examples/isolate.ts", () => {
   });
 
   after(async () => {
-    child?.kill("SIGTERM");
+    await child?.stop();
     await web?.stop();
     await removeDir(dir);
   });
 
   it("serves token holders and follows a new sync under Deno with the filesystem denied, reading no file but sqlite-wasm's", async () => {
-    child = spawnIsolate({ TESSERA_STORE_URL: web.url, TESSERA_SOURCE: "app", TESSERA_TOKEN: TOKEN });
-    child.stderr?.setEncoding("utf8").on("data", (text: string) => (stderr += text));
-    const port = await new Promise<number>((resolve, reject) => {
-      let out = "";
-      child!.stdout?.setEncoding("utf8").on("data", (text: string) => {
-        out += text;
-        const match = /\{"listening":(\d+)\}/.exec(out);
-        if (match) resolve(Number(match[1]));
-      });
-      child!.on("close", (code) => reject(new Error(`the isolate exited with ${code}: ${stderr}`)));
-    });
+    child = startIsolate({ TESSERA_STORE_URL: web.url, TESSERA_SOURCE: "app", TESSERA_TOKEN: TOKEN });
+    const { listening: port } = JSON.parse((await child.next(/\{"listening":\d+\}/)).trim());
     const base = `http://127.0.0.1:${port}`;
 
     const anonymous = await fetch(`${base}/v1/db/db/query`, { method: "POST", body: '{"sql": "SELECT 1"}' });
@@ -127,18 +103,15 @@ describe("examples/isolate.ts", () => {
     client.close();
 
     // Deno refused nothing: the isolate never asked for a file beyond sqlite-wasm's binary.
-    assert.doesNotMatch(stderr, /NotCapable|Requires (read|write) access|PermissionDenied/);
+    assert.doesNotMatch(child.stderr(), /NotCapable|Requires (read|write) access|PermissionDenied/);
   });
 
   it("refuses to start with an empty TESSERA_TOKEN, in one line naming it", async () => {
-    const refused = spawnIsolate({ TESSERA_STORE_URL: web.url, TESSERA_SOURCE: "app", TESSERA_TOKEN: "" });
-    let out = "";
-    refused.stdout?.setEncoding("utf8").on("data", (text: string) => (out += text));
-    refused.stderr?.setEncoding("utf8").on("data", (text: string) => (out += text));
-    const code = await new Promise((resolve) => refused.on("close", resolve));
-    assert.equal(code, 1);
+    const refused = startIsolate({ TESSERA_STORE_URL: web.url, TESSERA_SOURCE: "app", TESSERA_TOKEN: "" });
+    assert.equal(await refused.exited, 1);
+    assert.equal(refused.stdout(), "");
     assert.equal(
-      out,
+      refused.stderr(),
       "isolate: TESSERA_TOKEN is set but empty: give it the bearer token readers send (check the secret it " +
         "comes from), or unset it and set TESSERA_PUBLIC=1 to serve the database to anyone\n",
     );
