@@ -2,7 +2,8 @@
  * A chunk cache in the browser's Origin Private File System (OPFS): the browser's counterpart of
  * `directory_cache.ts`, kept across page loads and shared by the tabs and workers of one origin. Web APIs
  * only; where there is no OPFS (Deno, Bun, Node) the cache says so and stays empty. The directory's files
- * (the index, the scan) are in `_opfs_index.ts`.
+ * (the index, the scan) are in `_opfs_index.ts`, the change a write makes in `_opfs_directory.ts`, the file
+ * operations in `_opfs_files.ts`.
  *
  * @module
  */
@@ -11,15 +12,10 @@ import { errorMessage, TesseraError } from "../errors.ts";
 import { decodeChunk, encodeChunk } from "./codec.ts";
 import { type ChunkId, idToHex } from "./ids.ts";
 import type { ChunkCache, ChunkGetOptions } from "./source.ts";
-import {
-  describeError,
-  IndexedDirectory,
-  isNamed,
-  type OpfsDirectoryHandle,
-  readChunkFile,
-} from "./_opfs_index.ts";
+import { IndexedDirectory } from "./_opfs_directory.ts";
+import { describeError, isNamed, type OpfsDirectoryHandle, readChunkFile } from "./_opfs_files.ts";
 
-export type { OpfsDirectoryHandle, OpfsFile, OpfsFileHandle, OpfsWritable } from "./_opfs_index.ts";
+export type { OpfsDirectoryHandle, OpfsFile, OpfsFileHandle, OpfsWritable } from "./_opfs_files.ts";
 
 /** Options of {@linkcode OpfsChunkCache}. */
 export interface OpfsChunkCacheOptions {
