@@ -55,8 +55,27 @@ step() {
 step "$deno" fmt --check
 step "$deno" lint
 step "$deno" check src/ test/ bench/ scripts/ examples/
-step "$deno" test -A --no-check --junit-path=.tmp/junit-deno.xml test/
-step "$bun" test --timeout 120000 --reporter=junit --reporter-outfile=.tmp/junit-bun.xml test/
+deno_tests=("$deno" test -A --no-check --junit-path=.tmp/junit-deno.xml test/)
+bun_tests=("$bun" test --timeout 120000 --reporter=junit --reporter-outfile=.tmp/junit-bun.xml test/)
+if [ "${TESSERA_TEST_SERIAL:-}" = 1 ]; then
+  step "${deno_tests[@]}"
+  step "${bun_tests[@]}"
+else
+  # The two runtimes' runs side by side: most tests wait on processes, servers and a browser, so this takes
+  # little more than the longer of the two on 2 cores. Each line says which run wrote it; TESSERA_TEST_SERIAL=1
+  # runs one after the other instead.
+  echo "== ${deno_tests[*]} & ${bun_tests[*]} (side by side: lines start [deno] or [bun])"
+  rm -f .tmp/deno-tests.rc .tmp/bun-tests.rc
+  { "${deno_tests[@]}" 2>&1; echo $? > .tmp/deno-tests.rc; } | sed -u 's/^/[deno] /' &
+  { "${bun_tests[@]}" 2>&1; echo $? > .tmp/bun-tests.rc; } | sed -u 's/^/[bun] /' &
+  wait
+  for runtime in deno bun; do
+    if [ "$(cat ".tmp/$runtime-tests.rc" 2>/dev/null)" != 0 ]; then
+      status=1
+      failed_steps+=("$runtime tests (exit $(cat ".tmp/$runtime-tests.rc" 2>/dev/null || echo unknown))")
+    fi
+  done
+fi
 echo "== summary"
 "$deno" run -A scripts/test_summary.ts deno=.tmp/junit-deno.xml bun=.tmp/junit-bun.xml || status=1
 # A step can fail with every test passing (a lint or type error, a crash outside any test): name it last,
