@@ -52,7 +52,7 @@ const FULL = {
 };
 const QUICK: typeof FULL = {
   lag: { rates: [1, 10, 100], seconds: 2, stores: ["directory"] },
-  writer: { seconds: 2 },
+  writer: { seconds: 1 },
   outage: { seconds: 4, sampleEveryS: 2, rate: 10 },
 };
 // The replicator's own defaults, stated in the output: they set the lag.
