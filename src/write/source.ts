@@ -111,6 +111,16 @@ export class SourceReader {
    * An abort of `signal` stops the reader process at once, even in SQLite's busy wait.
    */
   async snapshot<T>(fn: (snapshot: SourceSnapshot) => Promise<T>, signal?: AbortSignal): Promise<T> {
+    // A file deleted and made again (or renamed over) while the reader opened it fails that open; the
+    // file there now is read once more before the failure is reported.
+    return await this.#snapshot(fn, signal, true);
+  }
+
+  async #snapshot<T>(
+    fn: (snapshot: SourceSnapshot) => Promise<T>,
+    signal: AbortSignal | undefined,
+    again: boolean,
+  ): Promise<T> {
     signal?.throwIfAborted();
     const file = this.path;
     const before = await statSource(file);
@@ -119,8 +129,11 @@ export class SourceReader {
     this.#next = undefined;
     const stop = () => reader.kill();
     signal?.addEventListener("abort", stop, { once: true });
+    let opened = false;
+    let retry = false;
     try {
       const { mode, pageSize, pageCount } = await reader.begin();
+      opened = true;
       const walAfter = mode === "wal" ? await readWal(`${file}-wal`) : undefined;
       const header = pageCount > 0 ? await reader.read(1, 1) : new Uint8Array(0);
       const changeCounter = header.length >= 28
@@ -150,13 +163,19 @@ export class SourceReader {
       if (error instanceof TesseraError || isAbortError(error)) throw error;
       // Deleted between the first look and the reader's open: say so as the first look would have.
       await statSource(file);
-      throw new TesseraError("SOURCE_UNREADABLE", `Cannot read database "${file}": ${errorMessage(error)}`, {
-        cause: error,
-      });
+      if (!opened && again) {
+        retry = true;
+      } else {
+        const message = `Cannot read database "${file}": ${errorMessage(error)}`;
+        throw new TesseraError("SOURCE_UNREADABLE", message, { cause: error });
+      }
     } finally {
       signal?.removeEventListener("abort", stop);
-      if (this.#spare && !this.#closed) this.#next = ReaderProcess.start(file, this.#busyTimeoutMs);
+      if (this.#spare && !this.#closed && !retry) {
+        this.#next = ReaderProcess.start(file, this.#busyTimeoutMs);
+      }
     }
+    return await this.#snapshot(fn, signal, false);
   }
 
   /** Stops the spare reader process; a later snapshot still works, starting its reader when it begins. */
