@@ -35,7 +35,12 @@ export async function directoryContext(
   if (dir === undefined) return undefined;
   if (extra.length > 0) throw new UsageError(`restore: unexpected argument "${extra[0]}"; give one DIR`);
   if (values.store?.length) {
-    throw new UsageError("restore: give either a snapshot directory DIR or --store, not both");
+    // `tessera restore app --store DIR` most often means the database named app in DIR.
+    const isDirectory = (await stat(resolve(dir)).catch(() => undefined))?.isDirectory();
+    const hint = isDirectory || values.name !== undefined
+      ? ""
+      : ` (to restore the database named "${dir}" from the store, give --name ${dir})`;
+    throw new UsageError(`restore: give either a snapshot directory DIR or --store, not both${hint}`);
   }
   const root = resolve(dir);
   const info = await stat(root).catch(() => undefined);

@@ -2,6 +2,7 @@ import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
+import { existsSync } from "node:fs";
 import { mkdir, readdir, readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { run } from "../../src/cli/main.ts";
@@ -140,7 +141,15 @@ describe("tessera snapshot and tessera restore DIR", () => {
       join(dir, "n.db"),
     );
     assert.equal(both.code, 2);
-    assert.match(both.err, /either a snapshot directory DIR or --store/);
+    assert.match(both.err, /either a snapshot directory DIR or --store, not both\n/);
+    // A database name where DIR goes, with --store: the hint says how to name it.
+    const named = await tessera("restore", "alpha", "--store", snap, "--out", join(dir, "o.db"));
+    assert.equal(named.code, 2);
+    assert.match(
+      named.err,
+      /not both \(to restore the database named "alpha" from the store, give --name alpha\)/,
+    );
+    assert.equal(existsSync(join(dir, "o.db")), false);
   });
 
   it("--remove-source removes a WAL database and its sidecars after a verified snapshot", async () => {
