@@ -112,7 +112,7 @@ export class SourceReader {
    */
   async snapshot<T>(fn: (snapshot: SourceSnapshot) => Promise<T>, signal?: AbortSignal): Promise<T> {
     // A file deleted and made again (or renamed over) while the reader opened it fails that open; the
-    // file there now is read once more before the failure is reported.
+    // file there now is read once more before the failure is reported (unless the database was locked).
     return await this.#snapshot(fn, signal, true);
   }
 
@@ -163,7 +163,8 @@ export class SourceReader {
       if (error instanceof TesseraError || isAbortError(error)) throw error;
       // Deleted between the first look and the reader's open: say so as the first look would have.
       await statSource(file);
-      if (!opened && again) {
+      // Not for a lock held past the busy timeout: that wait is not repeated.
+      if (!opened && again && !/SQLITE_BUSY|database is locked/.test(errorMessage(error))) {
         retry = true;
       } else {
         const message = `Cannot read database "${file}": ${errorMessage(error)}`;
