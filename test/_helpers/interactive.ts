@@ -7,9 +7,8 @@
  */
 
 import { type ChildProcess, spawn } from "node:child_process";
-import { join } from "node:path";
 import process from "node:process";
-import { isDeno, ROOT } from "./run.ts";
+import { DENO, isDeno, ROOT } from "./run.ts";
 
 /** Bounds each wait, so a broken child fails its test with its output instead of hanging the suite. */
 const HANG_GUARD_MS = 60_000;
@@ -50,9 +49,6 @@ export interface InteractiveOptions {
    * `-A` (permissions denied by default). */
   denoFlags?: string[];
 }
-
-/** The project's Deno, from npm. */
-export const DENO = join(ROOT, "node_modules/deno/deno");
 
 /**
  * Starts `script` (relative to the repository root) with `args`, under Deno (`deno run -A`) or Bun, the

@@ -7,6 +7,7 @@
 
 import { execFile, spawn } from "node:child_process";
 import process from "node:process";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 /** The repository's root directory. */
@@ -21,6 +22,9 @@ export interface RunResult {
 
 /** True under Deno, false under Bun. */
 export const isDeno = "Deno" in globalThis;
+
+/** The project's Deno, from npm, whichever runtime runs the tests. */
+export const DENO = join(ROOT, "node_modules/deno/deno");
 
 /**
  * Runs `script` (a path relative to the repository root) with `args` and waits for it to exit.

@@ -10,7 +10,7 @@ import { type FaultProxy, startFaultProxy } from "../_helpers/fault_proxy.ts";
 import { s3StoreOn, type S3TestServer, startS3Server } from "../_helpers/s3_server.ts";
 import { makeTempDir, removeDir } from "../_helpers/temp.ts";
 import { startWriter } from "../_helpers/writer.ts";
-import { ROOT } from "../_helpers/run.ts";
+import { DENO, ROOT } from "../_helpers/run.ts";
 import { spawn } from "node:child_process";
 
 async function run(
@@ -308,13 +308,12 @@ describe("replicas of a database in a real S3 server (s3rver)", () => {
         secretAccessKey: server.secretAccessKey,
         prefix,
       });
-      const deno = join(ROOT, "node_modules/deno/deno");
       let command: string;
       let args: string[];
       if (runtime === "deno") {
         // Only the .wasm binary may be read, only 127.0.0.1 reached; no writes, no environment.
         const wasmDir = join(ROOT, "node_modules/@sqlite.org/sqlite-wasm/dist");
-        command = deno;
+        command = DENO;
         args = [
           "run",
           "--no-prompt",
