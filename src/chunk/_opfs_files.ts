@@ -6,7 +6,6 @@
  */
 
 import { errorMessage } from "../errors.ts";
-import { sleep } from "../net/backoff.ts";
 
 /** The parts of a `FileSystemDirectoryHandle` the cache uses; a real one has them all. */
 export interface OpfsDirectoryHandle {
@@ -109,7 +108,7 @@ export async function removeFile(dir: OpfsDirectoryHandle, name: string): Promis
       ) {
         return false;
       }
-      await sleep(10 * 2 ** (tried - 1));
+      await new Promise((resolve) => setTimeout(resolve, 10 * 2 ** (tried - 1)));
     }
   }
 }

@@ -9,7 +9,6 @@
  */
 
 import { errorMessage, TesseraError } from "../errors.ts";
-import { sleep } from "../net/backoff.ts";
 import { decodeChunk, encodeChunk } from "./codec.ts";
 import { type ChunkId, idToHex } from "./ids.ts";
 import type { ChunkCache, ChunkGetOptions } from "./source.ts";
@@ -90,6 +89,7 @@ interface OpfsGlobals {
 }
 
 const web = (): OpfsGlobals => globalThis as unknown as OpfsGlobals;
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const mib = (bytes: number) => `${(bytes / (1024 * 1024)).toFixed(1)} MiB`;
 
 interface Pending {
